@@ -1,0 +1,33 @@
+# The two commands: `make demo` (embedded default, no servers) and `make test` (whole suite on real services).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/reactivation demo
+
+test: $(STAMP)
+	scripts/ensure-services.sh
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check reactivation celery_app tests bench alembic
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	scripts/ensure-services.sh
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,56 @@
+"""Builds the Celery app from settings and wires the per-process runtime (engine after fork, never at import)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, signals
+
+from celery_app.config import celery_config
+from reactivation.logs import configure_logging
+from reactivation.runtime import Runtime
+from reactivation.settings import Settings, get_settings
+
+app = Celery("reactivation", include=["celery_app.tasks"])
+
+_runtime: Runtime | None = None
+
+
+def configure(settings: Settings) -> Celery:
+    """(Re)configure the app and this process's runtime from `settings`."""
+    global _runtime
+    app.conf.update(celery_config(settings))
+    if _runtime is not None:
+        _runtime.dispose()
+    _runtime = Runtime(settings)
+    return app
+
+
+def runtime() -> Runtime:
+    """This process's runtime, built on first use (after the worker forked)."""
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime(get_settings())
+    return _runtime
+
+
+@signals.worker_process_init.connect
+def _fresh_runtime_after_fork(**_: Any) -> None:
+    # A forked child must not reuse the parent's database connections.
+    global _runtime
+    settings = _runtime.settings if _runtime is not None else get_settings()
+    _runtime = Runtime(settings)
+
+
+@signals.worker_process_shutdown.connect
+def _dispose_runtime(**_: Any) -> None:
+    if _runtime is not None:
+        _runtime.dispose()
+
+
+@signals.setup_logging.connect
+def _logging(**_: Any) -> None:
+    configure_logging(runtime().settings.log_level)
+
+
+configure(get_settings())

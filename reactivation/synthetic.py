@@ -1,0 +1,368 @@
+"""A synthetic salon: services, clients with per-service rhythms, a year of visits, bookings. Pure and deterministic.
+
+What the tests, the demo and the benchmarks run on. The generator only yields plain rows; `bulk.load_salon`
+writes them. Each client follows one archetype: regulars who keep their own rhythm, irregulars, lapsed
+clients who stopped coming, new clients with one visit, no-shows, a few blacklisted, some with a future booking.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import NamedTuple
+
+# (title as the booking system writes it, true rhythm in days, price in roubles)
+CATALOG: list[tuple[str, int, int]] = [
+    ("Стрижка мужская", 28, 1500),
+    ("Мужская стрижка машинкой", 21, 900),
+    ("Стрижка бороды", 21, 800),
+    ("Стрижка женская", 42, 2500),
+    ("Детская стрижка", 35, 1000),
+    ("Окрашивание волос", 50, 5000),
+    ("Окрашивание корней", 35, 3500),
+    ("Балаяж", 90, 9000),
+    ("Мелирование", 60, 6000),
+    ("Маникюр с покрытием гель-лак", 21, 2200),
+    ("Маникюр классический", 14, 1200),
+    ("Педикюр", 30, 2500),
+    ("Наращивание ресниц", 21, 2800),
+    ("Ламинирование ресниц", 42, 2500),
+    ("Коррекция бровей", 21, 800),
+    ("Чистка лица", 28, 3500),
+    ("Массаж лица", 14, 2000),
+    ("Эпиляция ног", 35, 2000),
+    ("Шугаринг бикини", 28, 2000),
+    ("Лазерная эпиляция подмышек", 42, 2500),
+    ("Кератиновое выпрямление", 120, 8000),
+    ("Укладка", 7, 1500),
+    ("Ботокс для волос", 45, 4500),
+    ("Пилинг", 21, 2500),
+    ("Королевское бритьё", 14, 1800),
+    ("Наращивание ногтей", 21, 3000),
+    # No industry keyword matches these: they fall through to the salon's average or the universal 30 days.
+    ("SPA-программа «Релакс»", 30, 4000),
+    ("Камуфляж седины", 30, 1200),
+    ("Комплекс «Отец и сын»", 30, 2200),
+]
+
+FIRST_NAMES_F = [
+    "Мария",
+    "Анна",
+    "Елена",
+    "Ольга",
+    "Наталья",
+    "Татьяна",
+    "Ирина",
+    "Светлана",
+    "Юлия",
+    "Екатерина",
+    "Алёна",
+    "Дарья",
+    "Ксения",
+    "Виктория",
+    "Полина",
+    "Софья",
+    "Любовь",
+    "Надежда",
+]
+FIRST_NAMES_M = [
+    "Александр",
+    "Дмитрий",
+    "Максим",
+    "Сергей",
+    "Андрей",
+    "Алексей",
+    "Иван",
+    "Артём",
+    "Михаил",
+    "Никита",
+    "Егор",
+    "Павел",
+    "Роман",
+    "Илья",
+    "Фёдор",
+    "Кирилл",
+]
+SURNAMES = [
+    "Иванов",
+    "Смирнов",
+    "Кузнецов",
+    "Попов",
+    "Васильев",
+    "Петров",
+    "Соколов",
+    "Михайлов",
+    "Новиков",
+    "Фёдоров",
+    "Морозов",
+    "Волков",
+    "Алексеев",
+    "Лебедев",
+    "Семёнов",
+    "Егоров",
+]
+PATRONYMICS_M = ["Александрович", "Сергеевич", "Иванович", "Петрович", "Андреевич"]
+PATRONYMICS_F = ["Александровна", "Сергеевна", "Ивановна", "Петровна", "Андреевна"]
+SALON_NAMES = [
+    "Салон «Бархат»",
+    "Студия «Шарм»",
+    "Салон «Лаванда»",
+    "Точка красоты",
+    "Барбершоп «Борода»",
+    "Салон «Локон»",
+    "Студия «Мята»",
+]
+
+# Archetype shares (must sum to 1).
+ARCHETYPES: list[tuple[str, float]] = [
+    ("regular", 0.42),
+    ("irregular", 0.15),
+    ("lapsed", 0.22),
+    ("new", 0.10),
+    ("no_show", 0.05),
+    ("vip", 0.06),
+]
+
+
+@dataclass(frozen=True)
+class SyntheticService:
+    yclients_id: int
+    title: str
+    rhythm_days: int
+    price: int
+
+
+@dataclass
+class SyntheticClient:
+    id: int
+    name: str | None
+    phone: str | None
+    archetype: str
+    last_visit_date: date | None = None
+    visit_count: int = 0
+    last_services: list[dict[str, object]] = field(default_factory=list)
+    total_spent: Decimal = Decimal(0)
+    blacklisted: bool = False
+    favorite_staff_ids: list[int] = field(default_factory=list)
+    preferred_time_slots: list[str] = field(default_factory=list)
+
+
+class SyntheticAppointment(NamedTuple):
+    client_id: int
+    service_ids: list[int]
+    appointment_datetime: datetime
+    attendance: int
+
+
+class SyntheticBooking(NamedTuple):
+    id: int
+    client_id: int | None
+    client_phone: str | None
+    datetime: dt.datetime
+    status: str
+    created_at: dt.datetime
+
+
+@dataclass
+class SalonPlan:
+    """Everything `load_salon` writes for one company."""
+
+    company_id: int
+    name: str
+    timezone: str
+    settings: dict[str, object]
+    services: list[SyntheticService]
+    clients: list[SyntheticClient]
+    appointments: list[SyntheticAppointment]
+    bookings: list[SyntheticBooking]
+
+
+def generate_salon(
+    *,
+    company_id: int,
+    clients: int,
+    seed: int = 1,
+    today: date,
+    history_days: int = 365,
+    timezone: str = "Europe/Moscow",
+    name: str | None = None,
+    settings: dict[str, object] | None = None,
+) -> SalonPlan:
+    """Build a deterministic salon for `company_id`: the same arguments always give the same rows."""
+    if clients < 0:
+        raise ValueError("clients must be zero or more")
+    rng = random.Random(f"{seed}:{company_id}")
+    catalog = rng.sample(CATALOG, k=rng.randint(18, min(28, len(CATALOG))))
+    service_base = 10_000 + (company_id % 1000) * 100
+    services = [
+        SyntheticService(service_base + i, title, rhythm, price) for i, (title, rhythm, price) in enumerate(catalog)
+    ]
+    plan = SalonPlan(
+        company_id=company_id,
+        name=name or rng.choice(SALON_NAMES),
+        timezone=timezone,
+        settings=dict(settings or {}),
+        services=services,
+        clients=[],
+        appointments=[],
+        bookings=[],
+    )
+    booking_ids = iter(range(company_id * 10_000_000 + 1, company_id * 10_000_000 + 9_999_999))
+    for index in range(clients):
+        client, visits, bookings = _client(rng, company_id, index, services, today, history_days, booking_ids)
+        plan.clients.append(client)
+        plan.appointments.extend(visits)
+        plan.bookings.extend(bookings)
+    return plan
+
+
+def _client(
+    rng: random.Random,
+    company_id: int,
+    index: int,
+    services: list[SyntheticService],
+    today: date,
+    history_days: int,
+    booking_ids: Iterator[int],
+) -> tuple[SyntheticClient, list[SyntheticAppointment], list[SyntheticBooking]]:
+    client_id = company_id * 10_000_000 + index + 1
+    archetype = _pick(rng, ARCHETYPES)
+    phone = _phone(rng, index)
+    client = SyntheticClient(id=client_id, name=_name(rng, phone), phone=phone, archetype=archetype)
+    client.blacklisted = rng.random() < 0.02
+    client.favorite_staff_ids = sorted(rng.sample(range(1, 13), k=rng.randint(0, 2)))
+    client.preferred_time_slots = rng.sample(["morning", "afternoon", "evening"], k=rng.randint(0, 2))
+
+    favourites = rng.sample(services, k=1 if rng.random() < 0.75 else 2)
+    # Each client keeps their own pace around the service's rhythm.
+    pace = rng.uniform(0.8, 1.25)
+    start = today - timedelta(days=history_days)
+    visits: list[SyntheticAppointment] = []
+
+    if archetype == "new":
+        day = today - timedelta(days=rng.randint(1, min(120, history_days)))
+        visits.append(_visit(rng, client_id, favourites[:1], day, attended=True))
+    elif archetype == "no_show":
+        for _ in range(rng.randint(1, 3)):
+            day = today - timedelta(days=rng.randint(1, history_days))
+            visits.append(_visit(rng, client_id, favourites[:1], day, attended=False))
+        if rng.random() < 0.5:
+            day = today - timedelta(days=rng.randint(20, history_days))
+            visits.append(_visit(rng, client_id, favourites[:1], day, attended=True))
+    else:
+        # Lapsed clients stop some time ago; everyone else comes up to roughly now.
+        if archetype == "lapsed":
+            stop = today - timedelta(days=rng.randint(40, min(400, history_days + 35)))
+        else:
+            stop = today - timedelta(days=rng.randint(0, 20))
+        for service in favourites:
+            rhythm = service.rhythm_days * pace
+            spread = 0.08 if archetype in ("regular", "vip") else 0.45
+            day = start + timedelta(days=rng.uniform(0, rhythm))
+            while day <= stop:
+                combo = [service, rng.choice(services)] if rng.random() < 0.08 else [service]
+                visits.append(_visit(rng, client_id, combo, day, attended=rng.random() > 0.03))
+                gap = max(1.0, rng.gauss(rhythm, rhythm * spread))
+                day += timedelta(days=gap)
+        if not any(v.attendance == 1 for v in visits):
+            day = stop - timedelta(days=rng.randint(0, 30))
+            visits.append(_visit(rng, client_id, favourites[:1], max(day, start), attended=True))
+
+    visits.sort(key=lambda v: v.appointment_datetime)
+    attended = [v for v in visits if v.attendance == 1]
+    prices = {s.yclients_id: s.price for s in services}
+    titles = {s.yclients_id: s.title for s in services}
+    if attended:
+        client.last_visit_date = attended[-1].appointment_datetime.date()
+        # Older history beyond the year the cache holds.
+        client.visit_count = len(attended) + (rng.randint(0, 20) if archetype in ("regular", "vip") else 0)
+        seen: list[int] = []
+        for visit in reversed(attended):
+            for sid in visit.service_ids:
+                if sid not in seen:
+                    seen.append(sid)
+        client.last_services = [{"id": sid, "title": titles[sid]} for sid in seen[:3]]
+        spent = sum(prices[sid] for v in attended for sid in v.service_ids)
+        client.total_spent = Decimal(spent * (3 if archetype == "vip" else 1))
+
+    bookings: list[SyntheticBooking] = []
+    if archetype != "lapsed" and attended and rng.random() < 0.12:
+        when = _at_hour(rng, today + timedelta(days=rng.randint(1, 21)))
+        status = "deleted" if rng.random() < 0.25 else rng.choice(["confirmed", "new"])
+        created = _at_hour(rng, today - timedelta(days=rng.randint(0, 10)))
+        bookings.append(SyntheticBooking(next(booking_ids), client_id, phone, when, status, created))
+    return client, visits, bookings
+
+
+def _visit(
+    rng: random.Random, client_id: int, services: list[SyntheticService], day: date | datetime, *, attended: bool
+) -> SyntheticAppointment:
+    if isinstance(day, datetime):
+        day = day.date()
+    return SyntheticAppointment(client_id, [s.yclients_id for s in services], _at_hour(rng, day), int(attended))
+
+
+def _at_hour(rng: random.Random, day: date) -> datetime:
+    # Salon hours in UTC for a Moscow salon: 10:00-20:00 local, on the quarter hour.
+    quarter = int(rng.random() * 44)
+    return datetime(day.year, day.month, day.day, 7 + quarter // 4, 15 * (quarter % 4), tzinfo=UTC)
+
+
+def _pick(rng: random.Random, weighted: list[tuple[str, float]]) -> str:
+    roll = rng.random()
+    for value, share in weighted:
+        roll -= share
+        if roll < 0:
+            return value
+    return weighted[-1][0]
+
+
+def _phone(rng: random.Random, index: int) -> str | None:
+    # Unique per client within a salon; written the many ways the booking system receives them.
+    subscriber = 9_000_000_000 + (index * 7_919 + 1_234_567) % 999_999_999
+    digits = str(subscriber)
+    roll = rng.random()
+    if roll < 0.005:
+        return None
+    if roll < 0.012:
+        return rng.choice(["12345", "8 (000) 000-00-00", "не указан", "+7 900 123"])
+    style = rng.randrange(5)
+    if style == 0:
+        return f"+7{digits}"
+    if style == 1:
+        return f"8 ({digits[:3]}) {digits[3:6]}-{digits[6:8]}-{digits[8:]}"
+    if style == 2:
+        return f"7{digits}"
+    if style == 3:
+        return f"+7 {digits[:3]} {digits[3:]}"
+    return f"8-{digits[:3]}-{digits[3:6]}-{digits[6:8]}-{digits[8:]}"
+
+
+def _name(rng: random.Random, phone: str | None) -> str | None:
+    female = rng.random() < 0.6
+    first = rng.choice(FIRST_NAMES_F if female else FIRST_NAMES_M)
+    surname = rng.choice(SURNAMES) + ("а" if female else "")
+    patronymic = rng.choice(PATRONYMICS_F if female else PATRONYMICS_M)
+    roll = rng.random()
+    if roll < 0.40:
+        return first
+    if roll < 0.60:
+        return f"{surname} {first} {patronymic}"
+    if roll < 0.72:
+        return f"{first} {surname}"
+    if roll < 0.78:
+        return first.upper()
+    if roll < 0.83:
+        return first.lower()
+    if roll < 0.88:
+        return f"{first} {surname[0]}."
+    if roll < 0.93:
+        digits = "".join(ch for ch in (phone or "") if ch.isdigit())
+        return f"Клиент {digits}" if digits else "Клиент"
+    if roll < 0.97:
+        return None
+    return ""

@@ -1,0 +1,64 @@
+"""The embedded default's path: `campaign run --inline` runs the real tasks and chains eagerly, in-process, on
+SQLite with the in-process Redis stand-in and the outbox. The one place tests use task_always_eager."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from reactivation import cli, migrations
+from reactivation.db import make_engine
+from reactivation.models import ReactivationHistory
+from reactivation.settings import get_settings
+from tests.salon import build_salon
+
+
+@pytest.fixture
+def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'embedded.db'}"
+    for name in ("REDIS_URL", "CELERY_BROKER_URL", "GEMINI_API_KEY", "WHATSAPP_GATEWAY_URL", "REDIS_KEY_PREFIX"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("WHATSAPP_PROVIDER", "outbox")
+    monkeypatch.setenv("WHATSAPP_OUTBOX_PATH", str(tmp_path / "outbox.jsonl"))
+    get_settings.cache_clear()
+    migrations.upgrade(url)
+    engine = make_engine(url)
+    yield engine, tmp_path / "outbox.jsonl"
+    engine.dispose()
+    get_settings.cache_clear()
+
+
+def test_inline_campaign_runs_the_chains_in_process(embedded) -> None:  # type: ignore[no-untyped-def]
+    engine, outbox = embedded
+    salon = build_salon(engine, due=6, today=date.today())
+    result = CliRunner().invoke(cli.app, ["campaign", "run", "--company", str(salon.company_id), "--inline"])
+    assert result.exit_code == 0, result.output
+    assert "claimed 6" in result.output
+    lines = [json.loads(line) for line in outbox.read_text().splitlines()]
+    assert sorted(line["phone"] for line in lines) == sorted(salon.phones.values())
+    with Session(engine) as session:
+        statuses = session.scalars(select(ReactivationHistory.status)).all()
+    assert statuses == ["sent"] * 6
+    # A second inline run claims nothing and sends nothing
+    again = CliRunner().invoke(cli.app, ["campaign", "run", "--company", str(salon.company_id), "--inline"])
+    assert again.exit_code == 0 and "claimed 0" in again.output
+    assert len(outbox.read_text().splitlines()) == 6
+
+
+def test_without_a_broker_dispatch_asks_for_inline(embedded) -> None:  # type: ignore[no-untyped-def]
+    engine, _ = embedded
+    salon = build_salon(engine, due=1, today=date.today(), extras=False)
+    result = CliRunner().invoke(cli.app, ["campaign", "run", "--company", str(salon.company_id)])
+    assert result.exit_code == 2 and "--inline" in result.output
+
+
+def test_unknown_company_is_a_clear_error(embedded) -> None:  # type: ignore[no-untyped-def]
+    result = CliRunner().invoke(cli.app, ["campaign", "run", "--company", "404", "--inline"])
+    assert result.exit_code == 2 and "unknown company 404" in result.output

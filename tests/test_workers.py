@@ -1,0 +1,157 @@
+"""Real Celery workers (subprocesses, as an operator starts them) on the real Redis and PostgreSQL.
+
+The main job's promise: every due client gets exactly one gateway message, nobody else any, every row ends in a
+final status, and the AI admin's own fields survive the hand-over, even when two dispatches start at once, a
+worker is killed with SIGKILL mid-run, and the gateway answers 503 to 5 % of requests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from reactivation import sweeps
+from reactivation.history import FINAL, Status
+from reactivation.keys import dialog_key
+from reactivation.models import ReactivationHistory
+from reactivation.settings import Settings
+from tests.conftest import REDIS_URL
+from tests.fake_gateway import FakeGateway
+from tests.salon import build_salon
+from tests.workers import Processes, control_app, processes, wait_for_workers, wait_until
+
+pytestmark = pytest.mark.workers
+
+ADMIN_FIELDS = {
+    "state": "active",
+    "clientName": "Мария",
+    "selection": {"staffId": 7, "slots": []},
+    "big": 12345678901234567,
+}
+
+
+@pytest.fixture
+def prefix(redis_prefix: str, request: pytest.FixtureRequest) -> str:
+    """A broker and key prefix of this test's own, so no task of another test is ever picked up."""
+    return f"{redis_prefix}{request.node.name[:40]}:"
+
+
+@pytest.fixture
+def gateway() -> Iterator[FakeGateway]:
+    with FakeGateway(lifetime=300) as fake:
+        yield fake
+
+
+def worker_env(settings: Settings, *, prefix: str, gateway_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI_", "WHATSAPP_", "REDIS_", "CELERY_"))}
+    env.update(
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=REDIS_URL,
+        REDIS_KEY_PREFIX=prefix,
+        WHATSAPP_PROVIDER="gateway",
+        WHATSAPP_GATEWAY_URL=gateway_url,
+        WHATSAPP_RATE_LIMIT="1000/1",
+        # Short, so that a killed worker's tasks come back within the test; every countdown stays below a sixth.
+        CELERY_VISIBILITY_TIMEOUT_SECONDS="30",
+        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+        LOG_LEVEL="INFO",
+    )
+    env.update(extra)
+    return env
+
+
+def history_rows(engine: Engine, company_id: int) -> list[ReactivationHistory]:
+    with Session(engine) as session:
+        return list(session.scalars(select(ReactivationHistory).where(ReactivationHistory.company_id == company_id)))
+
+
+def statuses(engine: Engine, company_id: int) -> Counter[str]:
+    with Session(engine) as session:
+        return Counter(
+            dict(
+                session.execute(
+                    select(ReactivationHistory.status, func.count())
+                    .where(ReactivationHistory.company_id == company_id)
+                    .group_by(ReactivationHistory.status)
+                ).all()
+            )
+        )
+
+
+def settled(engine: Engine, company_id: int, expected: int) -> bool:
+    """Every row final, or `sending` (a call cut by the kill, which only the sweep may resolve)."""
+    counts = statuses(engine, company_id)
+    done = sum(counts[s] for s in FINAL) + counts[Status.SENDING]
+    return sum(counts.values()) == expected and done == expected and counts[Status.SENDING] <= 4
+
+
+def test_two_dispatches_a_killed_worker_and_a_flaky_gateway_still_send_exactly_once(
+    committed_settings: Settings,
+    committed_engine: Engine,
+    gateway: FakeGateway,
+    prefix: str,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    # Given 200 due clients and 4 who must not be contacted
+    today = datetime.now(ZoneInfo("Europe/Moscow")).date()
+    salon = build_salon(committed_engine, due=200, today=today)
+    # and the AI admin already keeps a dialog for some of them
+    admin_phones = list(salon.phones.values())[:20]
+    for phone in admin_phones:
+        redis_client.set(dialog_key(prefix, salon.company_id, phone), json.dumps(ADMIN_FIELDS))
+    # and a gateway that answers 503 to one request in twenty, slowly enough that a kill lands mid-run
+    gateway.configure(fail_fraction=0.05, latency=0.01)
+    env = worker_env(committed_settings, prefix=prefix, gateway_url=gateway.url)
+    control = control_app(REDIS_URL, prefix)
+
+    with processes(env, tmp_path) as procs:
+        first = procs.worker("alpha", concurrency=2)
+        wait_for_workers(control, ["alpha"])
+        # When two dispatches for the same company and day arrive at once
+        for _ in range(2):
+            control.send_task("reactivation.run_campaign", args=[salon.company_id, today.isoformat()])
+        # and the worker is killed with SIGKILL mid-run
+        wait_until(lambda: len(gateway.messages()) >= 50, timeout=120, what="50 messages")
+        first.kill_hard()
+        # and another one takes over
+        procs.worker("beta", concurrency=2)
+        wait_until(lambda: settled(committed_engine, salon.company_id, 200), timeout=240, what="all rows settled")
+    # the sweep resolves what the kill cut mid-call (never resent)
+    with Session(committed_engine) as session:
+        swept = sweeps.sweep_company(
+            session, company_id=salon.company_id, now=datetime.now(UTC) + timedelta(minutes=11)
+        )
+        session.commit()
+
+    # Then every due client got exactly one gateway message, and nobody else any
+    received = Counter(message["phone"] for message in gateway.messages())
+    assert set(received) == set(salon.phones.values()), _logs(procs)
+    assert max(received.values()) == 1
+    # and every row is final: sent, or unknown where the kill cut the call (the message went out once anyway)
+    rows = history_rows(committed_engine, salon.company_id)
+    assert len(rows) == 200 and {r.client_id for r in rows} == set(salon.due)
+    assert all(r.status in (Status.SENT, Status.UNKNOWN) for r in rows), statuses(committed_engine, salon.company_id)
+    assert swept.unknown == sum(r.status == Status.UNKNOWN for r in rows)
+    # and the AI admin's fields are intact beside the pendingAction
+    for phone in admin_phones:
+        dialog = json.loads(redis_client.get(dialog_key(prefix, salon.company_id, phone)) or "{}")
+        row = next(r for r in rows if r.phone == phone)
+        for key, value in ADMIN_FIELDS.items():
+            assert dialog[key] == value
+        if row.status == Status.SENT:
+            assert dialog["pendingAction"]["reactivationHistoryId"] == row.id
+
+
+def _logs(procs: Processes) -> str:
+    return "\n".join(f"--- {p.name}\n{p.log()[-3000:]}" for p in procs.procs)

@@ -1,0 +1,144 @@
+"""Real Celery worker and beat processes for the tests that need them (delivery, kills, beat, Flower).
+
+Each process runs `celery -A celery_app …` exactly as an operator would, with the test's environment, logs
+to a file under the test's tmp folder, and is stopped (TERM, then KILL) when the test ends. Every wait is
+bounded in time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from celery import Celery
+
+CELERY = [sys.executable, "-m", "celery", "-A", "celery_app"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def control_app(broker_url: str, prefix: str) -> Celery:
+    """A bare Celery client on the same broker and key prefix as the workers, for ping/inspect."""
+    options = {"global_keyprefix": prefix} if prefix else {}
+    from celery_app.config import ROUTES
+
+    return Celery(
+        broker=broker_url,
+        broker_transport_options=options,
+        broker_connection_retry_on_startup=True,
+        task_default_queue="default",
+        task_routes=ROUTES,
+    )
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill_hard(self) -> None:
+        """SIGKILL the whole process group: the worker and its pool children die without a word."""
+        if self.alive():
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+    def stop(self, timeout: float = 20) -> None:
+        if not self.alive():
+            return
+        os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill_hard()
+
+
+@dataclass
+class Processes:
+    env: dict[str, str]
+    log_dir: Path
+    procs: list[Proc] = field(default_factory=list)
+
+    def start(self, name: str, args: list[str]) -> Proc:
+        log_path = self.log_dir / f"{name}.log"
+        handle = log_path.open("wb")
+        popen = subprocess.Popen(
+            args, cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        proc = Proc(name, popen, log_path)
+        self.procs.append(proc)
+        return proc
+
+    def worker(
+        self, name: str, *, queues: str = "default,gemini,whatsapp", concurrency: int = 2, extra: list[str] = ()
+    ) -> Proc:
+        return self.start(
+            name,
+            [
+                *CELERY,
+                "worker",
+                "-Q",
+                queues,
+                "-c",
+                str(concurrency),
+                "-n",
+                f"{name}@%h",
+                "--without-mingle",
+                "--without-gossip",
+                "-E",
+                "-l",
+                "INFO",
+                *extra,
+            ],
+        )
+
+    def beat(self, name: str, schedule_dir: Path) -> Proc:
+        return self.start(
+            name, [*CELERY, "beat", "-l", "INFO", "-s", str(schedule_dir / f"{name}-schedule"), "--max-interval", "1"]
+        )
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            proc.stop()
+
+
+@contextmanager
+def processes(env: dict[str, str], log_dir: Path) -> Iterator[Processes]:
+    group = Processes(env=env, log_dir=log_dir)
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+def wait_for_workers(app: Celery, names: list[str], timeout: float = 60) -> None:
+    """Block until every named worker answers a ping (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        replies = app.control.ping(timeout=1.0) or []
+        answered = {name.split("@")[0] for reply in replies for name in reply}
+        if set(names) <= answered:
+            return
+    raise TimeoutError(f"workers {names} did not come up within {timeout} s")
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, interval: float = 0.25, what: str = "") -> None:
+    """Poll `condition` until it holds, at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what or condition}")
