@@ -13,10 +13,12 @@ what the admin put there:
 
 How it stays atomic without losing the admin's data: Redis's Lua `cjson` cannot round-trip arbitrary JSON (an
 empty array comes back as `{}`, integers past 2^53 lose digits, numbers are printed with 14 significant digits),
-so the merge is computed in Python and committed by a Lua compare-and-set: one script re-checks that the dialog
-and client values are still the ones read, then writes all three keys together. If another writer (the admin)
-got in between, nothing is written and the merge is recomputed, a bounded number of times (`ContextConflict`
-after that). Scripts run with EVALSHA, loaded once per server.
+so nothing of the admin's is ever decoded and re-encoded. One script splices the text instead: it walks the
+object's top-level members (strings and nesting only), drops ours by name and appends the new ones, byte for
+byte otherwise, and writes all three keys together. Being one script, it cannot lose to an admin writing in
+between, however often the admin writes. Only replacing a dialog that is not a JSON object is a
+compare-and-set on the value read (`ContextConflict` after a bounded number of rounds). Scripts run with EVALSHA,
+loaded once per server.
 
 A dialog value that is not a JSON object (broken JSON, an array, a value of another Redis type) is not
 overwritten silently: it is renamed to `dialog:...:corrupt` (kept 30 days), a warning is logged, and a fresh
@@ -51,7 +53,7 @@ PENDING_ACTION_TYPE = "reactivation_response"
 MAX_MESSAGES = 50
 # How long a moved-aside corrupt dialog is kept for someone to look at.
 CORRUPT_TTL_SECONDS = 30 * 24 * 3600
-# Compare-and-set rounds before giving up; each loses only to a write that landed in between.
+# Compare-and-set rounds before giving up on replacing a broken dialog; each loses only to a write in between.
 MAX_ATTEMPTS = 50
 
 ClientStatus = Literal["absent", "hash", "json", "invalid", "wrongtype"]
@@ -140,52 +142,116 @@ def iso_timestamp(moment: datetime) -> str:
 
 # --- Lua -------------------------------------------------------------------------------------------------------------
 
-# Reads the dialog and client keys whatever their type. Returns {marker exists, dialog type, dialog value or "",
-# client type, client value or ""} (a nil inside a Lua table would cut it short, hence "").
-_READ = """
-local marker = redis.call('EXISTS', KEYS[3])
-local dtype = redis.call('TYPE', KEYS[1])['ok']
-local dvalue = ''
-if dtype == 'string' then dvalue = redis.call('GET', KEYS[1]) end
-local ctype = redis.call('TYPE', KEYS[2])['ok']
-local cvalue = ''
-if ctype == 'string' then cvalue = redis.call('GET', KEYS[2]) end
-return {marker, dtype, dvalue, ctype, cvalue}
+# Shared by the scripts: the text of a JSON object with some top-level members dropped and others appended. Only
+# strings and nesting are parsed (enough to find where members begin and end); every other byte is copied.
+_SPLICE = r"""
+local function members(s)
+  local first = s:find('%S')
+  if not first or s:sub(first, first) ~= '{' then return nil end
+  local list, depth, start, key, i = {}, 0, first + 1, nil, first
+  while true do
+    local j = s:find('[{}%[%]",]', i)
+    if not j then return nil end
+    local c = s:sub(j, j)
+    if c == '"' then
+      local k = j + 1
+      while true do
+        local q = s:find('[\\"]', k)
+        if not q then return nil end
+        if s:sub(q, q) == '"' then k = q; break end
+        k = q + 2
+      end
+      if depth == 1 and key == nil then key = s:sub(j, k) end
+      i = k + 1
+    elseif c == '{' or c == '[' then
+      depth = depth + 1
+      i = j + 1
+    elseif c == ',' then
+      if depth == 1 then
+        list[#list + 1] = {s:sub(start, j - 1), key}
+        start, key = j + 1, nil
+      end
+      i = j + 1
+    else
+      depth = depth - 1
+      if depth < 0 then return nil end
+      if depth == 0 then
+        if c ~= '}' or s:find('%S', j + 1) then return nil end
+        list[#list + 1] = {s:sub(start, j - 1), key}
+        return list
+      end
+      i = j + 1
+    end
+  end
+end
+
+-- nil when s is not an object; otherwise the object without the members named in `drop` (quoted keys), with
+-- `add` (member texts) appended, and the text of the last member dropped.
+local function splice(s, drop, add)
+  local list = members(s)
+  if list == nil then return nil end
+  local kept, dropped = {}, nil
+  for _, m in ipairs(list) do
+    if m[2] ~= nil and drop[m[2]] then
+      dropped = m[1]
+    elseif not m[1]:find('^%s*$') then
+      kept[#kept + 1] = m[1]
+    end
+  end
+  for _, text in ipairs(add) do kept[#kept + 1] = text end
+  return '{' .. table.concat(kept, ',') .. '}', dropped
+end
 """
 
 # KEYS: dialog, messages, client, corrupt, marker.
-# ARGV: 1 expected dialog type, 2 expected dialog value, 3 new dialog, 4 ttl ms, 5 message item, 6 max messages,
-#       7 expected client type, 8 expected client value, 9 new client JSON ("" = leave), 10 lastReactivationAt,
-#       11 reactivationCampaign, 12 move the dialog aside ("1"), 13 corrupt ttl ms.
+# ARGV: 1 the pendingAction member, 2 ttl ms, 3 message item, 4 max messages, 5 the lastReactivationAt member,
+#       6 the reactivationCampaign member, 7 lastReactivationAt, 8 reactivationCampaign, 9 corrupt ttl ms,
+#       10 "1" to replace a dialog that is not an object, 11 its Redis type and 12 its value as read.
 # Every check comes before the first write: a script that fails half-way keeps its earlier writes.
-_SAVE = """
+_SAVE = (
+    _SPLICE
+    + """
 if redis.call('EXISTS', KEYS[5]) == 1 then return {'done'} end
 local dtype = redis.call('TYPE', KEYS[1])['ok']
-if dtype ~= ARGV[1] then return {'conflict'} end
-if dtype == 'string' and redis.call('GET', KEYS[1]) ~= ARGV[2] then return {'conflict'} end
-local ctype = redis.call('TYPE', KEYS[3])['ok']
-if ctype ~= ARGV[7] then return {'conflict'} end
-if ctype == 'string' and redis.call('GET', KEYS[3]) ~= ARGV[8] then return {'conflict'} end
-local mtype = redis.call('TYPE', KEYS[2])['ok']
-local ttl = tonumber(ARGV[4])
-
+local ttl = tonumber(ARGV[2])
 local moved = 0
-if ARGV[12] == '1' and dtype ~= 'none' then
-  redis.call('RENAME', KEYS[1], KEYS[4])
-  redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[13]))
+local dialog = nil
+if ARGV[10] == '1' then
+  if dtype ~= ARGV[11] then return {'conflict'} end
+  if dtype == 'string' and redis.call('GET', KEYS[1]) ~= ARGV[12] then return {'conflict'} end
+  dialog = '{' .. ARGV[1] .. '}'
   moved = 1
+elseif dtype == 'none' then
+  dialog = '{' .. ARGV[1] .. '}'
+elseif dtype == 'string' then
+  dialog = splice(redis.call('GET', KEYS[1]), {['"pendingAction"'] = true}, {ARGV[1]})
+  if dialog == nil then return {'conflict'} end
+else
+  return {'conflict'}
+end
+local ctype = redis.call('TYPE', KEYS[3])['ok']
+local card = nil
+if ctype == 'string' then
+  card = splice(redis.call('GET', KEYS[3]), {['"lastReactivationAt"'] = true, ['"reactivationCampaign"'] = true},
+                {ARGV[5], ARGV[6]})
+end
+local mtype = redis.call('TYPE', KEYS[2])['ok']
+
+if moved == 1 then
+  redis.call('RENAME', KEYS[1], KEYS[4])
+  redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[9]))
 end
 local dttl = redis.call('PTTL', KEYS[1])
 if dttl == -1 or dttl > ttl then
-  redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
+  redis.call('SET', KEYS[1], dialog, 'KEEPTTL')
 else
-  redis.call('SET', KEYS[1], ARGV[3], 'PX', ttl)
+  redis.call('SET', KEYS[1], dialog, 'PX', ttl)
 end
 
 local mstatus = 'wrongtype'
 if mtype == 'none' or mtype == 'list' then
-  redis.call('RPUSH', KEYS[2], ARGV[5])
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[6]), -1)
+  redis.call('RPUSH', KEYS[2], ARGV[3])
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
   local mttl = redis.call('PTTL', KEYS[2])
   if mtype == 'none' or (mttl >= 0 and mttl < ttl) then redis.call('PEXPIRE', KEYS[2], ttl) end
   mstatus = 'appended'
@@ -193,11 +259,11 @@ end
 
 local cstatus = 'absent'
 if ctype == 'hash' then
-  redis.call('HSET', KEYS[3], 'lastReactivationAt', ARGV[10], 'reactivationCampaign', ARGV[11])
+  redis.call('HSET', KEYS[3], 'lastReactivationAt', ARGV[7], 'reactivationCampaign', ARGV[8])
   cstatus = 'hash'
 elseif ctype == 'string' then
-  if ARGV[9] ~= '' then
-    redis.call('SET', KEYS[3], ARGV[9], 'KEEPTTL')
+  if card ~= nil then
+    redis.call('SET', KEYS[3], card, 'KEEPTTL')
     cstatus = 'json'
   else
     cstatus = 'invalid'
@@ -209,14 +275,23 @@ end
 redis.call('SET', KEYS[5], '1', 'PX', ttl)
 return {'ok', moved, mstatus, cstatus}
 """
+)
 
-# Compare-and-set of one string key, keeping its TTL. Returns 1 written, 0 the key is no longer a string, -1 changed.
-_REPLACE = """
+# KEYS: dialog. ARGV: 1 the action type, 2 the history id ("" = any). Removes the pendingAction member when it is
+# ours (and that row's), keeping the key's TTL. Returns 1 removed, 0 nothing of ours there.
+_CLEAR = (
+    _SPLICE
+    + """
 if redis.call('TYPE', KEYS[1])['ok'] ~= 'string' then return 0 end
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+local rest, dropped = splice(redis.call('GET', KEYS[1]), {['"pendingAction"'] = true}, {})
+if rest == nil or dropped == nil then return 0 end
+local ok, action = pcall(cjson.decode, dropped:match(':(.*)$'))
+if not ok or type(action) ~= 'table' or action['type'] ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' and action['reactivationHistoryId'] ~= tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], rest, 'KEEPTTL')
 return 1
 """
+)
 
 # Reads one key whatever its type: {type, value or ""}.
 _GET = """
@@ -243,9 +318,8 @@ class _Script:
             return client.evalsha(self.sha, len(keys), *keys, *args)
 
 
-READ_SCRIPT = _Script(_READ)
 SAVE_SCRIPT = _Script(_SAVE)
-REPLACE_SCRIPT = _Script(_REPLACE)
+CLEAR_SCRIPT = _Script(_CLEAR)
 GET_SCRIPT = _Script(_GET)
 
 
@@ -288,6 +362,11 @@ def _dumps(value: Any) -> str:
     return text
 
 
+def _member(name: str, value: Any) -> str:
+    """One JSON object member, `"name":value`, for the scripts to splice in."""
+    return f"{_dumps(name)}:{_dumps(value)}"
+
+
 def _backoff(attempt: int) -> None:
     # Immediate retries first (a conflict means one write landed in between); then a little jitter so that two
     # writers in a tight loop stop colliding.
@@ -318,47 +397,33 @@ def save_context(
         raise ValueError("max_messages must be positive")
     keys = DialogKeys.build(prefix, context.company_id, context.phone)
     marker = handover_marker_key(prefix, context.company_id, context.history_id)
-    action = context.pending_action()
     item = _dumps(context.message_item())
     sent_at = iso_timestamp(context.sent_at)
     where = {"company_id": context.company_id, "history_id": context.history_id, "phone": mask_phone(context.phone)}
 
+    action_member = _member("pendingAction", context.pending_action())
+    card_members = [_member("lastReactivationAt", sent_at), _member("reactivationCampaign", context.step.campaign)]
+
     for attempt in range(1, max_attempts + 1):
-        found = READ_SCRIPT(client, [keys.dialog, keys.client, marker], [])
-        exists, dialog_type, dialog_raw, client_type, client_raw = (_text(v) for v in found)
-        if exists == "1":
-            log.info("context already handed over", extra=where)
-            return SaveResult(already_saved=True, attempts=attempt)
-
-        dialog = _as_object(dialog_raw) if dialog_type == "string" else None
-        move_aside = dialog_type != "none" and dialog is None
-        new_dialog = _dumps({**(dialog or {}), "pendingAction": action})
-        card = _as_object(client_raw) if client_type == "string" else None
-        new_client = (
-            _dumps({**card, "lastReactivationAt": sent_at, "reactivationCampaign": context.step.campaign})
-            if card is not None
-            else ""
-        )
-
+        dialog_type, dialog_raw = (_text(v) for v in GET_SCRIPT(client, [keys.dialog], []))
+        replace = dialog_type != "none" and (dialog_type != "string" or _as_object(dialog_raw) is None)
         outcome = [
             _text(v)
             for v in SAVE_SCRIPT(
                 client,
                 [keys.dialog, keys.messages, keys.client, keys.corrupt, marker],
                 [
-                    dialog_type,
-                    dialog_raw,
-                    new_dialog,
+                    action_member,
                     ttl_seconds * 1000,
                     item,
                     max_messages,
-                    client_type,
-                    client_raw,
-                    new_client,
+                    *card_members,
                     sent_at,
                     context.step.campaign,
-                    "1" if move_aside else "0",
                     CORRUPT_TTL_SECONDS * 1000,
+                    "1" if replace else "0",
+                    dialog_type,
+                    dialog_raw if replace else "",
                 ],
             )
         ]
@@ -391,7 +456,10 @@ def save_context(
             messages=messages_status,
             client=client_status,
         )
-    log.warning("context hand-over lost every compare-and-set round", extra={**where, "attempts": max_attempts})
+    log.warning(
+        "context hand-over lost every compare-and-set round on a broken dialog",
+        extra={**where, "attempts": max_attempts},
+    )
     raise ContextConflict(f"history {context.history_id}: the dialog kept changing during {max_attempts} attempts")
 
 
@@ -414,7 +482,6 @@ def clear_pending_action(
     company_id: int,
     phone: str,
     history_id: int | None = None,
-    max_attempts: int = MAX_ATTEMPTS,
 ) -> bool:
     """Remove this product's pendingAction from the dialog, keeping every other field and the key's TTL.
 
@@ -422,30 +489,10 @@ def clear_pending_action(
     row (so a newer message's action survives). True when one was removed.
     """
     key = dialog_key(prefix, company_id, phone)
-    for attempt in range(1, max_attempts + 1):
-        kind, raw = (_text(v) for v in GET_SCRIPT(client, [key], []))
-        if kind != "string":
-            return False
-        dialog = _as_object(raw)
-        action = dialog.get("pendingAction") if dialog else None
-        if not isinstance(action, dict) or action.get("type") != PENDING_ACTION_TYPE:
-            return False
-        if history_id is not None and action.get("reactivationHistoryId") != history_id:
-            return False
-        assert dialog is not None
-        remaining = {name: value for name, value in dialog.items() if name != "pendingAction"}
-        written = int(REPLACE_SCRIPT(client, [key], [raw, _dumps(remaining)]))
-        if written == 1:
-            log.info(
-                "pending action cleared",
-                extra={
-                    "company_id": company_id,
-                    "phone": mask_phone(phone),
-                    "history_id": action.get("reactivationHistoryId"),
-                },
-            )
-            return True
-        if written == 0:
-            return False
-        _backoff(attempt)
-    raise ContextConflict(f"company {company_id}: the dialog kept changing during {max_attempts} attempts")
+    removed = int(CLEAR_SCRIPT(client, [key], [PENDING_ACTION_TYPE, "" if history_id is None else history_id]))
+    if removed:
+        log.info(
+            "pending action cleared",
+            extra={"company_id": company_id, "phone": mask_phone(phone), "history_id": history_id},
+        )
+    return removed == 1

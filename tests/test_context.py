@@ -131,12 +131,12 @@ def test_the_admins_fields_are_kept_exactly(redis_client: redis.Redis, redis_pre
     redis_client.set(keys.dialog, json.dumps({**ADMIN_FIELDS, "pendingAction": {"type": "booking_confirmation"}}))
     # when the hand-over is saved
     save(redis_client, redis_prefix, context(1))
-    # then every other field is unchanged (empty arrays stay arrays, the big integer keeps its digits)
+    # then every other field is unchanged, byte for byte (empty arrays stay arrays, the big integer keeps its digits)
     raw: str = redis_client.get(keys.dialog)  # type: ignore[assignment]
     dialog = json.loads(raw)
     assert {k: v for k, v in dialog.items() if k != "pendingAction"} == ADMIN_FIELDS
     assert dialog["pendingAction"] == context(1).pending_action()
-    assert '"selectedServices":[]' in raw and "12345678901234567890" in raw
+    assert raw.startswith(json.dumps(ADMIN_FIELDS)[:-1] + ",") and "12345678901234567890" in raw
 
 
 @pytest.mark.parametrize(
@@ -481,27 +481,75 @@ def test_the_admin_writing_in_a_tight_loop_loses_nothing(
     print(f"admin writes: {counts}, save conflicts retried: {conflicts}")
 
 
-def test_a_writer_that_always_wins_ends_in_a_conflict_error(
-    redis_prefix: str, keys: DialogKeys, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # given a dialog that changes between every read and write
-    client = fakeredis.FakeRedis(decode_responses=True)
+def meddling(monkeypatch: pytest.MonkeyPatch, write: Any) -> dict[str, int]:
+    """Makes `write(client, dialog_key, n)` run just before the n-th save script, as another writer would."""
     original = SAVE_SCRIPT.__class__.__call__
     calls = {"n": 0}
 
     def meddle(self: Any, redis_client: redis.Redis, keys_: list[str], args: list[Any]) -> Any:
         if self is SAVE_SCRIPT:
             calls["n"] += 1
-            redis_client.set(keys_[0], json.dumps({"admin": calls["n"]}))
+            write(redis_client, keys_[0], calls["n"])
         return original(self, redis_client, keys_, args)
 
     monkeypatch.setattr(SAVE_SCRIPT.__class__, "__call__", meddle)
-    # then the save gives up after its bounded attempts, having written nothing of its own
+    return calls
+
+
+def test_an_admin_write_between_the_read_and_the_save_is_kept_without_a_retry(
+    redis_prefix: str, keys: DialogKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a dialog the admin rewrites just before the save script runs
+    client = fakeredis.FakeRedis(decode_responses=True)
+    client.set(keys.dialog, json.dumps(ADMIN_FIELDS))
+    calls = meddling(monkeypatch, lambda c, key, n: c.set(key, json.dumps({**ADMIN_FIELDS, "admin": n})))
+    # then the save splices into what is there now, at the first attempt
+    result = save_context(client, context(1), prefix=redis_prefix, ttl_seconds=TTL)
+    assert (result.attempts, calls["n"]) == (1, 1)
+    assert json.loads(client.get(keys.dialog)) == {  # type: ignore[arg-type]
+        **ADMIN_FIELDS,
+        "admin": 1,
+        "pendingAction": context(1).pending_action(),
+    }
+
+
+def test_a_broken_dialog_that_keeps_changing_ends_in_a_conflict_error(
+    redis_prefix: str, keys: DialogKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a dialog that is not JSON, and is rewritten (still broken) between every read and write
+    client = fakeredis.FakeRedis(decode_responses=True)
+    client.set(keys.dialog, "{broken 0")
+    calls = meddling(monkeypatch, lambda c, key, n: c.set(key, f"{{broken {n}"))
+    # then the save gives up after its bounded attempts, having moved and written nothing
     with pytest.raises(ContextConflict, match="5 attempts"):
         save_context(client, context(1), prefix=redis_prefix, ttl_seconds=TTL, max_attempts=5)
     assert calls["n"] == 5
-    assert json.loads(client.get(keys.dialog)) == {"admin": 5}  # type: ignore[arg-type]
-    assert not client.exists(keys.messages)
+    assert client.get(keys.dialog) == "{broken 5"
+    assert not client.exists(keys.messages) and not client.exists(keys.corrupt)
+
+
+@pytest.mark.parametrize(
+    "dialog",
+    [
+        '{"note": "a \\"quoted\\" {brace} [bracket], comma", "pendingAction": {"type": "reactivation_response"}}',
+        '  {\n  "pendingAction" : 1 ,\n  "list": [{"pendingAction": 2}], "s": "pendingAction"\n}  ',
+        "{}",
+        "{ }",
+    ],
+)
+def test_the_splice_reads_strings_nesting_and_whitespace(
+    redis_client: redis.Redis, redis_prefix: str, keys: DialogKeys, dialog: str
+) -> None:
+    # given an admin dialog whose text is awkward to walk, with or without a top-level pendingAction
+    redis_client.set(keys.dialog, dialog)
+    save(redis_client, redis_prefix, context(1))
+    # then only the top-level pendingAction is ours now, and every other member is as it was
+    expected = {k: v for k, v in json.loads(dialog).items() if k != "pendingAction"}
+    stored = json.loads(redis_client.get(keys.dialog))  # type: ignore[arg-type]
+    assert stored == {**expected, "pendingAction": context(1).pending_action()}
+    # and clearing gives back exactly the admin's members
+    assert clear_pending_action(redis_client, prefix=redis_prefix, company_id=COMPANY, phone=PHONE, history_id=1)
+    assert json.loads(redis_client.get(keys.dialog)) == expected  # type: ignore[arg-type]
 
 
 # --- fakeredis (the embedded default) ------------------------------------------------------------------------------
