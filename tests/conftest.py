@@ -167,12 +167,24 @@ def committed_engine(committed_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def committed_settings(committed_url: str, committed_engine: Engine, redis_prefix: str, tmp_path) -> Settings:  # type: ignore[no-untyped-def]
-    """Settings on the committed database (emptied for this test) and the real Redis under this run's prefix."""
+def test_redis_prefix(redis_prefix: str) -> Iterator[str]:
+    """A prefix of this test's own under the run's, removed after it: the committed database restarts its ids for
+    every test, so keys named after history ids (hand-over markers) must not outlive the test."""
+    prefix = f"{redis_prefix}{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture
+def committed_settings(committed_url: str, committed_engine: Engine, test_redis_prefix: str, tmp_path) -> Settings:  # type: ignore[no-untyped-def]
+    """Settings on the committed database (emptied for this test) and the real Redis under this test's prefix."""
     return load_settings(
         database_url=committed_url,
         redis_url=REDIS_URL,
-        redis_key_prefix=redis_prefix,
+        redis_key_prefix=test_redis_prefix,
         whatsapp_provider="outbox",
         whatsapp_outbox_path=tmp_path / "outbox.jsonl",
         whatsapp_rate_limit="1000/1",
