@@ -37,10 +37,10 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Literal
 
-import pymorphy3
+from reactivation import morphology
 
 log = logging.getLogger(__name__)
 
@@ -226,19 +226,13 @@ _GLUED_NE = _words(
 )
 
 
-@cache
-def _morph() -> pymorphy3.MorphAnalyzer:
-    # Loaded on first use (about 15 MB of dictionaries), once per process.
-    return pymorphy3.MorphAnalyzer()
-
-
 # pymorphy3 knows Russian; a word in another script (and some it cannot even name) is taken as it is.
 _MORPH_WORD = re.compile(r"[а-яё0-9-]+")
 
 
 @lru_cache(maxsize=100_000)
 def _known(word: str) -> bool:
-    return bool(_MORPH_WORD.fullmatch(word)) and bool(_morph().word_is_known(word))
+    return bool(_MORPH_WORD.fullmatch(word)) and bool(morphology.analyzer().word_is_known(word))
 
 
 @dataclass(frozen=True)
@@ -285,7 +279,7 @@ _FIXED_LEMMAS = {
 def _analyse(word: str) -> _Word:
     if not _MORPH_WORD.fullmatch(word):
         return _Word(word, frozenset({word}), False, False, False, False, False, False, False)
-    parses = _morph().parse(word)[:4]
+    parses = morphology.parse(word)[:4]
     lemma = _FIXED_LEMMAS.get(word, parses[0].normal_form)
     # For a word whose lemma is fixed ("бегу" is "бежать", not "бег"), its grammar comes from that reading.
     first = next((p for p in parses if p.normal_form == lemma), parses[0])

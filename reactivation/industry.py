@@ -15,21 +15,18 @@ substrings ("лак" does not match "лакомство"), and never by whicheve
 from __future__ import annotations
 
 import re
-import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from reactivation import morphology
 from reactivation.models import IndustryStandardInterval
-
-if TYPE_CHECKING:
-    from pymorphy3 import MorphAnalyzer
 
 # Runs of letters: digits, hyphens, quotes and punctuation all separate words ("гель-лак" is two words).
 _WORD = re.compile(r"[^\W\d_]+")
@@ -39,21 +36,6 @@ MAX_TITLE_WORDS = 24
 _RUSSIAN = re.compile(r"[а-яё]+")
 # A word longer than any Russian word is not looked up (pymorphy would guess a lemma for it).
 _MAX_WORD_CHARS = 40
-
-_analyzer: MorphAnalyzer | None = None
-_analyzer_lock = threading.Lock()
-
-
-def _morph() -> MorphAnalyzer:
-    """One analyzer per process, built on first use (loading the dictionaries takes a moment and memory)."""
-    global _analyzer
-    if _analyzer is None:
-        with _analyzer_lock:
-            if _analyzer is None:
-                from pymorphy3 import MorphAnalyzer
-
-                _analyzer = MorphAnalyzer(lang="ru")
-    return _analyzer
 
 
 def normalize_word(word: str) -> str:
@@ -74,7 +56,7 @@ def word_lemmas(word: str) -> frozenset[str]:
         # fails on letters without a Unicode name, which hostile titles contain.
         return frozenset({normalize_word(lowered)})
     forms = {normalize_word(lowered)}
-    forms.update(normalize_word(parse.normal_form) for parse in _morph().parse(lowered))
+    forms.update(normalize_word(parse.normal_form) for parse in morphology.parse(lowered))
     return frozenset(forms)
 
 

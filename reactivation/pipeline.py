@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import redis
 from sqlalchemy import select
@@ -405,6 +405,3 @@ def handover_context(row: ReactivationHistory) -> HandoverContext:
         suggested_service_id=row.last_service_id,
         suggested_service_name=row.last_service_name,
     )
-
-
-STALE_AFTER = timedelta(minutes=30)
