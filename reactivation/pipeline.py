@@ -30,6 +30,7 @@ from reactivation.delivery import (
     SendOutcomeUnknown,
     SendRequest,
     SendSkipped,
+    SkipReason,
     TransientSendError,
     idempotency_key,
 )
@@ -37,6 +38,7 @@ from reactivation.history import Status
 from reactivation.messages import ComposedMessage, MessageRequest, RateLimited, compose_message
 from reactivation.models import Client, ReactivationHistory
 from reactivation.names import first_name
+from reactivation.optouts import record_opt_out
 from reactivation.phones import mask_phone
 from reactivation.runtime import Runtime
 from reactivation.selection import recheck_client
@@ -273,6 +275,19 @@ def _deliver(rt: Runtime, request: SendRequest, *, attempt: int, dry_run: bool, 
         countdown = exc.retry_after if exc.retry_after is not None else _backoff(attempt)
         return RetryLater(min(countdown, rt.settings.max_countdown_seconds), "transient send error")
     except SendSkipped as exc:
+        if exc.reason is SkipReason.MARKETING_OPT_OUT and not dry_run:
+            # The client told WhatsApp to stop this business's marketing: the same as telling the salon.
+            with rt.session() as session:
+                record_opt_out(
+                    session,
+                    company_id=company_id,
+                    phone=request.phone,
+                    client_id=None,
+                    history_id=history_id,
+                    text=str(exc),
+                    source="whatsapp",
+                    now=now,
+                )
         return _end_send(rt, request, Status.SKIPPED, skip_reason=str(exc.reason))
     except SendOutcomeUnknown as exc:
         return _end_send(rt, request, Status.UNKNOWN, error=history.cut(str(exc)))

@@ -14,7 +14,7 @@ from reactivation import pipeline, sweeps
 from reactivation.campaign import run_campaign
 from reactivation.context import read_pending_action
 from reactivation.history import Status
-from reactivation.models import ReactivationHistory
+from reactivation.models import OptOut, ReactivationHistory
 from reactivation.optouts import record_opt_out
 from reactivation.pipeline import Continue, RetryLater, Stop
 from reactivation.runtime import Runtime
@@ -154,6 +154,42 @@ def test_an_opt_out_between_claim_and_send_skips_the_client(
     assert statuses[first] == ("skipped", "opted_out")
     assert statuses[second] == ("sent", None)
     assert [m["phone"] for m in gateway.messages()] == [rows(committed_engine, salon.company_id)[1].phone]
+
+
+def test_a_whatsapp_marketing_opt_out_is_recorded_as_the_clients_opt_out(
+    committed_settings: Settings, committed_engine: Engine, gateway: FakeGateway
+) -> None:
+    # Given the Cloud API, where one client has told WhatsApp to stop this business's marketing
+    salon = build_salon(committed_engine, due=2, extras=False)
+    settings = load_settings(
+        **{
+            **committed_settings.model_dump(),
+            "whatsapp_provider": "cloud_api",
+            "whatsapp_cloud_api_url": gateway.url + "/v21.0",
+            "whatsapp_cloud_api_token": "c-token",
+            "whatsapp_cloud_phone_number_id": "555",
+        },
+        _env_file=None,
+    )
+    gateway.configure(cloud_token="c-token")
+    rt = Runtime(settings)
+    try:
+        first, second = claim(rt, salon)
+        stopped = rows(committed_engine, salon.company_id)[0]
+        gateway.configure(
+            cloud_fail_phones={stopped.phone: {"code": 131050, "status": 400, "message": "user stopped marketing"}}
+        )
+        # When both chains run
+        run_chain(rt, salon, first)
+        run_chain(rt, salon, second)
+    finally:
+        rt.dispose()
+    # Then that client is skipped with WhatsApp's reason and is opted out for good; the other is sent
+    statuses = {r.id: (r.status, r.skip_reason) for r in rows(committed_engine, salon.company_id)}
+    assert statuses == {first: ("skipped", "whatsapp_marketing_opt_out"), second: ("sent", None)}
+    with Session(committed_engine) as session:
+        opt_outs = session.execute(select(OptOut.company_id, OptOut.phone, OptOut.source)).all()
+    assert opt_outs == [(salon.company_id, stopped.phone, "whatsapp")]
 
 
 def test_a_row_found_mid_send_is_never_sent_again_and_the_sweep_marks_it_unknown(
