@@ -59,6 +59,8 @@ class DemoResult:
     stats: dict[str, Any]
     outbox: Path
     generator: str
+    # Claimed rows that were not sent, by status and reason ("skipped: invalid_phone").
+    not_sent: Counter[str]
 
 
 def demo_settings(base: Settings) -> Settings:
@@ -118,6 +120,7 @@ def run_demo(rt: Runtime, console: Console, *, now: datetime | None = None) -> D
         stats=stats,
         outbox=OUTBOX,
         generator=", ".join(f"{name} {count}" for name, count in generators.items()) or "-",
+        not_sent=Counter(f"{r.status}: {r.skip_reason or (r.error or '-')[:60]}" for r in rows if r.status != "sent"),
     )
 
 
@@ -205,6 +208,9 @@ def print_summary(console: Console, result: DemoResult, *, gemini: bool) -> None
     for message_type in ("gentle", "offer", "win_back"):
         steps.add_row(message_type, str(result.steps.get(message_type, 0)))
     console.print(steps)
+    if result.not_sent:
+        reasons = ", ".join(f"{reason} × {count}" for reason, count in result.not_sent.most_common())
+        console.print(f"Not sent ({sum(result.not_sent.values())}): {reasons}", highlight=False)
     for message_type, text in result.examples:
         console.print(f"  [dim]{message_type}:[/dim] {text}", highlight=False)
 
