@@ -50,7 +50,7 @@ class RateLimit:
 class Settings(BaseSettings):
     """Process-wide settings. Names are the environment variables, upper-cased."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True)
 
     database_url: str = DEFAULT_DATABASE_URL
     # Unset: the embedded default uses an in-process Redis stand-in and runs tasks eagerly.

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from reactivation.company_settings import CompanyConfigError, parse_company_settings, parse_timezone
@@ -15,6 +17,20 @@ def test_defaults_are_the_embedded_default(monkeypatch: pytest.MonkeyPatch) -> N
     assert not settings.gemini_enabled
     assert settings.gemini_limit == RateLimit(15, 60)
     assert settings.whatsapp_limit == RateLimit(30, 60)
+
+
+def test_the_example_env_file_as_copied_gives_the_embedded_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given `cp .env.example .env` with nothing filled in, and a clean environment
+    for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "GEMINI_API_KEY", "WHATSAPP_PROVIDER"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / ".env").write_text((Path(__file__).parent.parent / ".env.example").read_text())
+    monkeypatch.chdir(tmp_path)
+    # Then the empty values count as unset, not as wrong values
+    settings = load_settings()
+    assert settings.database_url == DEFAULT_DATABASE_URL and settings.embedded
+    assert settings.gemini_api_key is None and settings.whatsapp_provider == "outbox"
 
 
 def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
