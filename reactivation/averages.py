@@ -137,7 +137,9 @@ def service_stats(intervals: Iterable[int]) -> ServiceStats | None:
     n = len(values)
     stddev: Decimal | None = None
     if n > 1:
-        variance = Fraction(sum((Fraction(v) - Fraction(sum(values), n)) ** 2 for v in values), n - 1)
+        # Σ(v − mean)² / (n − 1) in integers, exactly: one pass instead of a Fraction per value.
+        total = sum(values)
+        variance = Fraction(n * sum(v * v for v in values) - total * total, n * (n - 1))
         with localcontext() as context:
             context.prec = 40
             root = (Decimal(variance.numerator) / Decimal(variance.denominator)).sqrt()
@@ -597,16 +599,20 @@ def load_visit_days(
     session: Session,
     *,
     company_id: int,
-    start: datetime,
-    end: datetime,
+    start: datetime | None,
+    end: datetime | None,
     tz: ZoneInfo,
     clients: Iterable[int] | None = None,
 ) -> list[tuple[int, int, date]]:
-    """(client, service, local day) of every attended visit in [start, end), read in one query."""
+    """(client, service, local day) of every attended visit in [start, end) (None: unbounded), in one query."""
     a = AppointmentCache
     query = select(a.client_id, a.service_ids, a.appointment_datetime).where(
-        a.company_id == company_id, a.attendance == 1, a.appointment_datetime >= start, a.appointment_datetime < end
+        a.company_id == company_id, a.attendance == 1
     )
+    if start is not None:
+        query = query.where(a.appointment_datetime >= start)
+    if end is not None:
+        query = query.where(a.appointment_datetime < end)
     if clients is not None:
         query = query.where(a.client_id.in_(list(clients)))
     visits: list[tuple[int, int, date]] = []
