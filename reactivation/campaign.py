@@ -65,7 +65,7 @@ def claim_row(
         "error": None,
         "dry_run": dry_run,
         "last_service_id": client.last_service_id,
-        "last_service_name": history.cut(client.last_service_name, 300),
+        "last_service_name": history.cut(client.last_service_name, history.MAX_SERVICE_NAME),
         "inactive_days": client.days_inactive,
         "last_visit_date": client.last_visit_date,
         "due_date": client.due_date,

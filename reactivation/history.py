@@ -38,6 +38,8 @@ FINAL = (Status.SENT, Status.SKIPPED, Status.FAILED, Status.UNKNOWN, Status.HOLD
 
 # Long texts are cut before they are stored: a hostile or broken input never bloats a row.
 MAX_STORED_TEXT = 2000
+# A service title longer than this is not a title; the row keeps its head (and the message is written from it).
+MAX_SERVICE_NAME = 300
 
 
 def claim(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from typing import Protocol
 
 import redis
 from sqlalchemy import select
@@ -152,14 +153,7 @@ def generate_message(rt: Runtime, *, company_id: int, history_id: int, now: date
         client_name = session.scalar(
             select(Client.name).where(Client.company_id == company_id, Client.id == row.client_id)
         )
-        request = MessageRequest(
-            company_name=company.name,
-            client_name=client_name,
-            service_title=row.last_service_name,
-            step=Step(row.step),
-            client_id=row.client_id,
-            lapse_date=row.last_visit_date,
-        )
+        request = message_request(company, row, client_name=client_name)
     # No transaction is held open while Gemini thinks.
     composed = compose_message(request, writer=rt.gemini_writer, limiter=rt.gemini_limiter)
     if isinstance(composed, RateLimited):
@@ -167,6 +161,32 @@ def generate_message(rt: Runtime, *, company_id: int, history_id: int, now: date
     with rt.session() as session:
         _record_message(session, company_id=company_id, history_id=history_id, composed=composed)
     return Continue()
+
+
+class Contact(Protocol):
+    """What a message is about: a claimed history row, or a due client not yet claimed (the preview)."""
+
+    @property
+    def client_id(self) -> int: ...
+    @property
+    def step(self) -> int: ...
+    @property
+    def last_service_name(self) -> str | None: ...
+    @property
+    def last_visit_date(self) -> date: ...
+
+
+def message_request(company: CompanyConfig, contact: Contact, *, client_name: str | None) -> MessageRequest:
+    """What generate_message composes a contact's message from; `reactivation preview` builds the same."""
+    return MessageRequest(
+        company_name=company.name,
+        client_name=client_name,
+        # As the claim stores it on the row, so that a preview of a due client asks for the same message.
+        service_title=history.cut(contact.last_service_name, history.MAX_SERVICE_NAME),
+        step=Step(contact.step),
+        client_id=contact.client_id,
+        lapse_date=contact.last_visit_date,
+    )
 
 
 def _record_message(session: Session, *, company_id: int, history_id: int, composed: ComposedMessage) -> None:
