@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as time_of_day
 from enum import StrEnum
 from functools import wraps
 from pathlib import Path
@@ -22,17 +23,22 @@ from sqlalchemy import func, select
 
 from reactivation import migrations
 from reactivation.attribution import attribute_bookings
+from reactivation.averages import calculate_averages
+from reactivation.backtest import LEVELS, TOLERANCE_DAYS, BacktestReport, Method, Score, backtest, load_history
 from reactivation.bulk import load_salon
 from reactivation.campaign import run_status
 from reactivation.classify import classify_reply
-from reactivation.companies import UnknownCompany, load_company
+from reactivation.companies import CompanyConfig, UnknownCompany, load_company
 from reactivation.company_settings import CompanyConfigError
 from reactivation.consent import import_consents
 from reactivation.logs import configure_logging
+from reactivation.messages import NO_KEY
 from reactivation.models import AppointmentCache, Booking, Client, Company, Service
 from reactivation.phones import InvalidPhone
+from reactivation.preview import PreviewRow, preview_row, to_csv, with_messages
 from reactivation.replies import handle_reply, mark_booking_created
 from reactivation.runtime import Runtime
+from reactivation.selection import due_clients
 from reactivation.settings import SettingsError, get_settings
 from reactivation.stats import campaign_stats
 from reactivation.synthetic import generate_salon
@@ -514,6 +520,187 @@ def consent_import(
             err_console.print(f"line {problem.line}: {problem.reason}")
     if report.problems:
         raise typer.Exit(1)
+
+
+# --- Timing: the averages job, who is due, and how well the intervals predict --------------------------------
+
+
+def reference_moment(company: CompanyConfig, day: date | None, now: datetime) -> datetime:
+    """`now`, or for another local date its local noon: the instant a job "as of that date" runs at."""
+    if day is None or day == company.local_today(now):
+        return now
+    return datetime.combine(day, time_of_day(12), tzinfo=company.tz)
+
+
+@app.command("averages")
+@user_errors
+def averages_command(
+    company: Annotated[int, typer.Option("--company", help="Company id.")],
+    full: Annotated[bool, typer.Option("--full", help="Recompute every client's rhythm, not only the changed.")] = (
+        False
+    ),
+    day: Annotated[
+        str | None, typer.Option("--date", help="Reference date YYYY-MM-DD, the salon's local date (default: today).")
+    ] = None,
+    output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
+) -> None:
+    """Recompute the salon's median interval per service and each client's own rhythm (what the waterfall reads)."""
+    rt = runtime()
+    started = time.perf_counter()
+    with rt.session() as session:
+        config = load_company(session, company_id=company)
+        now = reference_moment(config, parse_date(day), datetime.now(UTC))
+        result = calculate_averages(session, company_id=company, now=now, full=True if full else None)
+    seconds = round(time.perf_counter() - started, 2)
+    if output is OutputFormat.JSON:
+        print_json({**result.as_dict(), "seconds": seconds})
+        return
+    table = Table(title=f"Averages of company {company} as of {result.today:%Y-%m-%d}: {result.mode} run, {seconds} s")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    table.add_row("services with a salon median", str(result.services_active))
+    table.add_row("services with too few intervals", str(result.services_inactive))
+    table.add_row("client rhythms of their own", str(result.personal_rows))
+    table.add_row("  written (new or changed)", str(result.personal_written))
+    table.add_row("  removed (no longer backed)", str(result.personal_deleted))
+    recomputed = "all" if result.clients_recomputed is None else str(result.clients_recomputed)
+    table.add_row("clients recomputed", recomputed)
+    console.print(table)
+
+
+class PreviewFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    CSV = "csv"
+
+
+@app.command("preview")
+@user_errors
+def preview_command(
+    company: Annotated[int, typer.Option("--company", help="Company id.")],
+    day: Annotated[
+        str | None, typer.Option("--date", help="Run date YYYY-MM-DD (default: the salon's local today).")
+    ] = None,
+    output: Annotated[PreviewFormat, typer.Option("--format", help="table, json or csv.")] = PreviewFormat.TABLE,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many, most valuable first.")] = None,
+    messages: Annotated[
+        bool,
+        typer.Option(
+            "--with-messages",
+            help="Also write each client's message as the pipeline would (Gemini within its global rate limit "
+            "when GEMINI_API_KEY is set, else the templates). Nothing is sent.",
+        ),
+    ] = False,
+) -> None:
+    """Who the campaign would contact on a date, and why; writes nothing and sends nothing."""
+    rt = runtime()
+    # Read only: the session's transaction is rolled back when it closes.
+    with rt.session_factory() as session:
+        config = load_company(session, company_id=company)
+        run_date = parse_date(day) or config.local_today(datetime.now(UTC))
+        due = due_clients(session, company_id=company, today=run_date, limit=limit)
+    if messages:
+        if rt.gemini_writer is not None and due:
+            err_console.print(f"writing {len(due)} message(s) with Gemini, within GEMINI_RATE_LIMIT …")
+        rows = with_messages(config, due, writer=rt.gemini_writer, limiter=rt.gemini_limiter)
+    else:
+        rows = [preview_row(d) for d in due]
+    if output is PreviewFormat.JSON:
+        print_json([row.as_dict(with_messages=messages) for row in rows])
+    elif output is PreviewFormat.CSV:
+        sys.stdout.write(to_csv(rows, with_messages=messages))
+    else:
+        console.print(preview_table(config, run_date, rows, limit=limit))
+        if messages:
+            print_preview_messages(rows)
+
+
+def preview_table(company: CompanyConfig, run_date: date, rows: list[PreviewRow], *, limit: int | None) -> Table:
+    """Due clients as an operator reads them: who, when they last came, which step and why now."""
+    shown = f"the first {len(rows)} (--limit {limit})" if limit is not None and len(rows) == limit else len(rows)
+    table = Table(title=f"{company.name or company.id}: due on {run_date:%Y-%m-%d}: {shown} client(s)")
+    table.caption = "nothing was written or sent; phones masked"
+    # Four columns, several lines each: the table stays readable in an 80-column terminal.
+    table.add_column("client")
+    table.add_column("last visit")
+    table.add_column("step", no_wrap=True)
+    table.add_column("why")
+    for row in rows:
+        table.add_row(
+            "\n".join(part for part in (str(row.client_id), row.name, row.phone) if part),
+            f"{row.last_visit:%Y-%m-%d}, {row.days_inactive} d ago\n{row.last_service or '-'}",
+            row.message_type,
+            row.why,
+        )
+    return table
+
+
+def print_preview_messages(rows: list[PreviewRow]) -> None:
+    """Each client's message under the table, with how it was written (too long for a column)."""
+    for row in rows:
+        written_by = row.variant or ""
+        if row.fallback_reason and row.fallback_reason != NO_KEY:
+            written_by += f", template because {row.fallback_reason}"
+        console.print(f"[bold]{row.client_id}[/bold] [dim]({written_by})[/dim]")
+        console.print(f"  {row.message}", markup=False, highlight=False)
+
+
+@app.command("backtest")
+@user_errors
+def backtest_command(
+    company: Annotated[int, typer.Option("--company", help="Company id.")],
+    output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
+) -> None:
+    """Replay the salon's visits: how well each level of the waterfall, the whole waterfall and the seed's 3 levels
+    would have predicted each client's last return."""
+    rt = runtime()
+    with rt.session_factory() as session:
+        history = load_history(session, company_id=company)
+    result = backtest(history, company_id=company)
+    if output is OutputFormat.JSON:
+        print_json(result.as_dict())
+        return
+    if result.cases == 0:
+        console.print(
+            f"company {company}: no client has two attended visits of the same service yet, so there is no return "
+            "to replay"
+        )
+        return
+    console.print(backtest_table(result))
+
+
+def backtest_table(result: BacktestReport) -> Table:
+    """One row per method; the waterfall and the seed's variant also split by the level that answered."""
+    table = Table(
+        title=f"Backtest of company {result.company_id}: {result.cases} returns of {result.clients} clients",
+        box=box.SIMPLE_HEAD,
+    )
+    table.caption = (
+        "each client's last return for a service, predicted from what was known on the visit before it; "
+        "coverage: share of the returns a method could predict; error: median, in days"
+    )
+    for column in ("method", "coverage", "predicted", "error", f"±{TOLERANCE_DAYS} days"):
+        table.add_column(column, justify="left" if column == "method" else "right", no_wrap=True)
+
+    def add(name: str, score: Score, *, last: bool = False) -> None:
+        error = score.median_abs_error_days
+        table.add_row(
+            name,
+            _percent(score.coverage),
+            str(score.answered),
+            "-" if error is None else f"{error:g}",
+            _percent(score.share_within_tolerance),
+            end_section=last,
+        )
+
+    for index, level in enumerate(LEVELS):
+        add(f"{level} alone", result.score(level), last=index == len(LEVELS) - 1)
+    for method, name in ((Method.WATERFALL, "waterfall (4 levels)"), (Method.SEED_3_LEVEL, "seed (3 levels)")):
+        add(name, result.score(method))
+        answered = [score for score in result.by_source[method] if score.answered]
+        for index, score in enumerate(answered):
+            add(f"  via {score.name}", score, last=index == len(answered) - 1)
+    return table
 
 
 # --- The AI admin's calls, by hand --------------------------------------------------------------------------
