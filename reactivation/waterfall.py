@@ -43,7 +43,9 @@ MAX_INTERVAL_DAYS = 365
 
 MIN_PERSONAL_INTERVALS = 3
 # Below this the client's own intervals spread too widely for their median to predict the next one.
-# Chosen with `reactivation backtest` (see docs/timing.md): lower admits irregular clients whose median misses.
+# Checked with `reactivation backtest` on the demo salon: from 0.5 to 0.9 the waterfall's share within ±5 days moves
+# by two points, while the personal level's own share rises from 72 % to 85 %; lower admits irregular clients whose
+# median misses, higher hands more clients to the salon median.
 MIN_CONSISTENCY = 0.75
 PERSONAL_CONFIDENCE = 0.9
 
