@@ -20,6 +20,7 @@ from celery.exceptions import Ignore
 from celery_app.app import app, runtime
 from reactivation import attribution, averages, campaign, pipeline, planning, retention, sweeps
 from reactivation.companies import load_company
+from reactivation.company_settings import CompanyConfigError
 from reactivation.db import TRANSIENT_DB_ERRORS
 from reactivation.pipeline import Continue, Outcome, RetryLater, Stop
 from reactivation.replies import handle_reply as handle_reply_domain
@@ -136,6 +137,10 @@ def run_campaign(self: Task, company_id: int, run_date: str | None = None, dry_r
             dry_run=dry_run,
             on_claimed=lambda ids: dispatch_chains(company_id, ids),
         )
+    except CompanyConfigError as exc:
+        # Nothing was claimed; retrying cannot help until someone fixes the settings, which the error names.
+        log.error("campaign not run: invalid company settings", extra={"company_id": company_id, "error": exc.problem})
+        return {"company_id": company_id, "error": str(exc)}
     except TRANSIENT_DB_ERRORS:
         # Claims are idempotent: a run cut half-way claims the rest when it runs again (the run is `running`
         # by now, so no planner would start it again).
@@ -197,15 +202,17 @@ def plan_averages() -> int:
     """Hourly: start the averages job for each company whose local time is Sunday 03:xx."""
     rt = runtime()
     now = _now()
-    started = 0
     with rt.session() as session:
         companies = sweeps.company_ids(session)
-        for company_id in companies:
+
+        def start_if_due(company_id: int) -> int:
             local = load_company(session, company_id=company_id).local_now(now)
             if local.weekday() == 6 and local.hour == 3:
                 calculate_service_averages.delay(company_id)
-                started += 1
-    return started
+                return 1
+            return 0
+
+        return _per_company(companies, start_if_due, job="plan_averages")
 
 
 @app.task(name="reactivation.attribute_bookings")
@@ -214,11 +221,12 @@ def attribute_bookings(company_id: int | None = None) -> int:
     rt = runtime()
     with rt.session() as session:
         companies = [company_id] if company_id is not None else sweeps.company_ids(session)
-    linked = 0
-    for company in companies:
+
+    def attribute(company: int) -> int:
         with rt.session() as session:
-            linked += attribution.attribute_bookings(session, company_id=company, now=_now())
-    return linked
+            return attribution.attribute_bookings(session, company_id=company, now=_now())
+
+    return _per_company(companies, attribute, job="attribute_bookings")
 
 
 @app.task(name="reactivation.retention")
@@ -227,11 +235,26 @@ def retention_sweep() -> int:
     rt = runtime()
     with rt.session() as session:
         companies = sweeps.company_ids(session)
-    done = 0
-    for company in companies:
+
+    def anonymize(company: int) -> int:
         with rt.session() as session:
-            done += retention.anonymize_old_history(session, company_id=company, now=_now())
-    return done
+            return retention.anonymize_old_history(session, company_id=company, now=_now())
+
+    return _per_company(companies, anonymize, job="retention")
+
+
+def _per_company(companies: list[int], work: Callable[[int], int], *, job: str) -> int:
+    """The sum of `work` over the companies; one company's unusable settings are logged and skipped, so that they
+    never stop the job for every company after it."""
+    total = 0
+    for company_id in companies:
+        try:
+            total += work(company_id)
+        except CompanyConfigError as exc:
+            log.error(
+                "company skipped: invalid settings", extra={"job": job, "company_id": company_id, "error": exc.problem}
+            )
+    return total
 
 
 @app.task(name="reactivation.handle_reply")
