@@ -57,7 +57,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # A broker connection lost mid-task (a Redis restart) lets the running steps finish. Cancelling them would
+        # kill a send between its `sending` commit and the gateway's answer: a message never sent again, `unknown`.
+        # Letting them finish can only run a step twice (a redelivered copy), and every step is idempotent.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         # On SIGTERM finish what runs for this long, then requeue the rest (acks_late) instead of losing it.
         "worker_soft_shutdown_timeout": 30.0,
         "worker_enable_soft_shutdown_on_idle": True,

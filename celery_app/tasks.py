@@ -13,12 +13,15 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
+import redis
 from celery import Task, chain
 from celery.exceptions import Ignore
 
 from celery_app.app import app, runtime
 from reactivation import attribution, averages, campaign, pipeline, planning, retention, sweeps
 from reactivation.companies import load_company
+from reactivation.company_settings import CompanyConfigError
+from reactivation.db import TRANSIENT_DB_ERRORS
 from reactivation.pipeline import Continue, Outcome, RetryLater, Stop
 from reactivation.replies import handle_reply as handle_reply_domain
 from reactivation.replies import mark_booking_created as mark_booking_created_domain
@@ -29,6 +32,10 @@ log = logging.getLogger(__name__)
 CHAIN = ("select_interval", "generate_message", "send_message", "persist_history", "save_context")
 # Retries a step may take for rate limits and transient errors before it gives up (each bounded in time).
 MAX_STEP_RETRIES = 50
+# The database or Redis went away under a task (a failover, a restart, a killed connection): its transaction was
+# rolled back and every task here is idempotent, so it runs again on fresh connections after a short wait.
+TRANSIENT_INFRA_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_DB_ERRORS, redis.ConnectionError, redis.TimeoutError)
+MAX_INFRA_RETRIES = 8
 
 
 def _now() -> datetime:
@@ -48,6 +55,22 @@ def dispatch_chains(company_id: int, history_ids: list[int], step: str = "select
         chain_from(step, company_id, history_id).apply_async()
 
 
+def _infra_countdown(task: Task) -> float:
+    """1, 2, 4 … seconds, within the longest countdown the broker's visibility timeout allows."""
+    return float(min(2**task.request.retries, runtime().settings.max_countdown_seconds))
+
+
+def _run_step(func: Callable[..., Outcome], task: Task, company_id: int, history_id: int) -> Outcome:
+    try:
+        return func(runtime(), company_id=company_id, history_id=history_id, now=_now())
+    except TRANSIENT_INFRA_ERRORS as exc:
+        log.warning(
+            "step cut by a lost connection; retrying",
+            extra={"task": task.name, "history_id": history_id, "company_id": company_id, "error": type(exc).__name__},
+        )
+        return RetryLater(_infra_countdown(task), "database or redis unavailable")
+
+
 def _follow(task: Task, outcome: Outcome) -> str:
     """Turn a step's outcome into Celery's terms."""
     if isinstance(outcome, Continue):
@@ -60,7 +83,7 @@ def _follow(task: Task, outcome: Outcome) -> str:
 
 def _step(func: Callable[..., Outcome]) -> Callable[[Task, int, int], str]:
     def run(self: Task, company_id: int, history_id: int) -> str:
-        outcome = func(runtime(), company_id=company_id, history_id=history_id, now=_now())
+        outcome = _run_step(func, self, company_id, history_id)
         if self.request.is_eager:
             # The in-process emulation (embedded default, --inline) has no broker to hold a countdown:
             # the one process waits for the slot itself, a bounded number of times.
@@ -68,7 +91,7 @@ def _step(func: Callable[..., Outcome]) -> Callable[[Task, int, int], str]:
                 if not isinstance(outcome, RetryLater):
                     break
                 time.sleep(outcome.countdown)
-                outcome = func(runtime(), company_id=company_id, history_id=history_id, now=_now())
+                outcome = _run_step(func, self, company_id, history_id)
         return _follow(self, outcome)
 
     run.__name__ = func.__name__
@@ -91,25 +114,37 @@ persist_history = app.task(name="reactivation.persist_history", bind=True)(_step
 @app.task(name="reactivation.save_context", bind=True, max_retries=pipeline.MAX_CONTEXT_ATTEMPTS)
 def save_context(self: Task, company_id: int, history_id: int) -> str:
     """Hand the conversation to the AI admin through Redis."""
-    outcome = pipeline.save_handover(
-        runtime(), company_id=company_id, history_id=history_id, now=_now(), attempt=self.request.retries + 1
-    )
+    try:
+        outcome = pipeline.save_handover(
+            runtime(), company_id=company_id, history_id=history_id, now=_now(), attempt=self.request.retries + 1
+        )
+    except TRANSIENT_DB_ERRORS:
+        raise self.retry(countdown=_infra_countdown(self)) from None
     if isinstance(outcome, RetryLater):
         raise self.retry(countdown=outcome.countdown)
     return outcome.reason if isinstance(outcome, Stop) else "continue"
 
 
-@app.task(name="reactivation.run_campaign", soft_time_limit=900, time_limit=960)
-def run_campaign(company_id: int, run_date: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+@app.task(name="reactivation.run_campaign", bind=True, soft_time_limit=900, time_limit=960)
+def run_campaign(self: Task, company_id: int, run_date: str | None = None, dry_run: bool = False) -> dict[str, Any]:
     """Select today's due clients of a company, claim a row each, and start one chain per new row."""
-    result = campaign.run_campaign(
-        runtime(),
-        company_id=company_id,
-        run_date=date.fromisoformat(run_date) if run_date else None,
-        now=_now(),
-        dry_run=dry_run,
-        on_claimed=lambda ids: dispatch_chains(company_id, ids),
-    )
+    try:
+        result = campaign.run_campaign(
+            runtime(),
+            company_id=company_id,
+            run_date=date.fromisoformat(run_date) if run_date else None,
+            now=_now(),
+            dry_run=dry_run,
+            on_claimed=lambda ids: dispatch_chains(company_id, ids),
+        )
+    except CompanyConfigError as exc:
+        # Nothing was claimed; retrying cannot help until someone fixes the settings, which the error names.
+        log.error("campaign not run: invalid company settings", extra={"company_id": company_id, "error": exc.problem})
+        return {"company_id": company_id, "error": str(exc)}
+    except TRANSIENT_DB_ERRORS:
+        # Claims are idempotent: a run cut half-way claims the rest when it runs again (the run is `running`
+        # by now, so no planner would start it again).
+        raise self.retry(countdown=_infra_countdown(self), max_retries=MAX_INFRA_RETRIES) from None
     return {
         "company_id": company_id,
         "run_date": result.run_date.isoformat(),
@@ -167,15 +202,17 @@ def plan_averages() -> int:
     """Hourly: start the averages job for each company whose local time is Sunday 03:xx."""
     rt = runtime()
     now = _now()
-    started = 0
     with rt.session() as session:
         companies = sweeps.company_ids(session)
-        for company_id in companies:
+
+        def start_if_due(company_id: int) -> int:
             local = load_company(session, company_id=company_id).local_now(now)
             if local.weekday() == 6 and local.hour == 3:
                 calculate_service_averages.delay(company_id)
-                started += 1
-    return started
+                return 1
+            return 0
+
+        return _per_company(companies, start_if_due, job="plan_averages")
 
 
 @app.task(name="reactivation.attribute_bookings")
@@ -184,11 +221,12 @@ def attribute_bookings(company_id: int | None = None) -> int:
     rt = runtime()
     with rt.session() as session:
         companies = [company_id] if company_id is not None else sweeps.company_ids(session)
-    linked = 0
-    for company in companies:
+
+    def attribute(company: int) -> int:
         with rt.session() as session:
-            linked += attribution.attribute_bookings(session, company_id=company, now=_now())
-    return linked
+            return attribution.attribute_bookings(session, company_id=company, now=_now())
+
+    return _per_company(companies, attribute, job="attribute_bookings")
 
 
 @app.task(name="reactivation.retention")
@@ -197,11 +235,26 @@ def retention_sweep() -> int:
     rt = runtime()
     with rt.session() as session:
         companies = sweeps.company_ids(session)
-    done = 0
-    for company in companies:
+
+    def anonymize(company: int) -> int:
         with rt.session() as session:
-            done += retention.anonymize_old_history(session, company_id=company, now=_now())
-    return done
+            return retention.anonymize_old_history(session, company_id=company, now=_now())
+
+    return _per_company(companies, anonymize, job="retention")
+
+
+def _per_company(companies: list[int], work: Callable[[int], int], *, job: str) -> int:
+    """The sum of `work` over the companies; one company's unusable settings are logged and skipped, so that they
+    never stop the job for every company after it."""
+    total = 0
+    for company_id in companies:
+        try:
+            total += work(company_id)
+        except CompanyConfigError as exc:
+            log.error(
+                "company skipped: invalid settings", extra={"job": job, "company_id": company_id, "error": exc.problem}
+            )
+    return total
 
 
 @app.task(name="reactivation.handle_reply")

@@ -10,7 +10,13 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+# What a retry on a fresh connection may cure: the server ended the connection (a failover, a restart,
+# pg_terminate_backend), a lock or statement timeout. The transaction was rolled back, so the work can run again;
+# the pool's pre-ping hands the retry a live connection.
+TRANSIENT_DB_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 
 
 def make_engine(database_url: str, **kwargs: Any) -> Engine:

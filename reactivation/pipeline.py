@@ -18,6 +18,7 @@ from datetime import date, datetime
 from typing import Protocol
 
 import redis
+import tenacity
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,6 +26,7 @@ from reactivation import history
 from reactivation.companies import CompanyConfig, load_company
 from reactivation.company_settings import CompanyConfigError
 from reactivation.context import ContextError, HandoverContext, save_context
+from reactivation.db import TRANSIENT_DB_ERRORS
 from reactivation.delivery import (
     InvalidSendRequest,
     PermanentSendError,
@@ -51,6 +53,8 @@ log = logging.getLogger(__name__)
 # A transient gateway error is retried this many times (with backoff) before the row ends failed/unknown.
 MAX_SEND_ATTEMPTS = 8
 MAX_CONTEXT_ATTEMPTS = 6
+# Tries to record the gateway's answer on the row before giving up (waiting 0.5 + 1 + 2 + 4 s in between).
+RECORD_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -271,43 +275,36 @@ def _deliver(rt: Runtime, request: SendRequest, *, attempt: int, dry_run: bool, 
     try:
         result = rt.sender_for(dry_run).send(request)
     except TransientSendError as exc:
-        with rt.session() as session:
-            if attempt >= MAX_SEND_ATTEMPTS:
-                final = Status.UNKNOWN if exc.maybe_delivered else Status.FAILED
-                history.transition(
-                    session,
-                    company_id=company_id,
-                    history_id=history_id,
-                    from_status=Status.SENDING,
-                    to_status=final,
-                    error=history.cut(f"gave up after {attempt} attempts: {exc}"),
-                )
-                return Stop(f"transient error, {final}")
-            # The gateway de-duplicates by idempotency key, so sending again after a failed attempt is safe.
-            history.transition(
-                session,
-                company_id=company_id,
-                history_id=history_id,
-                from_status=Status.SENDING,
-                to_status=Status.GENERATED,
-                error=history.cut(str(exc)),
+        if attempt >= MAX_SEND_ATTEMPTS:
+            final = Status.UNKNOWN if exc.maybe_delivered else Status.FAILED
+            _record_answer(
+                rt,
+                request,
+                to_status=final,
+                error=history.cut(f"gave up after {attempt} attempts: {exc}"),
             )
-        countdown = exc.retry_after if exc.retry_after is not None else _backoff(attempt)
+            return Stop(f"transient error, {final}")
+        # The gateway de-duplicates by idempotency key, so sending again after a failed attempt is safe.
+        _record_answer(rt, request, to_status=Status.GENERATED, error=history.cut(str(exc)))
+        # Backoff, never sooner than the server asked: an outage answering "Retry-After: 1" would otherwise use up
+        # every attempt within seconds, and a gateway down for a minute would fail the whole run.
+        countdown = max(exc.retry_after or 0.0, _backoff(attempt))
         return RetryLater(min(countdown, rt.settings.max_countdown_seconds), "transient send error")
     except SendSkipped as exc:
         if exc.reason is SkipReason.MARKETING_OPT_OUT and not dry_run:
             # The client told WhatsApp to stop this business's marketing: the same as telling the salon.
-            with rt.session() as session:
-                record_opt_out(
-                    session,
-                    company_id=company_id,
-                    phone=request.phone,
-                    client_id=None,
-                    history_id=history_id,
-                    text=str(exc),
-                    source="whatsapp",
-                    now=now,
-                )
+            for attempt_to_record in _recording():
+                with attempt_to_record, rt.session() as session:
+                    record_opt_out(
+                        session,
+                        company_id=company_id,
+                        phone=request.phone,
+                        client_id=None,
+                        history_id=history_id,
+                        text=str(exc),
+                        source="whatsapp",
+                        now=now,
+                    )
         return _end_send(rt, request, Status.SKIPPED, skip_reason=str(exc.reason))
     except SendOutcomeUnknown as exc:
         return _end_send(rt, request, Status.UNKNOWN, error=history.cut(str(exc)))
@@ -315,18 +312,15 @@ def _deliver(rt: Runtime, request: SendRequest, *, attempt: int, dry_run: bool, 
         if getattr(exc, "affects_all_messages", False):
             log.error("sender misconfigured: every message will fail", extra={"error": str(exc)})
         return _end_send(rt, request, Status.FAILED, error=history.cut(str(exc)))
-    with rt.session() as session:
-        history.transition(
-            session,
-            company_id=company_id,
-            history_id=history_id,
-            from_status=Status.SENDING,
-            to_status=Status.DELIVERED,
-            provider_message_id=result.provider_message_id,
-            # The step's own clock (the time it was given), so one run has one reference time.
-            message_sent_at=now,
-            error=None,
-        )
+    _record_answer(
+        rt,
+        request,
+        to_status=Status.DELIVERED,
+        provider_message_id=result.provider_message_id,
+        # The step's own clock (the time it was given), so one run has one reference time.
+        message_sent_at=now,
+        error=None,
+    )
     log.info(
         "message sent",
         extra={"history_id": history_id, "company_id": company_id, "phone": mask_phone(request.phone)},
@@ -335,16 +329,37 @@ def _deliver(rt: Runtime, request: SendRequest, *, attempt: int, dry_run: bool, 
 
 
 def _end_send(rt: Runtime, request: SendRequest, status: Status, **values: object) -> Stop:
-    with rt.session() as session:
-        history.transition(
-            session,
-            company_id=request.company_id,
-            history_id=request.history_id,
-            from_status=Status.SENDING,
-            to_status=status,
-            **values,
-        )
+    _record_answer(rt, request, to_status=status, **values)
     return Stop(str(status))
+
+
+def _recording() -> tenacity.Retrying:
+    """Retries for writing down what the gateway answered.
+
+    The row is `sending` and stays so if this write is lost, and a `sending` row is never sent again: a database
+    connection dropped at this moment would turn a sent message (or one that may safely be retried) into an
+    `unknown` one. The write is retried on a fresh connection instead.
+    """
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(RECORD_ATTEMPTS),
+        wait=tenacity.wait_exponential(multiplier=0.5, max=5),
+        retry=tenacity.retry_if_exception_type(TRANSIENT_DB_ERRORS),
+        reraise=True,
+    )
+
+
+def _record_answer(rt: Runtime, request: SendRequest, *, to_status: Status, **values: object) -> None:
+    """Move the row out of `sending` to what the gateway's answer means, retrying a dropped connection."""
+    for attempt in _recording():
+        with attempt, rt.session() as session:
+            history.transition(
+                session,
+                company_id=request.company_id,
+                history_id=request.history_id,
+                from_status=Status.SENDING,
+                to_status=to_status,
+                **values,
+            )
 
 
 def _fail(session: Session, row: ReactivationHistory, from_status: Status, error: str) -> Stop:

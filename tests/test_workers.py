@@ -52,11 +52,13 @@ def gateway() -> Iterator[FakeGateway]:
         yield fake
 
 
-def worker_env(settings: Settings, *, prefix: str, gateway_url: str, **extra: str) -> dict[str, str]:
+def worker_env(
+    settings: Settings, *, prefix: str, gateway_url: str, redis_url: str = REDIS_URL, **extra: str
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI_", "WHATSAPP_", "REDIS_", "CELERY_"))}
     env.update(
         DATABASE_URL=settings.database_url,
-        REDIS_URL=REDIS_URL,
+        REDIS_URL=redis_url,
         REDIS_KEY_PREFIX=prefix,
         WHATSAPP_PROVIDER="gateway",
         WHATSAPP_GATEWAY_URL=gateway_url,

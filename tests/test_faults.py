@@ -1,0 +1,365 @@
+"""Faults on the real services, with real Celery workers: Redis restarted (its memory lost), PostgreSQL connections
+killed, Gemini down, the gateway down. The promise under every fault: each due client gets exactly one gateway
+message, nobody gets two, and the workers carry on.
+
+The cases share one set of workers (module scope) on a redis-server of this module's own, which one case
+restarts: the cases after it run on workers that had to reconnect. Each case has a company of its own, so the
+hand-over markers (keyed by company and history id) never meet.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy.orm import Session
+
+from reactivation import sweeps
+from reactivation.history import FINAL, IN_FLIGHT, Status
+from reactivation.models import ReactivationHistory
+from reactivation.settings import load_settings
+from tests.fake_gateway import FakeGateway
+from tests.fake_gemini import TEST_API_KEY, FakeGemini, Reply
+from tests.salon import Salon, build_salon
+from tests.test_workers import worker_env
+from tests.workers import Processes, control_app, processes, wait_for_workers, wait_until
+
+pytestmark = pytest.mark.workers
+
+PREFIX = "faults:"
+WORKERS = ["fault-a", "fault-b"]
+# Seconds; the servers and workers of this module stop after this long whatever happens.
+SERVER_LIFETIME = 900
+
+
+class RedisServer:
+    """A redis-server of the test's own on 127.0.0.1 (no persistence): a restart loses everything it held."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = _free_port()
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        log = (self.directory / f"redis-{self.restarts}.log").open("wb")
+        self.popen = subprocess.Popen(
+            [
+                # Stops by itself even if this process dies without its teardown.
+                "timeout",
+                "--signal=KILL",
+                str(SERVER_LIFETIME),
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()  # the child has its own copy
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        try:
+            wait_until(lambda: _answers(client), timeout=15, interval=0.1, what="redis-server to answer")
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no save; queues, unacknowledged tasks, limits and hand-overs are gone."""
+        if self.popen is not None and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.kill()
+        self.restarts += 1
+        self.start()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+@dataclass
+class Rig:
+    redis: RedisServer
+    gateway: FakeGateway
+    gemini: FakeGemini
+    procs: Processes
+
+    def dispatch(self, salon: Salon) -> None:
+        control = control_app(self.redis.url, PREFIX)
+        try:
+            control.send_task("reactivation.run_campaign", args=[salon.company_id, salon.today.isoformat()])
+        finally:
+            control.close()
+
+    def sweep(self) -> None:
+        control = control_app(self.redis.url, PREFIX)
+        try:
+            control.send_task("reactivation.sweep")
+        finally:
+            control.close()
+
+    def ping(self, timeout: float = 60) -> None:
+        """Block until every worker answers a ping (bounded); a control connection cut by a restart is retried."""
+        deadline = time.monotonic() + timeout
+        while True:
+            control = control_app(self.redis.url, PREFIX)
+            try:
+                wait_for_workers(control, WORKERS, timeout=max(1.0, deadline - time.monotonic()))
+                return
+            except (redis.RedisError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+            finally:
+                control.close()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.log()[-4000:]}" for p in self.procs.procs)
+
+
+@pytest.fixture(scope="module")
+def rig(committed_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    folder = tmp_path_factory.mktemp("faults")
+    server = RedisServer(folder)
+    server.start()
+    try:
+        with FakeGateway(lifetime=SERVER_LIFETIME) as gateway, FakeGemini(max_lifetime=SERVER_LIFETIME) as gemini:
+            env = worker_env(
+                load_settings(database_url=committed_url, _env_file=None),
+                prefix=PREFIX,
+                gateway_url=gateway.url,
+                redis_url=server.url,
+                GEMINI_API_KEY=TEST_API_KEY,
+                GEMINI_BASE_URL=gemini.base_url,
+                GEMINI_RATE_LIMIT="1000/60",
+                # One message's Gemini budget, scaled down: a 1 s timeout, 3 attempts, 3 s in all.
+                GEMINI_TIMEOUT_SECONDS="1",
+                GEMINI_BUDGET_SECONDS="3",
+                GEMINI_MAX_ATTEMPTS="3",
+            )
+            with processes(env, folder) as procs:
+                for name in WORKERS:
+                    procs.worker(name, concurrency=2)
+                rig = Rig(server, gateway, gemini, procs)
+                rig.ping()
+                yield rig
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def fresh(rig: Rig) -> Rig:
+    """The shared rig with a gateway and a Gemini that behave, and no messages recorded yet."""
+    rig.gateway.reset()
+    rig.gemini.set_default(Reply.good())
+    return rig
+
+
+def moscow_today() -> date:
+    return datetime.now(ZoneInfo("Europe/Moscow")).date()
+
+
+def statuses(engine: Engine, company_id: int) -> Counter[str]:
+    with Session(engine) as session:
+        return Counter(
+            dict(
+                session.execute(
+                    select(ReactivationHistory.status, func.count())
+                    .where(ReactivationHistory.company_id == company_id)
+                    .group_by(ReactivationHistory.status)
+                ).all()
+            )
+        )
+
+
+def rows(engine: Engine, company_id: int) -> list[ReactivationHistory]:
+    with Session(engine) as session:
+        return list(session.scalars(select(ReactivationHistory).where(ReactivationHistory.company_id == company_id)))
+
+
+def all_final(engine: Engine, salon: Salon) -> bool:
+    counts = statuses(engine, salon.company_id)
+    return sum(counts.values()) == len(salon.due) and sum(counts[s] for s in FINAL) == len(salon.due)
+
+
+def settle(engine: Engine, company_id: int, *, quiet: float = 3.0, timeout: float = 90) -> Counter[str]:
+    """Wait until the rows' statuses stop changing for `quiet` seconds (bounded); return them."""
+    deadline = time.monotonic() + timeout
+    last, since = statuses(engine, company_id), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = statuses(engine, company_id)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return now
+    raise TimeoutError(f"statuses kept changing for {timeout} s: {last}")
+
+
+def half_an_hour_passes(engine: Engine, company_id: int) -> None:
+    """Age the rows still in flight past the sweep's threshold, as if the clock had moved on."""
+    with Session(engine) as session:
+        session.execute(
+            update(ReactivationHistory)
+            .where(
+                ReactivationHistory.company_id == company_id,
+                ReactivationHistory.status.in_([s.value for s in IN_FLIGHT]),
+            )
+            .values(updated_at=func.now() - (sweeps.STALE_AFTER + timedelta(minutes=1)))
+        )
+        session.commit()
+
+
+def assert_each_due_client_got_one_message(rig: Rig, engine: Engine, salon: Salon) -> list[ReactivationHistory]:
+    received = Counter(m["phone"] for m in rig.gateway.messages())
+    assert set(received) == set(salon.phones.values()), rig.logs()
+    assert max(received.values()) == 1
+    history = rows(engine, salon.company_id)
+    assert len(history) == len(salon.due) and {r.client_id for r in history} == set(salon.due)
+    assert all(r.status == Status.SENT for r in history), statuses(engine, salon.company_id)
+    return history
+
+
+# --- Redis restarted mid-campaign ------------------------------------------------------------------------------
+
+
+def test_a_redis_restart_mid_campaign_loses_no_client_and_doubles_none(fresh: Rig, committed_engine: Engine) -> None:
+    # Given 30 due clients and a gateway slow enough that the restart lands mid-run
+    salon = build_salon(committed_engine, due=30, company_id=610001, today=moscow_today())
+    fresh.gateway.configure(latency=0.15)
+    # When the campaign runs and Redis restarts empty after the first messages
+    fresh.dispatch(salon)
+    wait_until(lambda: len(fresh.gateway.messages()) >= 6, timeout=120, what="6 messages")
+    fresh.redis.restart()
+    sent_before_restart = len(fresh.gateway.messages())
+    fresh.gateway.configure(latency=0.0)
+    # Then the workers reconnect
+    fresh.ping(timeout=60)
+    # and what the broker lost stands still until the sweep (half an hour later) resumes it
+    after_restart = settle(committed_engine, salon.company_id)
+    half_an_hour_passes(committed_engine, salon.company_id)
+    fresh.sweep()
+    wait_until(lambda: all_final(committed_engine, salon), timeout=120, what="all rows final")
+    # and every due client got exactly one message, none twice
+    assert_each_due_client_got_one_message(fresh, committed_engine, salon)
+    assert sent_before_restart < len(salon.due), after_restart
+    # and the workers are alive and consuming: the resumed chains ran on them
+    assert all(p.alive() for p in fresh.procs.procs), fresh.logs()
+
+
+# --- PostgreSQL connections dropped mid-chain -------------------------------------------------------------------
+
+
+def terminate_connections(pg_admin: Engine, database: str) -> int:
+    """What a failover or an operator does: every server process of the database is ended (from outside it)."""
+    with pg_admin.connect() as connection:
+        return len(
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = :database AND pid <> pg_backend_pid()"
+                ),
+                {"database": database},
+            ).all()
+        )
+
+
+def test_postgresql_connections_killed_mid_chain_are_replaced_and_the_steps_retried(
+    fresh: Rig, committed_engine: Engine, pg_admin: Engine
+) -> None:
+    # Given 30 due clients and chains slowed by the gateway
+    salon = build_salon(committed_engine, due=30, company_id=620002, today=moscow_today())
+    fresh.gateway.configure(latency=0.1)
+    database = committed_engine.url.database or ""
+    # When the campaign runs and every connection to the database is killed, three times, while chains run
+    fresh.dispatch(salon)
+    wait_until(lambda: len(fresh.gateway.messages()) >= 3, timeout=120, what="3 messages")
+    killed = 0
+    for _ in range(3):
+        killed += terminate_connections(pg_admin, database)
+        time.sleep(0.7)
+    fresh.gateway.configure(latency=0.0)
+    # Then the workers' pools reconnect and the cut steps are retried: every row ends sent, with no sweep
+    wait_until(lambda: all_final(committed_engine, salon), timeout=120, what="all rows final")
+    assert killed > 0
+    assert_each_due_client_got_one_message(fresh, committed_engine, salon)
+    assert all(p.alive() for p in fresh.procs.procs), fresh.logs()
+
+
+# --- Gemini down for the whole run --------------------------------------------------------------------------------
+
+
+def test_with_gemini_down_every_message_goes_out_from_the_template(fresh: Rig, committed_engine: Engine) -> None:
+    # Given 20 due clients and a Gemini that hangs on the first requests and answers 500 to every other
+    salon = build_salon(committed_engine, due=20, company_id=630003, today=moscow_today())
+    fresh.gemini.requests.clear()
+    fresh.gemini.push(*[Reply.hang(seconds=5)] * 4)
+    fresh.gemini.set_default(Reply.error(500))
+    # When the campaign runs
+    fresh.dispatch(salon)
+    # Then every client gets one message, each from the template after a bounded number of Gemini attempts
+    wait_until(lambda: all_final(committed_engine, salon), timeout=150, what="all rows final")
+    history = assert_each_due_client_got_one_message(fresh, committed_engine, salon)
+    assert {r.generator for r in history} == {"template"}
+    assert {r.generator_fallback_reason for r in history} <= {"server_error", "timeout"}
+    assert len(fresh.gemini.requests) <= 3 * len(salon.due)
+    # and nothing waits for Gemini after the run: no row is left before the send
+    assert not [r for r in history if r.message_sent_at is None]
+
+
+# --- The gateway down for a while ---------------------------------------------------------------------------------
+
+
+def test_a_gateway_outage_delays_the_messages_and_sends_each_once(fresh: Rig, committed_engine: Engine) -> None:
+    # Given 20 due clients and a gateway that is down (503 with Retry-After: 1, then refusing connections)
+    salon = build_salon(committed_engine, due=20, company_id=640004, today=moscow_today())
+    fresh.gateway.configure(down="503")
+    # When the campaign runs through an outage longer than eight quick retries
+    fresh.dispatch(salon)
+    wait_until(lambda: fresh.gateway.stats()["send_requests"] >= 20, timeout=60, what="20 refused sends")
+    time.sleep(6)
+    fresh.gateway.configure(down="refuse")
+    time.sleep(6)
+    assert fresh.gateway.messages() == []
+    fresh.gateway.configure(down=None)
+    # Then every message goes out once, later
+    wait_until(lambda: all_final(committed_engine, salon), timeout=150, what="all rows final")
+    history = assert_each_due_client_got_one_message(fresh, committed_engine, salon)
+    assert all(r.attempts >= 2 for r in history)
+    assert fresh.gateway.stats()["duplicates"] == 0
