@@ -118,8 +118,13 @@ def test_two_dispatches_a_killed_worker_and_a_flaky_gateway_still_send_exactly_o
     control = control_app(REDIS_URL, prefix)
 
     with processes(env, tmp_path) as procs:
-        first = procs.worker("alpha", concurrency=2)
-        wait_for_workers(control, ["alpha"])
+        # The killed worker plans, selects, writes, persists and hands over; sends go through a courier that lives
+        # on. A SIGKILL between a send's `sending` commit and its HTTP call loses that message by design (at most
+        # once: test_pipeline shows such a row is never resent and the sweep marks it unknown); killing a worker
+        # mid-send would make that loss a matter of timing here.
+        first = procs.worker("alpha", queues="default,gemini", concurrency=2)
+        procs.worker("courier", queues="whatsapp", concurrency=2)
+        wait_for_workers(control, ["alpha", "courier"])
         # When two dispatches for the same company and day arrive at once
         for _ in range(2):
             control.send_task("reactivation.run_campaign", args=[salon.company_id, today.isoformat()])
@@ -127,7 +132,7 @@ def test_two_dispatches_a_killed_worker_and_a_flaky_gateway_still_send_exactly_o
         wait_until(lambda: len(gateway.messages()) >= 50, timeout=120, what="50 messages")
         first.kill_hard()
         # and another one takes over
-        procs.worker("beta", concurrency=2)
+        procs.worker("beta", queues="default,gemini", concurrency=2)
         wait_until(lambda: settled(committed_engine, salon.company_id, 200), timeout=240, what="all rows settled")
     # the sweep resolves what the kill cut mid-call (never resent)
     with Session(committed_engine) as session:
@@ -140,11 +145,11 @@ def test_two_dispatches_a_killed_worker_and_a_flaky_gateway_still_send_exactly_o
     received = Counter(message["phone"] for message in gateway.messages())
     assert set(received) == set(salon.phones.values()), _logs(procs)
     assert max(received.values()) == 1
-    # and every row is final: sent, or unknown where the kill cut the call (the message went out once anyway)
+    # and every row is sent: the kill lost nothing the other workers could not finish
     rows = history_rows(committed_engine, salon.company_id)
     assert len(rows) == 200 and {r.client_id for r in rows} == set(salon.due)
-    assert all(r.status in (Status.SENT, Status.UNKNOWN) for r in rows), statuses(committed_engine, salon.company_id)
-    assert swept.unknown == sum(r.status == Status.UNKNOWN for r in rows)
+    assert all(r.status == Status.SENT for r in rows), statuses(committed_engine, salon.company_id)
+    assert swept.unknown == 0
     # and the AI admin's fields are intact beside the pendingAction
     for phone in admin_phones:
         dialog = json.loads(redis_client.get(dialog_key(prefix, salon.company_id, phone)) or "{}")
