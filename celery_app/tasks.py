@@ -69,6 +69,8 @@ def _run_step(func: Callable[..., Outcome], task: Task, company_id: int, history
             extra={"task": task.name, "history_id": history_id, "company_id": company_id, "error": type(exc).__name__},
         )
         return RetryLater(_infra_countdown(task), "database or redis unavailable")
+    except CompanyConfigError as exc:
+        return pipeline.fail_unsent(runtime(), company_id=company_id, history_id=history_id, error=str(exc))
 
 
 def _follow(task: Task, outcome: Outcome) -> str:

@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session
 
 from reactivation import history
 from reactivation.companies import CompanyConfig, load_company
-from reactivation.company_settings import CompanyConfigError
 from reactivation.context import ContextError, HandoverContext, save_context
 from reactivation.db import TRANSIENT_DB_ERRORS
 from reactivation.delivery import (
@@ -90,6 +89,23 @@ def _recheck(session: Session, row: ReactivationHistory, now: datetime) -> str |
         session, company_id=row.company_id, client_id=row.client_id, lapse_date=row.last_visit_date, now=now
     )
     return None if skip is None else str(skip)
+
+
+def fail_unsent(rt: Runtime, *, company_id: int, history_id: int, error: str) -> Stop:
+    """End a row that cannot go on (its company's settings became invalid after the claim) as `failed`, unless
+    its message already left: a row in `sending` or `delivered` waits for the sweep or for the settings to be
+    fixed, so that a sent message is never recorded as failed."""
+    with rt.session() as session:
+        moved = history.transition(
+            session,
+            company_id=company_id,
+            history_id=history_id,
+            from_status=(Status.CLAIMED, Status.INTERVAL_SELECTED, Status.GENERATED),
+            to_status=Status.FAILED,
+            error=history.cut(error),
+        )
+    log.error("company settings invalid; row not sent", extra={"company_id": company_id, "history_id": history_id})
+    return Stop("failed" if moved else "company settings invalid")
 
 
 def _skip(session: Session, row: ReactivationHistory, from_status: Status, reason: str) -> Stop:
@@ -224,11 +240,8 @@ def send_message(rt: Runtime, *, company_id: int, history_id: int, now: datetime
         assert row is not None
         if reason := _recheck(session, row, now):
             return _skip(session, row, Status.GENERATED, reason)
-        try:
-            company = load_company(session, company_id=company_id)
-            window = SendWindow.for_company(company)
-        except CompanyConfigError as exc:
-            return _fail(session, row, Status.GENERATED, str(exc))
+        company = load_company(session, company_id=company_id)
+        window = SendWindow.for_company(company)
         if not row.dry_run and not is_send_allowed(now, window):
             opens = next_send_time(now, window)
             history.set_fields(session, company_id=company_id, history_id=history_id, send_after=opens)

@@ -243,3 +243,26 @@ def test_the_scheduled_jobs_skip_a_company_with_bad_settings_and_serve_the_other
     summary = tasks.run_campaign.run(2, "2026-11-23")
     assert summary == {"company_id": 2, "error": "company 2: unknown time zone 'Nowhere/Land'"}
     assert tasks.run_campaign.run(3, "2026-11-23")["claimed"] == 1
+
+
+def test_rows_claimed_before_the_settings_broke_end_failed_with_the_error(
+    tasks_on: None, committed_engine: Engine, committed_settings: Settings
+) -> None:
+    from celery_app import tasks
+
+    # Given a company whose campaign claimed its due clients
+    salon = build_salon(committed_engine, due=2, extras=False)
+    rt = Runtime(committed_settings)
+    try:
+        first, second = claim(rt, salon)
+    finally:
+        rt.dispose()
+    # When its settings are broken before the chains run
+    spoil(committed_engine, salon.company_id, {"timezone": "Nowhere/Land"})
+    # Then each chain's first step ends its row `failed` with the company's error, instead of leaving it in flight
+    for history_id in (first, second):
+        tasks.select_interval.apply(args=(salon.company_id, history_id))
+    failed = rows(committed_engine, salon.company_id)
+    assert [(r.status, r.error) for r in failed] == [
+        (Status.FAILED, f"company {salon.company_id}: unknown time zone 'Nowhere/Land'")
+    ] * 2
