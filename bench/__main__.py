@@ -11,13 +11,14 @@ from rich.table import Table
 from bench.common import Figure
 
 # Each module exposes run() -> list[Figure].
-ALL = ["seeding", "limiter", "replies", "attribution"]
+ALL = ["seeding", "limiter", "replies", "attribution", "selection", "averages", "pipeline"]
 
 
 def main(argv: list[str]) -> None:
     names = argv or ALL
     figures: list[Figure] = []
-    console = Console()
+    # Piped into a file or a log, the table keeps its notes on one line instead of 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 220)
     for name in names:
         with console.status(f"bench {name}"):
             module = importlib.import_module(f"bench.{name}")

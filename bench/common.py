@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
+import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, event, text
 
 from reactivation import migrations
 from reactivation.db import make_engine
@@ -59,3 +63,82 @@ def timer() -> Iterator[list[float]]:
 def analyze(engine: Engine) -> None:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM ANALYZE"))
+
+
+PLANS_DIR = Path(__file__).resolve().parent / "plans"
+
+
+def median_seconds(action: Callable[[], object], *, runs: int = 5, warmups: int = 1) -> tuple[float, list[float]]:
+    """The median wall time of `runs` calls after `warmups` untimed ones (caches warm), and every timing."""
+    for _ in range(warmups):
+        action()
+    timings = []
+    for _ in range(runs):
+        with timer() as took:
+            action()
+        timings.append(took[0])
+    return statistics.median(timings), timings
+
+
+@contextmanager
+def captured_statements(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    """Every SQL statement (with its parameters) the engine sends inside the block, in order."""
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def explain_statements(connection: Connection, statements: list[tuple[str, Any]], *, title: str) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of each captured SELECT (or WITH), replayed in order on `connection`.
+
+    Settings the code makes (set_config, SET) are replayed as they were, so that every plan runs under the same
+    work_mem as the timed run. EXPLAIN ANALYZE executes the statement: the caller rolls the transaction back.
+    """
+    sections = []
+    seen: dict[str, int] = {}
+    for number, (statement, parameters) in enumerate(statements, start=1):
+        head = statement.lstrip().upper()
+        if "SET_CONFIG" in head or "CURRENT_SETTING" in head or head.startswith("SET "):
+            connection.exec_driver_sql(statement, parameters)
+            continue
+        if not head.startswith(("SELECT", "WITH")):
+            continue
+        # A statement repeated in batches (the same shape, other values) is explained once.
+        shape = _LONG_LIST.sub("(…)", statement)
+        if shape in seen:
+            seen[shape] += 1
+            continue
+        seen[shape] = 1
+        plan = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", parameters).scalars()
+        shown = {
+            key: (f"<{len(value):,} values>" if isinstance(value, list) and len(value) > 20 else value)
+            for key, value in dict(parameters or {}).items()
+            if not _EXPANDED.search(key)
+        }
+        text_ = _LONG_LIST.sub(lambda m: f"({m.group(0).count(',') + 1:,} values)", statement.strip())
+        sections.append((shape, f"-- statement {number}\n{text_}\n-- parameters: {shown}\n\n" + "\n".join(plan)))
+    rendered = [
+        body + (f"\n-- (sent {seen[shape]} times in all, other values; explained once)" if seen[shape] > 1 else "")
+        for shape, body in sections
+    ]
+    return f"{title}\n\n" + "\n\n".join(rendered) + "\n"
+
+
+# An IN list of many bound values, as SQLAlchemy expands it: (%(phone_1_1)s, %(phone_1_2)s, ...).
+_LONG_LIST = re.compile(r"\((?:%\([a-z_0-9]+\)s(?:::[A-Z]+)?, ){20,}%\([a-z_0-9]+\)s(?:::[A-Z]+)?\)")
+# The parameters behind such a list are numbered twice (phone_1_1, phone_1_2, ...).
+_EXPANDED = re.compile(r"_\d+_\d+$")
+
+
+def write_plans(name: str, text_: str) -> Path:
+    PLANS_DIR.mkdir(exist_ok=True)
+    path = PLANS_DIR / f"{name}.txt"
+    path.write_text(text_)
+    return path

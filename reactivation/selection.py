@@ -27,7 +27,7 @@ service (from the `services` title of the client's last service id) and handed t
 PostgreSQL plan: the cheap filters and hash joins (intervals, opt-outs, recent messages, steps of the lapse)
 run over the company's clients, the result is sorted by value, and only then the three per-client probes
 (bookings by client and by phone, visits since) run, row by row, until `limit` rows are found. See
-bench/plans/selection_*.txt.
+bench/plans/selection.txt (`python -m bench selection`).
 """
 
 from __future__ import annotations

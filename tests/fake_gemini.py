@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -85,6 +86,8 @@ class Recorded:
     model: str
     headers: dict[str, str]
     body: dict[str, Any]
+    # When the request arrived (time.time()): benchmarks check how many fall in any window of the rate limit.
+    received_at: float = field(default_factory=time.time)
 
     @property
     def prompt(self) -> str:

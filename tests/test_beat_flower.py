@@ -23,8 +23,7 @@ from tests.conftest import REDIS_URL
 from tests.factories import make_company
 from tests.fake_gateway import FakeGateway
 from tests.salon import build_salon
-from tests.test_workers import worker_env
-from tests.workers import control_app, processes, wait_for_workers, wait_until
+from tests.workers import control_app, processes, wait_for_workers, wait_until, worker_env
 
 pytestmark = pytest.mark.workers
 
@@ -52,7 +51,13 @@ def test_two_beats_ticking_make_one_run_per_company_and_local_date(
             for i, zone in enumerate(ZONES)
         ]
         session.commit()
-    env = worker_env(committed_settings, prefix=prefix, gateway_url="http://127.0.0.1:9", BEAT_TICK_SECONDS="1")
+    env = worker_env(
+        committed_settings.database_url,
+        redis_url=REDIS_URL,
+        prefix=prefix,
+        gateway_url="http://127.0.0.1:9",
+        BEAT_TICK_SECONDS="1",
+    )
     control = control_app(REDIS_URL, prefix)
     with processes(env, tmp_path) as procs:
         procs.worker("planner", queues="default", concurrency=2)
@@ -93,7 +98,7 @@ def test_flower_shows_the_worker_and_the_chain_tasks_by_name(
     salon = build_salon(committed_engine, due=3, today=today, extras=False)
     port = _free_port()
     with FakeGateway(lifetime=120) as gateway:
-        env = worker_env(committed_settings, prefix=prefix, gateway_url=gateway.url)
+        env = worker_env(committed_settings.database_url, redis_url=REDIS_URL, prefix=prefix, gateway_url=gateway.url)
         control = control_app(REDIS_URL, prefix)
         with processes(env, tmp_path) as procs:
             procs.start(

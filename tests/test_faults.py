@@ -29,12 +29,10 @@ from sqlalchemy.orm import Session
 from reactivation import sweeps
 from reactivation.history import FINAL, IN_FLIGHT, Status
 from reactivation.models import ReactivationHistory
-from reactivation.settings import load_settings
 from tests.fake_gateway import FakeGateway
 from tests.fake_gemini import TEST_API_KEY, FakeGemini, Reply
 from tests.salon import Salon, build_salon
-from tests.test_workers import worker_env
-from tests.workers import Processes, control_app, processes, wait_for_workers, wait_until
+from tests.workers import Processes, control_app, processes, wait_for_workers, wait_until, worker_env
 
 pytestmark = pytest.mark.workers
 
@@ -174,7 +172,7 @@ def rig(committed_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     try:
         with FakeGateway(lifetime=SERVER_LIFETIME) as gateway, FakeGemini(max_lifetime=SERVER_LIFETIME) as gemini:
             env = worker_env(
-                load_settings(database_url=committed_url, _env_file=None),
+                committed_url,
                 prefix=PREFIX,
                 gateway_url=gateway.url,
                 redis_url=server.url,

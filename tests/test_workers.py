@@ -8,7 +8,6 @@ worker is killed with SIGKILL mid-run, and the gateway answers 503 to 5 % of req
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,7 +27,7 @@ from reactivation.settings import Settings
 from tests.conftest import REDIS_URL
 from tests.fake_gateway import FakeGateway
 from tests.salon import build_salon
-from tests.workers import Processes, control_app, processes, wait_for_workers, wait_until
+from tests.workers import Processes, control_app, processes, wait_for_workers, wait_until, worker_env
 
 pytestmark = pytest.mark.workers
 
@@ -50,26 +49,6 @@ def prefix(redis_prefix: str, request: pytest.FixtureRequest) -> str:
 def gateway() -> Iterator[FakeGateway]:
     with FakeGateway(lifetime=300) as fake:
         yield fake
-
-
-def worker_env(
-    settings: Settings, *, prefix: str, gateway_url: str, redis_url: str = REDIS_URL, **extra: str
-) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI_", "WHATSAPP_", "REDIS_", "CELERY_"))}
-    env.update(
-        DATABASE_URL=settings.database_url,
-        REDIS_URL=redis_url,
-        REDIS_KEY_PREFIX=prefix,
-        WHATSAPP_PROVIDER="gateway",
-        WHATSAPP_GATEWAY_URL=gateway_url,
-        WHATSAPP_RATE_LIMIT="1000/1",
-        # Short, so that a killed worker's tasks come back within the test; every countdown stays below a sixth.
-        CELERY_VISIBILITY_TIMEOUT_SECONDS="30",
-        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
-        LOG_LEVEL="INFO",
-    )
-    env.update(extra)
-    return env
 
 
 def history_rows(engine: Engine, company_id: int) -> list[ReactivationHistory]:
@@ -114,7 +93,7 @@ def test_two_dispatches_a_killed_worker_and_a_flaky_gateway_still_send_exactly_o
         redis_client.set(dialog_key(prefix, salon.company_id, phone), json.dumps(ADMIN_FIELDS))
     # and a gateway that answers 503 to one request in twenty, slowly enough that a kill lands mid-run
     gateway.configure(fail_fraction=0.05, latency=0.01)
-    env = worker_env(committed_settings, prefix=prefix, gateway_url=gateway.url)
+    env = worker_env(committed_settings.database_url, redis_url=REDIS_URL, prefix=prefix, gateway_url=gateway.url)
     control = control_app(REDIS_URL, prefix)
 
     with processes(env, tmp_path) as procs:

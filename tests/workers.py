@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,28 @@ from celery import Celery
 
 CELERY = [sys.executable, "-m", "celery", "-A", "celery_app"]
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def worker_env(database_url: str, *, redis_url: str, prefix: str, gateway_url: str, **extra: str) -> dict[str, str]:
+    """The environment a worker gets: this database, this Redis key prefix, the given gateway; no Gemini key.
+
+    Nothing of the caller's own GEMINI_/WHATSAPP_/REDIS_/CELERY_ settings leaks in; `extra` adds or overrides.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI_", "WHATSAPP_", "REDIS_", "CELERY_"))}
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        REDIS_KEY_PREFIX=prefix,
+        WHATSAPP_PROVIDER="gateway",
+        WHATSAPP_GATEWAY_URL=gateway_url,
+        WHATSAPP_RATE_LIMIT="1000/1",
+        # Short, so that a killed worker's tasks come back within a test; every countdown stays below a sixth.
+        CELERY_VISIBILITY_TIMEOUT_SECONDS="30",
+        PYTHONPATH=str(ROOT),
+        LOG_LEVEL="INFO",
+    )
+    env.update(extra)
+    return env
 
 
 def control_app(broker_url: str, prefix: str) -> Celery:
@@ -82,7 +104,7 @@ class Processes:
         return proc
 
     def worker(
-        self, name: str, *, queues: str = "default,gemini,whatsapp", concurrency: int = 2, extra: list[str] = ()
+        self, name: str, *, queues: str = "default,gemini,whatsapp", concurrency: int = 2, extra: Sequence[str] = ()
     ) -> Proc:
         return self.start(
             name,

@@ -1,0 +1,233 @@
+"""The averages job on the big salon (1M clients, ~5M visits), beside the seed's calculate_service_averages().
+
+Ours (`calculate_averages`) computes every service's median over 6 months and every client's own rhythm over 12
+months, and writes both tables. Timed:
+
+* a full run over the salon as it stands (the job already ran the night before, so few rows change: the
+  monthly full run), the median of a few;
+* the first full run, on empty interval tables (every row written);
+* an incremental run after a week of new visits (last week's visits again, a week later), and a full run at
+  the same point for comparison.
+
+The seed's `calculate_service_averages()` (service medians only, no personal rhythms) runs on the same data,
+corrected just enough to run on PostgreSQL: `unnest()` of a jsonb list becomes a lateral
+`jsonb_array_elements_text` (a set-returning function cannot sit in a window's PARTITION BY either), the text
+ids are cast to the services' type, and NOW() is the bench's reference time.
+
+Every run happens in a transaction that is rolled back, so the shared salon stays as it was built. The plans go
+to bench/plans/averages.txt.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.orm import Session
+
+from bench.bigsalon import AVERAGES_AT, BigSalon, big_salon
+from bench.common import Figure, captured_statements, explain_statements, median_seconds, timer, write_plans
+from reactivation.averages import AveragesResult, calculate_averages
+from reactivation.db import make_engine
+
+RUNS = 3
+WEEK = timedelta(days=7)
+
+# The seed's calculate_service_averages(p_company_id), corrected to run (see the module docstring).
+SEED_SERVICE_AVERAGES = """
+WITH service_intervals AS (
+  SELECT
+    s.sid,
+    ac1.client_id,
+    ac1.appointment_datetime,
+    LEAD(ac1.appointment_datetime) OVER (
+      PARTITION BY ac1.client_id, s.sid
+      ORDER BY ac1.appointment_datetime
+    ) as next_visit
+  FROM appointments_cache ac1
+  CROSS JOIN LATERAL jsonb_array_elements_text(ac1.service_ids) AS s(sid)
+  WHERE ac1.company_id = :company_id
+    AND ac1.attendance = 1  -- Only completed visits
+    AND ac1.appointment_datetime >= CAST(:now AS timestamptz) - INTERVAL '6 months'
+),
+interval_calculations AS (
+  SELECT
+    si.sid,
+    EXTRACT(EPOCH FROM (si.next_visit - si.appointment_datetime)) / 86400 as days_between
+  FROM service_intervals si
+  WHERE si.next_visit IS NOT NULL
+    AND EXTRACT(EPOCH FROM (si.next_visit - si.appointment_datetime)) / 86400 BETWEEN 1 AND 365
+)
+SELECT
+  ic.sid::INTEGER,
+  s.title as service_name,
+  PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY ic.days_between)::INTEGER as median_interval,
+  COUNT(*)::INTEGER as sample_size,
+  AVG(ic.days_between)::INTEGER as avg_interval,
+  MIN(ic.days_between)::INTEGER as min_interval,
+  MAX(ic.days_between)::INTEGER as max_interval
+FROM interval_calculations ic
+JOIN services s ON s.yclients_id = ic.sid::BIGINT
+WHERE s.company_id = :company_id
+GROUP BY ic.sid, s.title
+HAVING COUNT(*) >= 10  -- Minimum 10 visits for statistical validity
+"""
+
+# A week of new visits: last week's, a week later (same clients, services and hours).
+ADD_A_WEEK = """
+INSERT INTO appointments_cache (company_id, client_id, service_ids, appointment_datetime, attendance)
+SELECT company_id, client_id, service_ids, appointment_datetime + INTERVAL '7 days', attendance
+FROM appointments_cache
+WHERE company_id = :company_id AND appointment_datetime >= :start AND appointment_datetime < :end
+"""
+
+EMPTY_INTERVALS = """
+DELETE FROM client_personalized_intervals WHERE company_id = :company_id;
+DELETE FROM service_reactivation_intervals WHERE company_id = :company_id;
+DELETE FROM reactivation_averages_state WHERE company_id = :company_id;
+"""
+
+
+def _add_a_week(session: Session, salon: BigSalon) -> int:
+    return _replay_week(session.connection(), salon)
+
+
+def _empty_intervals(session: Session, salon: BigSalon) -> None:
+    for statement in EMPTY_INTERVALS.strip().splitlines():
+        session.execute(text(statement), {"company_id": salon.company_id})
+
+
+def _averages(session: Session, salon: BigSalon, *, now: datetime, full: bool) -> AveragesResult:
+    return calculate_averages(session, company_id=salon.company_id, now=now, full=full)
+
+
+def _seed(session: Session, salon: BigSalon) -> list[Any]:
+    return list(session.execute(text(SEED_SERVICE_AVERAGES), {"company_id": salon.company_id, "now": AVERAGES_AT}))
+
+
+def run() -> list[Figure]:
+    salon = big_salon()
+    engine = make_engine(salon.url)
+    try:
+        figures = _measure(engine, salon)
+        _write_plans(engine, salon)
+    finally:
+        engine.dispose()
+    return figures
+
+
+def _measure(engine: Engine, salon: BigSalon) -> list[Figure]:
+    results: list[AveragesResult] = []
+
+    def full_rerun() -> None:
+        with Session(engine) as session:
+            results.append(_averages(session, salon, now=AVERAGES_AT, full=True))
+            session.rollback()
+
+    rerun, rerun_runs = median_seconds(full_rerun, runs=RUNS)
+    rerun_result = results[-1]
+
+    with Session(engine) as session:
+        _empty_intervals(session, salon)
+        with timer() as first_took:
+            first = _averages(session, salon, now=AVERAGES_AT, full=True)
+        session.rollback()
+
+    incremental_runs: list[float] = []
+    for _ in range(RUNS):
+        with Session(engine) as session:
+            added = _add_a_week(session, salon)
+            with timer() as took:
+                incremental = _averages(session, salon, now=AVERAGES_AT + WEEK, full=False)
+            incremental_runs.append(took[0])
+            session.rollback()
+    incremental_runs.sort()
+    with Session(engine) as session:
+        _add_a_week(session, salon)
+        with timer() as full_after_took:
+            _averages(session, salon, now=AVERAGES_AT + WEEK, full=True)
+        session.rollback()
+
+    seed_rows: list[Any] = []
+
+    def seed_once() -> None:
+        with Session(engine) as session:
+            seed_rows[:] = _seed(session, salon)
+            session.rollback()
+
+    seed, seed_runs = median_seconds(seed_once, runs=RUNS, warmups=0)
+
+    scale = f"{salon.clients:,} clients / {salon.appointments:,} visits"
+    seed_note = f"seed: {len(seed_rows)} service medians only, runs {min(seed_runs):.1f}–{max(seed_runs):.1f} s"
+    return [
+        Figure(
+            f"averages, full run ({scale})",
+            rerun,
+            "s",
+            baseline=seed,
+            baseline_label="calculate_service_averages()",
+            note=f"{rerun_result.services_active} services active, {rerun_result.personal_rows:,} personal rows, "
+            f"{rerun_result.personal_written:,} changed; runs {min(rerun_runs):.1f}–{max(rerun_runs):.1f} s; "
+            f"{seed_note}",
+        ),
+        Figure(
+            "averages, first full run (empty tables)",
+            first_took[0],
+            "s",
+            baseline=seed,
+            baseline_label="calculate_service_averages()",
+            note=f"{first.personal_written:,} personal rows written",
+        ),
+        Figure(
+            "averages, incremental after a week of new visits",
+            incremental_runs[len(incremental_runs) // 2],
+            "s",
+            note=f"{added:,} visits added, {incremental.clients_recomputed or 0:,} clients recomputed, "
+            f"{incremental.personal_written:,} rows changed; full run at that point {full_after_took[0]:.1f} s",
+        ),
+    ]
+
+
+def _write_plans(engine: Engine, salon: BigSalon) -> None:
+    sections = []
+    with Session(engine) as session, captured_statements(engine) as statements:
+        _averages(session, salon, now=AVERAGES_AT, full=True)
+        session.rollback()
+    with engine.connect() as connection:
+        sections.append(explain_statements(connection, statements, title="=== calculate_averages, full run"))
+        connection.rollback()
+
+    with Session(engine) as session:
+        _add_a_week(session, salon)
+        with captured_statements(engine) as statements:
+            _averages(session, salon, now=AVERAGES_AT + WEEK, full=False)
+        session.rollback()
+    with engine.connect() as connection:
+        _replay_week(connection, salon)
+        sections.append(
+            explain_statements(
+                connection, statements, title="=== calculate_averages, incremental after a week of new visits"
+            )
+        )
+        connection.rollback()
+
+    with Session(engine) as session, captured_statements(engine) as statements:
+        _seed(session, salon)
+        session.rollback()
+    with engine.connect() as connection:
+        sections.append(explain_statements(connection, statements, title="=== the seed's calculate_service_averages()"))
+        connection.rollback()
+    header = (
+        f"EXPLAIN (ANALYZE, BUFFERS) of the averages job on the big salon ({salon.clients:,} clients, "
+        f"{salon.appointments:,} visits), company {salon.company_id}, as of {AVERAGES_AT.isoformat()}.\n"
+        "Regenerated by `python -m bench averages`.\n\n"
+    )
+    write_plans("averages", header + "\n\n".join(sections))
+
+
+def _replay_week(connection: Connection, salon: BigSalon) -> int:
+    added = connection.execute(
+        text(ADD_A_WEEK), {"company_id": salon.company_id, "start": AVERAGES_AT - WEEK, "end": AVERAGES_AT}
+    )
+    return int(added.rowcount or 0)

@@ -1,0 +1,218 @@
+"""The campaign pipeline with real Celery workers: throughput, and the wall time over Gemini's rate-limit floor.
+
+Each campaign runs on a scratch PostgreSQL database and a Redis key prefix of its own, with `celery -A celery_app
+worker` subprocesses started the way the worker tests start them (tests/workers.py) and the fake WhatsApp
+gateway as a subprocess (tests/fake_gateway.py). A campaign is timed from the dispatch of
+`reactivation.run_campaign` to the moment the last of its history rows is `sent`.
+
+* Throughput: template mode (no Gemini key), a worker with 1 process, then with 2: messages sent per second.
+* Rate-limit floor: Gemini on (the fake server, tests/fake_gemini.py) with GEMINI_RATE_LIMIT 15/6, Gemini's
+  15 a minute scaled down tenfold. N messages cannot take less than N / rate, the floor; how far above it does
+  the pipeline land? Beside it the seed's serial loop on the same N, scaled down by the same factor: per client,
+  a Gemini call, its 4 s "rate limiting" sleep (0.4 s), the gateway call, its 2 s pause (0.2 s).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import redis
+from google import genai
+from google.genai import types
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from bench.common import REDIS_URL, Figure, bench_database
+from reactivation.db import make_engine
+from reactivation.gemini import API_VERSION
+from reactivation.history import Status
+from reactivation.models import ReactivationHistory
+from reactivation.settings import DEFAULT_GEMINI_MODEL, RateLimit
+from tests.fake_gateway import FakeGatewayProcess
+from tests.fake_gemini import TEST_API_KEY, FakeGemini
+from tests.salon import build_salon
+from tests.workers import control_app, processes, wait_for_workers, wait_until, worker_env
+
+THROUGHPUT_MESSAGES = 400
+FLOOR_MESSAGES = 60
+GEMINI_RATE = RateLimit(15, 6)
+# The seed's sleeps (4 s after each Gemini call, 2 s between clients), scaled down like the rate limit.
+SCALE = GEMINI_RATE.seconds / 60
+SEED_GEMINI_SLEEP = 4.0 * SCALE
+SEED_CLIENT_SLEEP = 2.0 * SCALE
+# Bounds on every wait: a campaign that does not finish in this time is a failure, not a figure.
+CAMPAIGN_TIMEOUT = 300.0
+MOSCOW = ZoneInfo("Europe/Moscow")
+
+
+def shortest_span(moments: list[float], count: int) -> float | None:
+    """The shortest time holding `count` of the `moments` (None when there are fewer)."""
+    ordered = sorted(moments)
+    spans = [ordered[i + count - 1] - ordered[i] for i in range(len(ordered) - count + 1)]
+    return min(spans) if spans else None
+
+
+@dataclass(frozen=True)
+class CampaignTiming:
+    messages: int
+    seconds: float
+    by_gemini: int
+
+    @property
+    def per_second(self) -> float:
+        return self.messages / self.seconds
+
+
+def _count(engine: Engine, company_id: int, *, status: Status | None = None, generator: str | None = None) -> int:
+    h = ReactivationHistory
+    query = select(func.count()).select_from(h).where(h.company_id == company_id)
+    if status is not None:
+        query = query.where(h.status == status.value)
+    if generator is not None:
+        query = query.where(h.generator == generator)
+    with Session(engine) as session:
+        return int(session.scalar(query) or 0)
+
+
+def timed_campaign(
+    url: str,
+    *,
+    company_id: int,
+    messages: int,
+    worker_processes: int,
+    gateway_url: str,
+    log_dir: Path,
+    **env: str,
+) -> CampaignTiming:
+    """Build a salon with `messages` due clients, start a worker, dispatch its campaign, wait for every `sent`."""
+    engine = make_engine(url)
+    today = datetime.now(MOSCOW).date()
+    build_salon(
+        engine,
+        due=messages,
+        company_id=company_id,
+        today=today,
+        settings={"daily_limit": messages, "holdout_percent": 0},
+        extras=False,
+    )
+    prefix = f"bench:pipeline:{uuid.uuid4().hex[:8]}:"
+    control = control_app(REDIS_URL, prefix)
+    environment = worker_env(url, redis_url=REDIS_URL, prefix=prefix, gateway_url=gateway_url, **env)
+    try:
+        with processes(environment, log_dir) as procs:
+            worker = procs.worker(f"bench{company_id}", concurrency=worker_processes)
+            wait_for_workers(control, [f"bench{company_id}"])
+            started = time.perf_counter()
+            control.send_task("reactivation.run_campaign", args=[company_id, today.isoformat()])
+            try:
+                wait_until(
+                    lambda: _count(engine, company_id, status=Status.SENT) >= messages,
+                    timeout=CAMPAIGN_TIMEOUT,
+                    interval=0.05,
+                    what=f"{messages} rows sent",
+                )
+            except TimeoutError as exc:
+                raise TimeoutError(f"{exc}\n--- worker log\n{worker.log()[-3000:]}") from None
+            seconds = time.perf_counter() - started
+        return CampaignTiming(messages, seconds, _count(engine, company_id, generator="gemini"))
+    finally:
+        control.close()
+        engine.dispose()
+        _drop_prefix(prefix)
+
+
+def _drop_prefix(prefix: str) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    finally:
+        client.close()
+
+
+def seed_serial_loop(*, messages: int, gemini_url: str, gateway_url: str) -> float:
+    """The seed's runReactivationCampaign for `messages` clients, its sleeps scaled down; the wall time."""
+    gemini = genai.Client(
+        api_key=TEST_API_KEY, http_options=types.HttpOptions(base_url=gemini_url, api_version=API_VERSION)
+    )
+    started = time.perf_counter()
+    with httpx.Client(timeout=10.0, trust_env=False) as http:
+        for index in range(messages):
+            name = f"Клиент {index}"
+            prompt = f"Создай персональное WhatsApp сообщение для клиента салона красоты.\n\nКлиент: {name}\n"
+            text = gemini.models.generate_content(model=DEFAULT_GEMINI_MODEL, contents=prompt).text or ""
+            time.sleep(SEED_GEMINI_SLEEP)  # "Rate limiting": 4 s after every Gemini call
+            phone = f"+7999{index:07d}"
+            http.post(
+                f"{gateway_url}/send", json={"phone": phone, "message": text, "idempotency_key": f"seed-{index}"}
+            ).raise_for_status()
+            time.sleep(SEED_CLIENT_SLEEP)  # "Small delay between clients"
+    return time.perf_counter() - started
+
+
+def run() -> list[Figure]:
+    figures = []
+    with (
+        bench_database("reactivation_bench_pipeline") as url,
+        FakeGatewayProcess(lifetime=1800) as gateway,
+        tempfile.TemporaryDirectory(prefix="bench-pipeline-") as logs,
+    ):
+        for number, worker_processes in enumerate((1, 2), start=1):
+            timing = timed_campaign(
+                url,
+                company_id=880_000 + number,
+                messages=THROUGHPUT_MESSAGES,
+                worker_processes=worker_processes,
+                gateway_url=gateway.url,
+                log_dir=Path(logs),
+            )
+            figures.append(
+                Figure(
+                    f"pipeline throughput, templates, worker -c {worker_processes}",
+                    timing.per_second,
+                    "msg/s",
+                    note=f"{timing.messages} messages in {timing.seconds:.1f} s, dispatch to last row sent",
+                )
+            )
+        gateway.reset()
+        with FakeGemini(max_lifetime=1800) as fake:
+            timing = timed_campaign(
+                url,
+                company_id=880_010,
+                messages=FLOOR_MESSAGES,
+                worker_processes=2,
+                gateway_url=gateway.url,
+                log_dir=Path(logs),
+                GEMINI_API_KEY=TEST_API_KEY,
+                GEMINI_BASE_URL=fake.base_url,
+                GEMINI_RATE_LIMIT=str(GEMINI_RATE),
+            )
+            # Over the cap, one window's worth plus one: by arrival at the server, so the network's jitter shows.
+            tightest = shortest_span([r.received_at for r in fake.requests], GEMINI_RATE.calls + 1)
+            seed = seed_serial_loop(messages=FLOOR_MESSAGES, gemini_url=fake.base_url, gateway_url=gateway.url)
+    floor = FLOOR_MESSAGES / (GEMINI_RATE.calls / GEMINI_RATE.seconds)
+    # A moving window lets the first `calls` go at once: N calls need only (⌈N / calls⌉ − 1) windows.
+    hard_floor = (math.ceil(FLOOR_MESSAGES / GEMINI_RATE.calls) - 1) * GEMINI_RATE.seconds
+    figures.append(
+        Figure(
+            f"campaign of {FLOOR_MESSAGES} with Gemini at {GEMINI_RATE} (15/60 ÷ 10)",
+            timing.seconds,
+            "s",
+            baseline=seed,
+            baseline_label="serial loop, sleeps 0.4 + 0.2 s",
+            note=f"floor N/rate {floor:.0f} s (a moving window allows {hard_floor:.0f} s), "
+            f"wall/floor {timing.seconds / floor:.2f}; {timing.by_gemini} of {timing.messages} written by Gemini, "
+            f"shortest span holding {GEMINI_RATE.calls + 1} Gemini calls {tightest or 0:.2f} s "
+            f"(limit {GEMINI_RATE.seconds:g} s); worker -c 2",
+        )
+    )
+    return figures
