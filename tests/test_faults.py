@@ -17,22 +17,31 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 import redis
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from reactivation import sweeps
-from reactivation.history import FINAL, IN_FLIGHT, Status
+from reactivation.history import FINAL, Status
 from reactivation.models import ReactivationHistory
 from tests.fake_gateway import FakeGateway
 from tests.fake_gemini import TEST_API_KEY, FakeGemini, Reply
 from tests.salon import Salon, build_salon
-from tests.workers import Processes, control_app, processes, wait_for_workers, wait_until, worker_env
+from tests.workers import (
+    Processes,
+    control_app,
+    half_an_hour_passes,
+    processes,
+    settle,
+    statuses,
+    wait_for_workers,
+    wait_until,
+    worker_env,
+)
 
 pytestmark = pytest.mark.workers
 
@@ -206,19 +215,6 @@ def moscow_today() -> date:
     return datetime.now(ZoneInfo("Europe/Moscow")).date()
 
 
-def statuses(engine: Engine, company_id: int) -> Counter[str]:
-    with Session(engine) as session:
-        return Counter(
-            dict(
-                session.execute(
-                    select(ReactivationHistory.status, func.count())
-                    .where(ReactivationHistory.company_id == company_id)
-                    .group_by(ReactivationHistory.status)
-                ).all()
-            )
-        )
-
-
 def rows(engine: Engine, company_id: int) -> list[ReactivationHistory]:
     with Session(engine) as session:
         return list(session.scalars(select(ReactivationHistory).where(ReactivationHistory.company_id == company_id)))
@@ -227,34 +223,6 @@ def rows(engine: Engine, company_id: int) -> list[ReactivationHistory]:
 def all_final(engine: Engine, salon: Salon) -> bool:
     counts = statuses(engine, salon.company_id)
     return sum(counts.values()) == len(salon.due) and sum(counts[s] for s in FINAL) == len(salon.due)
-
-
-def settle(engine: Engine, company_id: int, *, quiet: float = 3.0, timeout: float = 90) -> Counter[str]:
-    """Wait until the rows' statuses stop changing for `quiet` seconds (bounded); return them."""
-    deadline = time.monotonic() + timeout
-    last, since = statuses(engine, company_id), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        now = statuses(engine, company_id)
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return now
-    raise TimeoutError(f"statuses kept changing for {timeout} s: {last}")
-
-
-def half_an_hour_passes(engine: Engine, company_id: int) -> None:
-    """Age the rows still in flight past the sweep's threshold, as if the clock had moved on."""
-    with Session(engine) as session:
-        session.execute(
-            update(ReactivationHistory)
-            .where(
-                ReactivationHistory.company_id == company_id,
-                ReactivationHistory.status.in_([s.value for s in IN_FLIGHT]),
-            )
-            .values(updated_at=func.now() - (sweeps.STALE_AFTER + timedelta(minutes=1)))
-        )
-        session.commit()
 
 
 def assert_each_due_client_got_one_message(rig: Rig, engine: Engine, salon: Salon) -> list[ReactivationHistory]:

@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 import redis
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from reactivation import sweeps
 from reactivation.history import FINAL, Status
 from reactivation.keys import dialog_key
 from reactivation.models import ReactivationHistory
@@ -27,7 +26,17 @@ from reactivation.settings import Settings
 from tests.conftest import REDIS_URL
 from tests.fake_gateway import FakeGateway
 from tests.salon import build_salon
-from tests.workers import Processes, control_app, processes, wait_for_workers, wait_until, worker_env
+from tests.workers import (
+    Processes,
+    control_app,
+    half_an_hour_passes,
+    processes,
+    settle,
+    statuses,
+    wait_for_workers,
+    wait_until,
+    worker_env,
+)
 
 pytestmark = pytest.mark.workers
 
@@ -56,24 +65,9 @@ def history_rows(engine: Engine, company_id: int) -> list[ReactivationHistory]:
         return list(session.scalars(select(ReactivationHistory).where(ReactivationHistory.company_id == company_id)))
 
 
-def statuses(engine: Engine, company_id: int) -> Counter[str]:
-    with Session(engine) as session:
-        return Counter(
-            dict(
-                session.execute(
-                    select(ReactivationHistory.status, func.count())
-                    .where(ReactivationHistory.company_id == company_id)
-                    .group_by(ReactivationHistory.status)
-                ).all()
-            )
-        )
-
-
-def settled(engine: Engine, company_id: int, expected: int) -> bool:
-    """Every row final, or `sending` (a call cut by the kill, which only the sweep may resolve)."""
+def all_final(engine: Engine, company_id: int, expected: int) -> bool:
     counts = statuses(engine, company_id)
-    done = sum(counts[s] for s in FINAL) + counts[Status.SENDING]
-    return sum(counts.values()) == expected and done == expected and counts[Status.SENDING] <= 4
+    return sum(counts.values()) == expected and sum(counts[s] for s in FINAL) == expected
 
 
 def test_two_dispatches_a_killed_worker_and_a_flaky_gateway_still_send_exactly_once(
@@ -112,13 +106,18 @@ def test_two_dispatches_a_killed_worker_and_a_flaky_gateway_still_send_exactly_o
         first.kill_hard()
         # and another one takes over
         procs.worker("beta", queues="default,gemini", concurrency=2)
-        wait_until(lambda: settled(committed_engine, salon.company_id, 200), timeout=240, what="all rows settled")
-    # the sweep resolves what the kill cut mid-call (never resent)
-    with Session(committed_engine) as session:
-        swept = sweeps.sweep_company(
-            session, company_id=salon.company_id, now=datetime.now(UTC) + timedelta(minutes=11)
-        )
-        session.commit()
+        try:
+            wait_until(lambda: all_final(committed_engine, salon.company_id, 200), timeout=120, what="all final")
+            resumed = False
+        except TimeoutError:
+            # A message the killed worker had popped from the broker but not yet recorded as unacknowledged is
+            # gone (kombu's Redis transport moves it in two steps); its chain stands still until the sweep,
+            # half an hour later, resumes it. Wait out the broker's redelivery of everything else first.
+            settle(committed_engine, salon.company_id, quiet=40, timeout=240)
+            half_an_hour_passes(committed_engine, salon.company_id)
+            control.send_task("reactivation.sweep")
+            wait_until(lambda: all_final(committed_engine, salon.company_id, 200), timeout=120, what="all final")
+            resumed = True
 
     # Then every due client got exactly one gateway message, and nobody else any
     received = Counter(message["phone"] for message in gateway.messages())
@@ -127,8 +126,7 @@ def test_two_dispatches_a_killed_worker_and_a_flaky_gateway_still_send_exactly_o
     # and every row is sent: the kill lost nothing the other workers could not finish
     rows = history_rows(committed_engine, salon.company_id)
     assert len(rows) == 200 and {r.client_id for r in rows} == set(salon.due)
-    assert all(r.status == Status.SENT for r in rows), statuses(committed_engine, salon.company_id)
-    assert swept.unknown == 0
+    assert all(r.status == Status.SENT for r in rows), (resumed, statuses(committed_engine, salon.company_id))
     # and the AI admin's fields are intact beside the pendingAction
     for phone in admin_phones:
         dialog = json.loads(redis_client.get(dialog_key(prefix, salon.company_id, phone)) or "{}")

@@ -12,12 +12,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from celery import Celery
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session
+
+from reactivation import sweeps
+from reactivation.history import IN_FLIGHT
+from reactivation.models import ReactivationHistory
 
 CELERY = [sys.executable, "-m", "celery", "-A", "celery_app"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,3 +172,47 @@ def wait_until(condition: Callable[[], bool], *, timeout: float, interval: float
             return
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout} s waiting for {what or condition}")
+
+
+# --- the rows the workers move ---------------------------------------------------------------------------------------
+
+
+def statuses(engine: Engine, company_id: int) -> Counter[str]:
+    with Session(engine) as session:
+        return Counter(
+            dict(
+                session.execute(
+                    select(ReactivationHistory.status, func.count())
+                    .where(ReactivationHistory.company_id == company_id)
+                    .group_by(ReactivationHistory.status)
+                ).all()
+            )
+        )
+
+
+def settle(engine: Engine, company_id: int, *, quiet: float = 3.0, timeout: float = 90) -> Counter[str]:
+    """Wait until the rows' statuses stop changing for `quiet` seconds (bounded); return them."""
+    deadline = time.monotonic() + timeout
+    last, since = statuses(engine, company_id), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = statuses(engine, company_id)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return now
+    raise TimeoutError(f"statuses kept changing for {timeout} s: {last}")
+
+
+def half_an_hour_passes(engine: Engine, company_id: int) -> None:
+    """Age the rows still in flight past the sweep's threshold, as if the clock had moved on."""
+    with Session(engine) as session:
+        session.execute(
+            update(ReactivationHistory)
+            .where(
+                ReactivationHistory.company_id == company_id,
+                ReactivationHistory.status.in_([s.value for s in IN_FLIGHT]),
+            )
+            .values(updated_at=func.now() - (sweeps.STALE_AFTER + timedelta(minutes=1)))
+        )
+        session.commit()
