@@ -9,6 +9,7 @@ enqueued once it is visible, and a crash mid-run leaves claimed rows that the sw
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -31,6 +32,10 @@ from reactivation.selection import DueClient, due_clients
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 100
+# Due clients asked for beyond the capacity, for the few that turn out skipped (an invalid phone, no consent).
+SELECTION_MARGIN = 20
+# Planned rows that do not take a place of the daily limit.
+_NOT_COUNTED = (Status.SKIPPED.value, Status.HOLDOUT.value, "over_limit")
 
 
 @dataclass
@@ -140,6 +145,50 @@ def claimed_today(session: Session, *, company_id: int, run_id: int) -> int:
     )
 
 
+def _select_and_plan(
+    session: Session,
+    company: CompanyConfig,
+    *,
+    day: date,
+    run_id: int | None,
+    reference: datetime,
+    dry_run: bool,
+    capacity: int,
+) -> tuple[list[DueClient], list[dict[str, Any]]]:
+    """The most valuable due clients, as many as fill today's `capacity` once hold-out and skips are set aside,
+    and their planned rows.
+
+    A large salon can have hundreds of thousands of clients due for a daily limit of 300: reading them all (and
+    normalizing every phone) would take minutes, so the selection asks for the top `want` and asks again for four
+    times as many while the answer was full but the capacity is not. The hold-out is drawn from the same
+    clients as the messages, so the control group is comparable."""
+    if capacity <= 0:
+        return [], []
+    sent_share = max(1 - company.settings.holdout_percent / 100, 0.05)
+    want = math.ceil(capacity / sent_share) + SELECTION_MARGIN
+    while True:
+        due = due_clients(session, company_id=company.id, today=day, limit=want)
+        consented = (
+            consented_phones(
+                session,
+                company_id=company.id,
+                phones=[p for p in (try_normalize_phone(c.phone) for c in due) if p],
+                at=reference,
+            )
+            if company.settings.consent_mode == "required"
+            else None
+        )
+        rows = list(
+            plan_rows(
+                company, due, run_id=run_id, now=reference, dry_run=dry_run, capacity=capacity, consented=consented
+            )
+        )
+        to_send = sum(1 for row in rows if row["status"] not in _NOT_COUNTED)
+        if to_send >= capacity or len(due) < want:
+            return due, rows
+        want *= 4
+
+
 def run_campaign(
     rt: Runtime,
     *,
@@ -163,24 +212,13 @@ def run_campaign(
             run = get_or_create_run(session, company_id=company_id, run_date=day, trigger=trigger)
             run_id = run.id
             mark_run(session, run_id=run_id, company_id=company_id, status="running", started_at=now)
-        due = due_clients(session, company_id=company_id, today=day)
         capacity = company.settings.daily_limit - (
             claimed_today(session, company_id=company_id, run_id=run_id) if run_id else 0
         )
-        consented = (
-            consented_phones(
-                session,
-                company_id=company_id,
-                phones=[p for p in (try_normalize_phone(c.phone) for c in due) if p],
-                at=reference,
-            )
-            if company.settings.consent_mode == "required"
-            else None
+        due, rows = _select_and_plan(
+            session, company, day=day, run_id=run_id, reference=reference, dry_run=dry_run, capacity=capacity
         )
     result = CampaignResult(company_id=company_id, run_date=day, run_id=run_id, due=len(due))
-    rows = list(
-        plan_rows(company, due, run_id=run_id, now=reference, dry_run=dry_run, capacity=capacity, consented=consented)
-    )
     to_insert = []
     for row in rows:
         if row["status"] == "over_limit":

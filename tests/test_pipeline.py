@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from reactivation import pipeline, sweeps
+from reactivation import campaign, pipeline, sweeps
 from reactivation.campaign import run_campaign
 from reactivation.context import read_pending_action
 from reactivation.history import Status
@@ -284,6 +284,23 @@ def test_daily_limit_takes_the_most_valuable_clients_first(rt: Runtime, committe
     assert len(claimed) == 3 and len(history) == 3
     # build_salon gives later clients more total_spent
     assert {r.client_id for r in history} == set(salon.due[-3:])
+
+
+def test_a_small_daily_limit_reads_only_the_most_valuable_due_clients_it_needs(
+    rt: Runtime, committed_engine: Engine
+) -> None:
+    # Given 120 due clients, a daily limit of 10 and a 50 % hold-out
+    salon = build_salon(committed_engine, due=120, extras=False, settings={"daily_limit": 10, "holdout_percent": 50})
+    # When the campaign runs
+    result = run_campaign(
+        rt, company_id=salon.company_id, run_date=salon.now.date(), now=salon.now, on_claimed=lambda ids: None
+    )
+    # Then 10 are sent, and the control group is drawn from the same top clients by value, not from everyone due
+    history = rows(committed_engine, salon.company_id)
+    considered = 10 * 2 + campaign.SELECTION_MARGIN
+    assert len(result.claimed) == 10 and result.due == considered
+    assert {r.client_id for r in history} <= set(salon.due[-considered:])
+    assert 0 < sum(r.status == Status.HOLDOUT for r in history) < considered
 
 
 def test_holdout_rows_are_claimed_but_never_sent(rt: Runtime, committed_engine: Engine, gateway: FakeGateway) -> None:
