@@ -159,11 +159,11 @@ def run() -> list[Figure]:
             "s",
             baseline=seed_queries,
             baseline_label="3 threshold queries",
-            note=f"{len(due_all):,} due ({mix}); as run_campaign calls it; {_spread(whole_runs)}; "
+            note=f"{len(due_all):,} due ({mix}); what preview without --limit reads; {_spread(whole_runs)}; "
             f"seed: {len(seed_found)} rows, no waterfall, {_spread(seed_query_runs)}",
         ),
         Figure(
-            f"due selection, top {limit} (limit = daily_limit)",
+            f"due selection, top {limit} (limit = daily_limit, as run_campaign asks)",
             top,
             "s",
             baseline=seed_whole,
