@@ -293,11 +293,13 @@ return 1
 """
 )
 
-# Reads one key whatever its type: {type, value or ""}.
+# Reads one key whatever its type: {type, value in hex or ""}. Hex, because the value may not be UTF-8 and a
+# client that decodes replies would fail on it before we could move it aside.
 _GET = """
 local t = redis.call('TYPE', KEYS[1])['ok']
-if t == 'string' then return {t, redis.call('GET', KEYS[1])} end
-return {t, ''}
+if t ~= 'string' then return {t, ''} end
+local hex = string.gsub(redis.call('GET', KEYS[1]), '.', function(c) return string.format('%02x', string.byte(c)) end)
+return {t, hex}
 """
 
 
@@ -326,6 +328,19 @@ GET_SCRIPT = _Script(_GET)
 # --- helpers -------------------------------------------------------------------------------------------------------
 
 
+def _read(client: redis.Redis, key: str) -> tuple[str, bytes]:
+    """The key's Redis type and, for a string, its exact bytes."""
+    kind, hex_value = (_text(v) for v in GET_SCRIPT(client, [key], []))
+    return kind, bytes.fromhex(hex_value)
+
+
+def _as_object_bytes(raw: bytes) -> dict[str, Any] | None:
+    try:
+        return _as_object(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
@@ -346,7 +361,7 @@ def _as_object(raw: str) -> dict[str, Any] | None:
     could not be written back)."""
     try:
         value = json.loads(raw, parse_float=_finite, parse_constant=_not_json)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
@@ -405,8 +420,8 @@ def save_context(
     card_members = [_member("lastReactivationAt", sent_at), _member("reactivationCampaign", context.step.campaign)]
 
     for attempt in range(1, max_attempts + 1):
-        dialog_type, dialog_raw = (_text(v) for v in GET_SCRIPT(client, [keys.dialog], []))
-        replace = dialog_type != "none" and (dialog_type != "string" or _as_object(dialog_raw) is None)
+        dialog_type, dialog_raw = _read(client, keys.dialog)
+        replace = dialog_type != "none" and (dialog_type != "string" or _as_object_bytes(dialog_raw) is None)
         outcome = [
             _text(v)
             for v in SAVE_SCRIPT(
@@ -465,10 +480,10 @@ def save_context(
 
 def read_pending_action(client: redis.Redis, *, prefix: str, company_id: int, phone: str) -> dict[str, Any] | None:
     """This product's pendingAction in the client's dialog, or None (no dialog, another action, not JSON)."""
-    kind, raw = (_text(v) for v in GET_SCRIPT(client, [dialog_key(prefix, company_id, phone)], []))
+    kind, raw = _read(client, dialog_key(prefix, company_id, phone))
     if kind != "string":
         return None
-    dialog = _as_object(raw)
+    dialog = _as_object_bytes(raw)
     action = dialog.get("pendingAction") if dialog else None
     if isinstance(action, dict) and action.get("type") == PENDING_ACTION_TYPE:
         return action

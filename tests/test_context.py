@@ -182,6 +182,26 @@ def test_a_dialog_that_is_not_a_json_object_is_moved_aside_not_lost(
     assert "9001234567" not in caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
 
 
+@pytest.mark.parametrize(
+    "broken", [b'{"note": "\xff\xfe not UTF-8"}', b'{"a": ' * 5000 + b"1" + b"}" * 5000], ids=["bytes", "deep"]
+)
+def test_a_dialog_python_cannot_read_is_moved_aside_byte_for_byte(
+    redis_client: redis.Redis, redis_prefix: str, keys: DialogKeys, broken: bytes
+) -> None:
+    # given a dialog that is not UTF-8, or nested deeper than a JSON parser goes
+    raw = redis.Redis.from_url(REDIS_URL)
+    try:
+        raw.set(keys.dialog, broken, ex=3600)
+        # when the hand-over is saved (by a client that decodes replies, as the product's does)
+        result = save(redis_client, redis_prefix, context(1))
+        # then the value is kept aside exactly and the dialog starts afresh
+        assert result.moved_aside_to == keys.corrupt
+        assert raw.get(keys.corrupt) == broken
+        assert read_pending_action(redis_client, prefix=redis_prefix, company_id=COMPANY, phone=PHONE) is not None
+    finally:
+        raw.close()
+
+
 def test_a_dialog_of_another_redis_type_is_moved_aside(
     redis_client: redis.Redis, redis_prefix: str, keys: DialogKeys
 ) -> None:
