@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 # A run planned but not started within this long was lost between commit and broker; it is dispatched again.
 STALE_PLANNED_RUN = timedelta(minutes=10)
+# Longer than run_campaign's hard time limit (16 minutes): a run still 'running' after this was cut off (a
+# database outage beyond its retries, a killed worker) and is started again; its claims are idempotent.
+STALE_RUNNING_RUN = timedelta(minutes=20)
 
 
 @dataclass(frozen=True)
@@ -86,10 +89,14 @@ def get_or_create_run(
 
 
 def stale_planned_runs(session: Session, *, now: datetime) -> list[PlannedRun]:
-    """Runs still 'planned' long after they were created: their dispatch was lost."""
+    """Runs still 'planned' long after they were created (their dispatch was lost), or still 'running' long
+    after they started (the task was cut off): each is dispatched again."""
     rows = session.execute(
         select(CampaignRun.id, CampaignRun.company_id, CampaignRun.run_date).where(
-            CampaignRun.status == "planned", CampaignRun.created_at < now - STALE_PLANNED_RUN
+            or_(
+                and_(CampaignRun.status == "planned", CampaignRun.created_at < now - STALE_PLANNED_RUN),
+                and_(CampaignRun.status == "running", CampaignRun.started_at < now - STALE_RUNNING_RUN),
+            )
         )
     ).all()
     return [PlannedRun(run_id, company_id, run_date) for run_id, company_id, run_date in rows]

@@ -1,10 +1,17 @@
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from reactivation.models import CampaignRun
-from reactivation.planning import create_run, get_or_create_run, plan_runs, run_is_due
+from reactivation.planning import (
+    STALE_RUNNING_RUN,
+    create_run,
+    get_or_create_run,
+    plan_runs,
+    run_is_due,
+    stale_planned_runs,
+)
 from tests.factories import make_company
 
 
@@ -80,3 +87,20 @@ def test_a_run_by_hand_reuses_the_planned_run(db: Session) -> None:
     run = get_or_create_run(db, company_id=company.id, run_date=date(2026, 11, 23), trigger="cli")
     assert run.id == run_id
     assert db.scalar(select(func.count()).select_from(CampaignRun).where(CampaignRun.company_id == company.id)) == 1
+
+
+def test_runs_whose_dispatch_was_lost_or_cut_off_are_dispatched_again(db: Session) -> None:
+    # Given four runs: planned long ago, planned just now, running far past the task's time limit, running briefly
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    ids = {}
+    for name, day in (("lost", 20), ("fresh", 21), ("cut", 22), ("busy", 23)):
+        company = make_company(db)
+        ids[name] = create_run(db, company_id=company.id, run_date=date(2026, 11, day), trigger="beat")
+    db.execute(update(CampaignRun).where(CampaignRun.id == ids["lost"]).values(created_at=now - timedelta(hours=1)))
+    db.execute(update(CampaignRun).where(CampaignRun.id == ids["fresh"]).values(created_at=now))
+    started_at = {"cut": now - STALE_RUNNING_RUN - timedelta(minutes=1), "busy": now - timedelta(minutes=5)}
+    for name, started in started_at.items():
+        db.execute(update(CampaignRun).where(CampaignRun.id == ids[name]).values(status="running", started_at=started))
+    # Then the lost and the cut-off runs are dispatched again, the others left alone
+    stale = {run.run_id for run in stale_planned_runs(db, now=now)}
+    assert stale & set(ids.values()) == {ids["lost"], ids["cut"]}
