@@ -24,7 +24,7 @@ from reactivation.consent import consented_phones
 from reactivation.history import Status
 from reactivation.holdout import in_holdout
 from reactivation.models import CampaignRun, ReactivationHistory
-from reactivation.phones import InvalidPhone, normalize_phone, try_normalize_phone
+from reactivation.phones import InvalidPhone, normalize_phone
 from reactivation.planning import get_or_create_run, mark_run
 from reactivation.runtime import Runtime
 from reactivation.selection import DueClient, due_clients
@@ -100,6 +100,12 @@ def plan_rows(
     settings = company.settings
     for client in clients:
         row = claim_row(company, client, run_id=run_id, now=now, dry_run=dry_run)
+        if capacity <= 0:
+            # Over today's limit: not claimed at all (not even held out or skipped), so that tomorrow's run can
+            # still reach this client and the control group stays drawn from the clients that were in reach.
+            row["status"] = "over_limit"
+            yield row
+            continue
         try:
             row["phone"] = normalize_phone(client.phone, client_id=client.client_id)
         except InvalidPhone as exc:
@@ -118,11 +124,6 @@ def plan_rows(
         ):
             # The control group: nothing is sent, the row is attributed like any other.
             row["status"] = Status.HOLDOUT.value
-            yield row
-            continue
-        if capacity <= 0:
-            # Over today's limit: not claimed at all, so tomorrow's run can still reach this client.
-            row["status"] = "over_limit"
             yield row
             continue
         capacity -= 1
@@ -172,7 +173,7 @@ def _select_and_plan(
             consented_phones(
                 session,
                 company_id=company.id,
-                phones=[p for p in (try_normalize_phone(c.phone) for c in due) if p],
+                phones=[c.phone_e164 for c in due if c.phone_e164],
                 at=reference,
             )
             if company.settings.consent_mode == "required"

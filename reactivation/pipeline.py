@@ -104,8 +104,12 @@ def fail_unsent(rt: Runtime, *, company_id: int, history_id: int, error: str) ->
             to_status=Status.FAILED,
             error=history.cut(error),
         )
-    log.error("company settings invalid; row not sent", extra={"company_id": company_id, "history_id": history_id})
-    return Stop("failed" if moved else "company settings invalid")
+    where = {"company_id": company_id, "history_id": history_id}
+    if moved:
+        log.error("company settings invalid; row not sent", extra=where)
+        return Stop("failed")
+    log.error("company settings invalid; row waits for them to be fixed", extra=where)
+    return Stop("company settings invalid")
 
 
 def _skip(session: Session, row: ReactivationHistory, from_status: Status, reason: str) -> Stop:

@@ -70,9 +70,11 @@ def sweep_company(session: Session, *, company_id: int, now: datetime) -> SweepR
     result.unknown = unknown.rowcount  # type: ignore[attr-defined]
 
     resumable = [s.value for s in RESUME_FROM]
+    # A `delivered` row's message has left: it is resumed until it is recorded `sent`, never expired.
+    unsent = [s.value for s in RESUME_FROM if s is not Status.DELIVERED]
     expired = session.execute(
         update(history)
-        .where(mine, history.status.in_(resumable), history.created_at < now - EXPIRE_AFTER)
+        .where(mine, history.status.in_(unsent), history.created_at < now - EXPIRE_AFTER)
         .values(status=Status.SKIPPED.value, skip_reason="expired", updated_at=now)
         .execution_options(synchronize_session=False)
     )

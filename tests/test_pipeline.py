@@ -220,6 +220,28 @@ def test_a_row_found_mid_send_is_never_sent_again_and_the_sweep_marks_it_unknown
     assert rows(committed_engine, salon.company_id)[0].status == Status.UNKNOWN
 
 
+def test_the_sweep_expires_old_unsent_rows_but_never_one_whose_message_left(
+    rt: Runtime, committed_engine: Engine
+) -> None:
+    # Given two rows claimed four days ago: one never got further, one was delivered but not yet recorded sent
+    salon = build_salon(committed_engine, due=2, extras=False)
+    stuck, delivered = claim(rt, salon)
+    with Session(committed_engine) as session:
+        session.execute(
+            ReactivationHistory.__table__.update()
+            .where(ReactivationHistory.id == delivered)
+            .values(status="delivered", message_sent_at=salon.now)
+        )
+        session.commit()
+        # When the sweep runs past the expiry
+        swept = sweeps.sweep_company(session, company_id=salon.company_id, now=salon.now + timedelta(days=4))
+        session.commit()
+    # Then only the unsent row is expired; the delivered one is resumed to be recorded sent
+    statuses = {r.id: (r.status, r.skip_reason) for r in rows(committed_engine, salon.company_id)}
+    assert statuses == {stuck: ("skipped", "expired"), delivered: ("delivered", None)}
+    assert swept.expired == 1 and (salon.company_id, delivered, "persist_history") in swept.resume
+
+
 def test_transient_gateway_errors_retry_then_send_once(
     rt: Runtime, committed_engine: Engine, gateway: FakeGateway
 ) -> None:
@@ -301,6 +323,10 @@ def test_a_small_daily_limit_reads_only_the_most_valuable_due_clients_it_needs(
     assert len(result.claimed) == 10 and result.due == considered
     assert {r.client_id for r in history} <= set(salon.due[-considered:])
     assert 0 < sum(r.status == Status.HOLDOUT for r in history) < considered
+    # and nobody below the last client sent is claimed at all, not even held out: tomorrow can still reach them
+    rank = {client_id: position for position, client_id in enumerate(salon.due)}
+    lowest_sent = min(rank[r.client_id] for r in history if r.status != Status.HOLDOUT)
+    assert all(rank[r.client_id] >= lowest_sent for r in history)
 
 
 def test_holdout_rows_are_claimed_but_never_sent(rt: Runtime, committed_engine: Engine, gateway: FakeGateway) -> None:
