@@ -294,7 +294,13 @@ def calculate_averages(session: Session, *, company_id: int, now: datetime, full
         )
     state = session.get(AveragesState, company_id, with_for_update=postgres)
     incremental = _incremental_since(state, now=now, full=full)
-    max_id = session.scalar(select(func.coalesce(func.max(AppointmentCache.id), 0))) or 0
+    # Ids are global and increasing: the company's highest one marks where its next incremental run starts.
+    max_id = (
+        session.scalar(
+            select(func.coalesce(func.max(AppointmentCache.id), 0)).where(AppointmentCache.company_id == company_id)
+        )
+        or 0
+    )
 
     if postgres:
         touched = (
