@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session
 
 from reactivation import migrations
 from reactivation.db import make_engine
+from reactivation.runtime import Runtime
 from reactivation.settings import Settings, load_settings
+from tests.fake_gateway import FakeGateway
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -191,3 +193,22 @@ def committed_settings(committed_url: str, committed_engine: Engine, test_redis_
         gemini_api_key=None,
         _env_file=None,
     )
+
+
+@pytest.fixture
+def gateway() -> Iterator[FakeGateway]:
+    """A fake WhatsApp gateway on 127.0.0.1 for this test (it stops by itself after two minutes at most)."""
+    with FakeGateway(lifetime=120) as fake:
+        yield fake
+
+
+@pytest.fixture
+def rt(committed_settings: Settings, gateway: FakeGateway) -> Iterator[Runtime]:
+    """One process's runtime on the committed database, sending through `gateway`."""
+    settings = load_settings(
+        **{**committed_settings.model_dump(), "whatsapp_provider": "gateway", "whatsapp_gateway_url": gateway.url},
+        _env_file=None,
+    )
+    runtime = Runtime(settings)
+    yield runtime
+    runtime.dispose()

@@ -21,7 +21,7 @@ from reactivation.history import Status
 from reactivation.models import CampaignRun, Client, Company
 from reactivation.names import first_name
 from reactivation.runtime import Runtime
-from reactivation.settings import Settings, load_settings
+from reactivation.settings import Settings
 from reactivation.steps import Step
 from reactivation.validation import validate_message
 from tests.factories import make_client
@@ -32,23 +32,6 @@ from tests.test_pipeline import claim, rows, run_chain
 SQL = "'); DROP TABLE clients;--"
 LONG = "Анна" + "ы" * 9_996
 GONE_SERVICE_ID = 777_000_001
-
-
-@pytest.fixture
-def gateway() -> Iterator[FakeGateway]:
-    with FakeGateway(lifetime=120) as fake:
-        yield fake
-
-
-@pytest.fixture
-def rt(committed_settings: Settings, gateway: FakeGateway) -> Iterator[Runtime]:
-    settings = load_settings(
-        **{**committed_settings.model_dump(), "whatsapp_provider": "gateway", "whatsapp_gateway_url": gateway.url},
-        _env_file=None,
-    )
-    runtime = Runtime(settings)
-    yield runtime
-    runtime.dispose()
 
 
 def hostile_salon(engine: Engine) -> tuple[Salon, dict[str, int]]:

@@ -73,12 +73,6 @@ def wait_until(condition: Callable[[], bool], *, timeout: float = 10.0) -> None:
 
 
 @pytest.fixture
-def gateway() -> Iterator[FakeGateway]:
-    with FakeGateway(lifetime=120) as fake:
-        yield fake
-
-
-@pytest.fixture
 def gateway_sender(gateway: FakeGateway) -> Iterator[GatewaySender]:
     with GatewaySender(gateway.url, timeout_seconds=5, clock=clock) as sender:
         yield sender

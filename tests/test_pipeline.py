@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -29,23 +27,6 @@ STEPS = (
     pipeline.persist_history,
     pipeline.save_handover,
 )
-
-
-@pytest.fixture
-def gateway() -> Iterator[FakeGateway]:
-    with FakeGateway(lifetime=120) as fake:
-        yield fake
-
-
-@pytest.fixture
-def rt(committed_settings: Settings, gateway: FakeGateway) -> Iterator[Runtime]:
-    settings = load_settings(
-        **{**committed_settings.model_dump(), "whatsapp_provider": "gateway", "whatsapp_gateway_url": gateway.url},
-        _env_file=None,
-    )
-    runtime = Runtime(settings)
-    yield runtime
-    runtime.dispose()
 
 
 def claim(rt: Runtime, salon: Salon, **kwargs: object) -> list[int]:
