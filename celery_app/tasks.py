@@ -57,7 +57,7 @@ def dispatch_chains(company_id: int, history_ids: list[int], step: str = "select
 
 def _infra_countdown(task: Task) -> float:
     """1, 2, 4 … seconds, within the longest countdown the broker's visibility timeout allows."""
-    return float(min(2**task.request.retries, runtime().settings.max_countdown_seconds))
+    return pipeline.backoff(task.request.retries + 1, base=1.0, cap=runtime().settings.max_countdown_seconds)
 
 
 def _run_step(func: Callable[..., Outcome], task: Task, company_id: int, history_id: int) -> Outcome:

@@ -79,7 +79,8 @@ class RetryLater:
 Outcome = Continue | Stop | RetryLater
 
 
-def _backoff(attempt: int, *, base: float = 5.0, cap: float = 300.0) -> float:
+def backoff(attempt: int, *, base: float = 5.0, cap: float = 300.0) -> float:
+    """Seconds to wait before retry number `attempt` (1, 2, …): base, doubling, at most cap."""
     return min(cap, base * 2 ** max(0, attempt - 1))
 
 
@@ -305,7 +306,7 @@ def _deliver(rt: Runtime, request: SendRequest, *, attempt: int, dry_run: bool, 
         _record_answer(rt, request, to_status=Status.GENERATED, error=history.cut(str(exc)))
         # Backoff, never sooner than the server asked: an outage answering "Retry-After: 1" would otherwise use up
         # every attempt within seconds, and a gateway down for a minute would fail the whole run.
-        countdown = max(exc.retry_after or 0.0, _backoff(attempt))
+        countdown = max(exc.retry_after or 0.0, backoff(attempt))
         return RetryLater(min(countdown, rt.settings.max_countdown_seconds), "transient send error")
     except SendSkipped as exc:
         if exc.reason is SkipReason.MARKETING_OPT_OUT and not dry_run:
@@ -437,7 +438,7 @@ def save_handover(rt: Runtime, *, company_id: int, history_id: int, now: datetim
         )
     except (ContextError, redis.RedisError) as exc:
         if attempt < MAX_CONTEXT_ATTEMPTS:
-            return RetryLater(_backoff(attempt, base=2.0, cap=120.0), "redis hand-over failed")
+            return RetryLater(backoff(attempt, base=2.0, cap=120.0), "redis hand-over failed")
         log.error(
             "hand-over to the AI admin failed; the message stays sent",
             extra={"history_id": history_id, "company_id": company_id, "error": str(exc)},
