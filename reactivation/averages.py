@@ -19,18 +19,20 @@ exactly every 21 days, ~0.9 for one within ±10 %, 0 when the middle half spread
 comes from one pass of one ordered-set aggregate and, unlike the standard deviation, one vacation gap among five
 visits does not sink it.
 
-On PostgreSQL everything is bulk SQL: one statement per table (window function for the intervals,
-percentile_cont for the medians, INSERT … ON CONFLICT DO UPDATE only where a value changed, DELETE of rows no
-longer backed by data). On SQLite (the embedded default, small data) the same numbers come from Python
-(`compute_averages`), tests check both agree.
+On PostgreSQL everything is bulk SQL around one pass over the visits: a window function (lag) gives every
+interval once, and a temporary table holds, per client and service, the quartiles (percentile_cont) and the
+intervals that fall in the salon window. Both tables are written from it: the salon medians with percentile_cont
+over those intervals, the personal rows with INSERT … ON CONFLICT DO UPDATE of only the rows whose values changed
+(compared first in a join) and a DELETE of rows no longer backed by data. On SQLite (the embedded default, small
+data) the same numbers come from Python (`compute_averages`); tests check both agree.
 
-Incremental runs. The salon medians are always recomputed in full (one pass over 6 months of visits). The
-personal rows, the expensive part, are recomputed only for clients whose data may have changed since the last
-run recorded in `reactivation_averages_state`: clients with appointment rows added since (id above the highest
-seen), with appointments dated from LATE_DAYS before the last run on (attendance is often marked after the
-visit), and with visits that left the 12-month window since. A full run happens when there is no state, when
-the last full run is FULL_EVERY_DAYS old, when time went backwards, or when asked (`full=True`); it also heals
-what the incremental rule cannot see (rows deleted or edited long after the fact).
+Incremental runs. The salon medians are always recomputed in full: they need every interval of the 6 months.
+The personal rows are rewritten only for clients whose data may have changed since the last run recorded in
+`reactivation_averages_state`: clients with appointment rows added since (id above the highest seen), with
+appointments dated from LATE_DAYS before the last run on (attendance is often marked after the visit), and with
+visits that left the 12-month window since. A full run happens when there is no state, when the last full run is
+FULL_EVERY_DAYS old, when time went backwards, or when asked (`full=True`); it also heals what the incremental
+rule cannot see (rows deleted or edited long after the fact).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from reactivation.companies import load_company
-from reactivation.db import is_postgres
+from reactivation.db import is_postgres, pg_local_settings
 from reactivation.models import (
     AppointmentCache,
     AveragesState,
@@ -308,8 +310,7 @@ def calculate_averages(session: Session, *, company_id: int, now: datetime, full
             if incremental
             else None
         )
-        services = _pg_services(session, company_id=company_id, window=window, now=now, tz=company.tz)
-        written, deleted, recomputed = _pg_personal(
+        services, written, deleted, recomputed = _pg_run(
             session, company_id=company_id, window=window, now=now, tz=company.tz, touched=touched
         )
     else:
@@ -369,9 +370,17 @@ def _aware(moment: datetime) -> datetime:
 
 # --- PostgreSQL -------------------------------------------------------------------------------------------------
 
+
+# Settings for the one pass over a company's visits. The local day comes from the session's time zone (a cast
+# per row instead of a zone lookup per row); the sort of a few million visits fits in memory; compiling the
+# expressions (JIT) costs more than it saves on a statement that runs once a week.
+def _pass_settings(tz: ZoneInfo) -> dict[str, str]:
+    return {"TimeZone": tz.key, "work_mem": WORK_MEM, "jit": "off"}
+
+
 # An appointment's services, one row each, whatever the JSON holds (non-arrays and non-integers are skipped).
 _PG_VISITS = """
-    SELECT a.client_id, s.sid::bigint AS service_id, (a.appointment_datetime AT TIME ZONE :tz)::date AS day
+    SELECT a.client_id, s.sid::bigint AS service_id, a.appointment_datetime::date AS day
     FROM appointments_cache a
     CROSS JOIN LATERAL jsonb_array_elements_text(
         CASE WHEN jsonb_typeof(a.service_ids) = 'array' THEN a.service_ids ELSE '[]'::jsonb END
@@ -382,13 +391,33 @@ _PG_VISITS = """
       AND s.sid ~ '^[0-9]{1,18}$'
 """
 
+_GROUPS = "_reactivation_interval_groups"
+
+
+def _pg_groups_sql() -> str:
+    """Every (client, service) with an interval, in one pass: the personal quartiles and the salon-window gaps.
+
+    The intervals are computed once for both levels: a salon interval is one whose earlier visit lies in the
+    6-month window, and the visit before it is the same whether 12 months or 6 are read.
+    """
+    return f"""
+CREATE TEMP TABLE {_GROUPS} AS
+SELECT client_id, service_id,
+       count(*) AS n,
+       percentile_cont(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY gap) AS q,
+       array_agg(gap) FILTER (WHERE day - gap >= :service_start_day) AS service_gaps
+FROM (
+    SELECT client_id, service_id, day,
+           day - lag(day) OVER (PARTITION BY client_id, service_id ORDER BY day) AS gap
+    FROM ({_PG_VISITS}) visits
+) intervals
+WHERE gap BETWEEN :min_gap AND :max_gap
+GROUP BY client_id, service_id
+"""
+
+
 _PG_SERVICES = f"""
-WITH visits AS ({_PG_VISITS}),
-intervals AS (
-    SELECT service_id, day - lag(day) OVER (PARTITION BY client_id, service_id ORDER BY day) AS gap
-    FROM visits
-),
-stats AS (
+WITH stats AS (
     SELECT service_id,
            count(*) AS n,
            floor(percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) + 0.5)::int AS median,
@@ -396,8 +425,7 @@ stats AS (
            min(gap) AS low,
            max(gap) AS high,
            round(stddev_samp(gap), 2) AS stddev
-    FROM intervals
-    WHERE gap BETWEEN :min_gap AND :max_gap
+    FROM {_GROUPS} CROSS JOIN LATERAL unnest(service_gaps) AS gap
     GROUP BY service_id
 ),
 written AS (
@@ -430,60 +458,36 @@ SELECT service_id, is_active FROM written UNION ALL SELECT service_id, is_active
 """
 
 
-def _pg_services(session: Session, *, company_id: int, window: _Window, now: datetime, tz: ZoneInfo) -> dict[int, bool]:
-    with _work_mem(session):
-        rows = session.execute(
-            text(_PG_SERVICES),
-            {
-                "tz": tz.key,
-                "company_id": company_id,
-                "start": window.service_start,
-                "end": window.end,
-                "min_gap": MIN_INTERVAL_DAYS,
-                "max_gap": MAX_INTERVAL_DAYS,
-                "min_sample": MIN_SERVICE_SAMPLE,
-                "now": now,
-            },
-        ).all()
-    return {service_id: active for service_id, active in rows}
-
-
 def _pg_personal_sql(*, incremental: bool) -> str:
-    only_touched = " AND a.client_id IN (SELECT client_id FROM touched)" if incremental else ""
-    touched = "touched AS (SELECT unnest(CAST(:touched AS bigint[])) AS client_id)," if incremental else ""
-    scope = "AND t.client_id IN (SELECT client_id FROM touched)" if incremental else ""
+    """The personal rows (of the touched clients only, in an incremental run); rows are compared first, so a
+    rerun over unchanged visits writes nothing."""
+    only_touched = "AND client_id = ANY(CAST(:touched AS bigint[]))" if incremental else ""
+    scope = "AND t.client_id = ANY(CAST(:touched AS bigint[]))" if incremental else ""
     return f"""
-WITH {touched}
-visits AS ({_PG_VISITS}{only_touched}),
-intervals AS (
-    SELECT client_id, service_id, day - lag(day) OVER (PARTITION BY client_id, service_id ORDER BY day) AS gap
-    FROM visits
-),
-quartiles AS (
-    SELECT client_id, service_id, count(*) AS n,
-           percentile_cont(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY gap) AS q
-    FROM intervals
-    WHERE gap BETWEEN :min_gap AND :max_gap
-    GROUP BY client_id, service_id
-    HAVING count(*) >= :min_intervals
-),
-stats AS (
+WITH stats AS (
     SELECT client_id, service_id, n,
            floor(q[2] + 0.5)::int AS median,
            round(greatest(0.0, least(1.0, 1.0 - (q[3] - q[1]) / (2.0 * q[2])))::numeric, 2) AS consistency
-    FROM quartiles
+    FROM {_GROUPS}
+    WHERE n >= :min_intervals {only_touched}
+),
+changed AS (
+    SELECT s.* FROM stats s
+    LEFT JOIN client_personalized_intervals t
+      ON t.company_id = :company_id AND t.client_id = s.client_id AND t.service_id = s.service_id
+    WHERE t.id IS NULL
+       OR (t.personal_interval_days, t.visit_count, t.consistency_score)
+          IS DISTINCT FROM (s.median, s.n + 1, s.consistency)
 ),
 written AS (
     INSERT INTO client_personalized_intervals AS t (
         company_id, client_id, service_id, personal_interval_days, visit_count, consistency_score, last_calculated)
-    SELECT :company_id, client_id, service_id, median, n + 1, consistency, :now FROM stats
+    SELECT :company_id, client_id, service_id, median, n + 1, consistency, :now FROM changed
     ON CONFLICT (company_id, client_id, service_id) DO UPDATE SET
         personal_interval_days = EXCLUDED.personal_interval_days,
         visit_count = EXCLUDED.visit_count,
         consistency_score = EXCLUDED.consistency_score,
         last_calculated = EXCLUDED.last_calculated
-    WHERE (t.personal_interval_days, t.visit_count, t.consistency_score)
-          IS DISTINCT FROM (EXCLUDED.personal_interval_days, EXCLUDED.visit_count, EXCLUDED.consistency_score)
     RETURNING 1
 ),
 removed AS (
@@ -496,7 +500,7 @@ SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM removed)
 """
 
 
-def _pg_personal(
+def _pg_run(
     session: Session,
     *,
     company_id: int,
@@ -504,22 +508,29 @@ def _pg_personal(
     now: datetime,
     tz: ZoneInfo,
     touched: list[int] | None,
-) -> tuple[int, int, int | None]:
+) -> tuple[dict[int, bool], int, int, int | None]:
+    """One pass over the visits, then both tables from it; the temporary table is dropped after."""
     params: dict[str, Any] = {
-        "tz": tz.key,
         "company_id": company_id,
         "start": window.personal_start,
         "end": window.end,
+        "service_start_day": window.service_start_day,
         "min_gap": MIN_INTERVAL_DAYS,
         "max_gap": MAX_INTERVAL_DAYS,
         "min_intervals": MIN_PERSONAL_INTERVALS,
+        "min_sample": MIN_SERVICE_SAMPLE,
         "now": now,
+        "touched": touched,
     }
-    if touched is not None:
-        params["touched"] = touched
-    with _work_mem(session):
-        written, removed = session.execute(text(_pg_personal_sql(incremental=touched is not None)), params).one()
-    return written, removed, (len(touched) if touched is not None else None)
+    session.execute(text(f"DROP TABLE IF EXISTS {_GROUPS}"))
+    with pg_local_settings(session, _pass_settings(tz)):
+        session.execute(text(_pg_groups_sql()), params)
+        session.execute(text(f"ANALYZE {_GROUPS}"))
+        services = {sid: active for sid, active in session.execute(text(_PG_SERVICES), params).all()}
+        personal = text(_pg_personal_sql(incremental=touched is not None))
+        written, removed = session.execute(personal, params).one()
+    session.execute(text(f"DROP TABLE {_GROUPS}"))
+    return services, written, removed, (len(touched) if touched is not None else None)
 
 
 def _pg_touched_clients(
@@ -552,22 +563,6 @@ def _pg_touched_clients(
         },
     ).scalars()
     return list(rows)
-
-
-class _work_mem:
-    """SET LOCAL work_mem for one statement, then back to what it was."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.previous: str | None = None
-
-    def __enter__(self) -> None:
-        self.previous = self.session.execute(text("SELECT current_setting('work_mem')")).scalar_one()
-        self.session.execute(text("SELECT set_config('work_mem', :v, true)"), {"v": WORK_MEM})
-
-    def __exit__(self, *exc: object) -> None:
-        if exc[0] is None:
-            self.session.execute(text("SELECT set_config('work_mem', :v, true)"), {"v": self.previous})
 
 
 # --- SQLite (and the reference for tests) -------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -71,3 +71,18 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
 def is_postgres(session_or_engine: Session | Engine) -> bool:
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
     return bind.dialect.name == "postgresql"
+
+
+@contextmanager
+def pg_local_settings(session: Session, settings: dict[str, str]) -> Iterator[None]:
+    """PostgreSQL settings for the statements inside the block, then back to what they were.
+
+    SET LOCAL would last until the caller's transaction ends; the job runs inside transactions it does not own.
+    """
+    names = list(settings)
+    previous = {name: session.execute(text("SELECT current_setting(:n)"), {"n": name}).scalar_one() for name in names}
+    for name, value in settings.items():
+        session.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
+    yield
+    for name in names:
+        session.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": previous[name]})

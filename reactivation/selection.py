@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -56,7 +57,6 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    text,
     type_coerce,
     union_all,
 )
@@ -64,7 +64,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from reactivation.companies import CompanyConfig, load_company
-from reactivation.db import is_postgres
+from reactivation.db import is_postgres, pg_local_settings
 from reactivation.industry import IndustryMatch, load_standards, match_industry
 from reactivation.models import (
     AppointmentCache,
@@ -245,22 +245,14 @@ def _opted_out(session: Session, *, company_id: int, phones: set[str | None]) ->
     return opted
 
 
-class _work_mem:
-    """Sort the candidates in memory: SET LOCAL work_mem for the query on PostgreSQL, then back."""
-
-    def __init__(self, session: Session, *, postgres: bool) -> None:
-        self.session = session
-        self.postgres = postgres
-        self.previous: str | None = None
-
-    def __enter__(self) -> None:
-        if self.postgres:
-            self.previous = self.session.execute(text("SELECT current_setting('work_mem')")).scalar_one()
-            self.session.execute(text("SELECT set_config('work_mem', :v, true)"), {"v": WORK_MEM})
-
-    def __exit__(self, *exc: object) -> None:
-        if self.postgres and exc[0] is None:
-            self.session.execute(text("SELECT set_config('work_mem', :v, true)"), {"v": self.previous})
+@contextmanager
+def _work_mem(session: Session, *, postgres: bool) -> Iterator[None]:
+    """Sort the candidates in memory on PostgreSQL."""
+    if not postgres:
+        yield
+        return
+    with pg_local_settings(session, {"work_mem": WORK_MEM}):
+        yield
 
 
 def reference_today(company: CompanyConfig, now: datetime) -> date:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from reactivation.averages import (
@@ -321,3 +322,41 @@ def test_state_decides_between_full_and_incremental(session: Session) -> None:
 
 def test_windows_are_six_and_twelve_months() -> None:
     assert SERVICE_WINDOW_DAYS == 183 and PERSONAL_WINDOW_DAYS == 365
+
+
+def test_intervals_are_counted_in_the_companys_local_days(session: Session) -> None:
+    # Given a Vladivostok salon (UTC+10) whose client comes every 20 local days, late in the local evening one
+    # time and just after local midnight the next: in UTC the gaps are 19 and 21 days
+    company = make_company(session, timezone="Asia/Vladivostok")
+    haircut = make_service(session, company.id, "Стрижка")
+    client = make_client(session, company.id, last_visit=TODAY - timedelta(days=3), services=[haircut])
+    first = TODAY - timedelta(days=83)
+    for i in range(5):
+        local = datetime.combine(first + timedelta(days=20 * i), datetime.min.time()) + timedelta(
+            hours=23 if i % 2 else 1
+        )
+        moment = local.replace(tzinfo=ZoneInfo("Asia/Vladivostok")).astimezone(UTC)
+        session.add(
+            AppointmentCache(
+                company_id=company.id,
+                client_id=client.id,
+                service_ids=[haircut.yclients_id],
+                appointment_datetime=moment,
+                attendance=1,
+            )
+        )
+    session.flush()
+    zone_before = _session_time_zone(session)
+
+    calculate_averages(session, company_id=company.id, now=NOW)
+
+    # Then the rhythm is 20 days exactly, and the session's own time zone is as it was
+    assert _personal(session, company.id)[(client.id, haircut.yclients_id)] == (20, 5, Decimal("1.00"))
+    assert _services(session, company.id)[haircut.yclients_id][1:6] == (20, 20, 20, 20, Decimal("0.00"))
+    assert _session_time_zone(session) == zone_before
+
+
+def _session_time_zone(session: Session) -> str | None:
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    return str(session.execute(text("SELECT current_setting('TimeZone')")).scalar_one())
