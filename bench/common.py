@@ -96,7 +96,7 @@ def captured_statements(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
 
 
 def explain_statements(connection: Connection, statements: list[tuple[str, Any]], *, title: str) -> str:
-    """EXPLAIN (ANALYZE, BUFFERS) of each captured SELECT (or WITH), replayed in order on `connection`.
+    """EXPLAIN (ANALYZE, BUFFERS) of each captured query (SELECT, WITH, CREATE TEMP TABLE … AS), replayed in order.
 
     Settings the code makes (set_config, SET) are replayed as they were, so that every plan runs under the same
     work_mem as the timed run. EXPLAIN ANALYZE executes the statement: the caller rolls the transaction back.
@@ -105,10 +105,11 @@ def explain_statements(connection: Connection, statements: list[tuple[str, Any]]
     seen: dict[str, int] = {}
     for number, (statement, parameters) in enumerate(statements, start=1):
         head = statement.lstrip().upper()
-        if "SET_CONFIG" in head or "CURRENT_SETTING" in head or head.startswith("SET "):
+        if "SET_CONFIG" in head or "CURRENT_SETTING" in head or head.startswith(("SET ", "DROP ", "ANALYZE ")):
+            # Settings, and the temporary tables a later statement reads, as the timed run made them.
             connection.exec_driver_sql(statement, parameters)
             continue
-        if not head.startswith(("SELECT", "WITH")):
+        if not head.startswith(("SELECT", "WITH", "CREATE TEMP TABLE")):
             continue
         # A statement repeated in batches (the same shape, other values) is explained once.
         shape = _LONG_LIST.sub("(…)", statement)
