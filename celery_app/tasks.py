@@ -195,8 +195,11 @@ def sweep() -> dict[str, int]:
 @app.task(name="reactivation.calculate_service_averages", soft_time_limit=900, time_limit=960)
 def calculate_service_averages(company_id: int) -> dict[str, Any]:
     """Recompute the salon's service medians and its clients' own rhythms."""
-    with runtime().session() as session:
-        return averages.calculate_averages(session, company_id=company_id, now=_now()).as_dict()
+    rt = runtime()
+    with rt.session() as session:
+        return averages.calculate_averages(
+            session, company_id=company_id, now=_now(), workers=rt.settings.averages_workers
+        ).as_dict()
 
 
 @app.task(name="reactivation.plan_averages")

@@ -37,11 +37,13 @@ rule cannot see (rows deleted or edited long after the fact).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 import math
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -49,7 +51,8 @@ from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, select, text, tuple_, update
+from sqlalchemy import Engine, delete, func, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -106,11 +109,15 @@ def percentile_cont(sorted_values: Sequence[float], fraction: float) -> float:
     """PostgreSQL's percentile_cont over already sorted values (linear interpolation, same float steps)."""
     if not sorted_values:
         raise ValueError("percentile of no values")
-    position = fraction * (len(sorted_values) - 1)
+    return _interpolated(sorted_values.__getitem__, len(sorted_values), fraction)
+
+
+def _interpolated(value_at: Callable[[int], float], count: int, fraction: float) -> float:
+    position = fraction * (count - 1)
     low = math.floor(position)
     high = math.ceil(position)
-    first = float(sorted_values[low])
-    second = float(sorted_values[high])
+    first = float(value_at(low))
+    second = float(value_at(high))
     return first + (second - first) * (position - low)
 
 
@@ -133,25 +140,34 @@ def consistency_score(sorted_intervals: Sequence[int]) -> Decimal:
 
 
 def service_stats(intervals: Iterable[int]) -> ServiceStats | None:
-    values = sorted(intervals)
-    if not values:
+    return service_stats_from_counts(Counter(intervals))
+
+
+def service_stats_from_counts(counts: Mapping[int, int]) -> ServiceStats | None:
+    """The statistics of intervals given as {length in days: how many}; None when there are none."""
+    lengths = sorted(days for days, times in counts.items() if times > 0)
+    if not lengths:
         return None
-    n = len(values)
+    # ends[i]: how many intervals are at most lengths[i] long, to find the k-th shortest.
+    ends = list(itertools.accumulate(counts[days] for days in lengths))
+    n = ends[-1]
+    total = sum(days * counts[days] for days in lengths)
     stddev: Decimal | None = None
     if n > 1:
-        # Σ(v − mean)² / (n − 1) in integers, exactly: one pass instead of a Fraction per value.
-        total = sum(values)
-        variance = Fraction(n * sum(v * v for v in values) - total * total, n * (n - 1))
+        # Σ(v − mean)² / (n − 1) in integers, exactly.
+        squares = sum(days * days * counts[days] for days in lengths)
+        variance = Fraction(n * squares - total * total, n * (n - 1))
         with localcontext() as context:
             context.prec = 40
             root = (Decimal(variance.numerator) / Decimal(variance.denominator)).sqrt()
         stddev = root.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    mean = (Decimal(sum(values)) / Decimal(n)).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    mean = (Decimal(total) / Decimal(n)).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    median = _interpolated(lambda k: lengths[bisect.bisect_right(ends, k)], n, 0.5)
     return ServiceStats(
-        median_days=round_half_up(percentile_cont(values, 0.5)),
+        median_days=round_half_up(median),
         avg_days=int(mean),
-        min_days=values[0],
-        max_days=values[-1],
+        min_days=lengths[0],
+        max_days=lengths[-1],
         stddev_days=stddev,
         sample_size=n,
     )
@@ -261,28 +277,36 @@ class _Window:
 
 def _window(now: datetime, tz: ZoneInfo) -> _Window:
     today = now.astimezone(tz).date()
-
-    def midnight(day: date) -> datetime:
-        return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
-
     service_start_day = today - timedelta(days=SERVICE_WINDOW_DAYS)
     return _Window(
         today=today,
-        personal_start=midnight(today - timedelta(days=PERSONAL_WINDOW_DAYS)),
+        personal_start=_midnight(today - timedelta(days=PERSONAL_WINDOW_DAYS), tz),
         service_start_day=service_start_day,
-        service_start=midnight(service_start_day),
-        end=midnight(today + timedelta(days=1)),
+        service_start=_midnight(service_start_day, tz),
+        end=_midnight(today + timedelta(days=1), tz),
     )
 
 
-def calculate_averages(session: Session, *, company_id: int, now: datetime, full: bool | None = None) -> AveragesResult:
+def _midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+
+
+def calculate_averages(
+    session: Session, *, company_id: int, now: datetime, full: bool | None = None, workers: int = 1
+) -> AveragesResult:
     """Recompute the company's service medians and personal rhythms as of `now` (the caller commits).
 
     `full=None` decides by itself (incremental when a recent full run exists), True forces a full run,
     False asks for an incremental one when possible.
+
+    `workers` > 1 splits a PostgreSQL company's clients into that many shares, each read and written on its own
+    connection at the same time and committed on its own: they see only committed visits, so a caller with
+    uncommitted appointment rows passes 1 (then everything happens in `session`).
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
     # Stored as UTC: SQLite keeps the wall time of whatever zone it is given and gives it back naive.
     now = now.astimezone(UTC)
     company = load_company(session, company_id=company_id)
@@ -305,13 +329,15 @@ def calculate_averages(session: Session, *, company_id: int, now: datetime, full
     )
 
     if postgres:
-        touched = (
-            _pg_touched_clients(session, company_id=company_id, state=state, window=window, tz=company.tz)
-            if incremental
-            else None
-        )
         services, written, deleted, recomputed = _pg_run(
-            session, company_id=company_id, window=window, now=now, tz=company.tz, touched=touched
+            session,
+            company_id=company_id,
+            window=window,
+            now=now,
+            tz=company.tz,
+            state=state,
+            incremental=incremental,
+            workers=workers,
         )
     else:
         clients = (
@@ -322,6 +348,7 @@ def calculate_averages(session: Session, *, company_id: int, now: datetime, full
         services, written, deleted, recomputed = _sqlite_run(
             session, company_id=company_id, window=window, now=now, tz=company.tz, touched=clients
         )
+    active = _write_services(session, company_id=company_id, services=services, now=now)
 
     mode = "incremental" if incremental else "full"
     if state is None:
@@ -344,8 +371,8 @@ def calculate_averages(session: Session, *, company_id: int, now: datetime, full
         company_id=company_id,
         mode=mode,
         today=window.today,
-        services_active=sum(1 for active in services.values() if active),
-        services_inactive=sum(1 for active in services.values() if not active),
+        services_active=sum(1 for is_active in active.values() if is_active),
+        services_inactive=sum(1 for is_active in active.values() if not is_active),
         personal_rows=personal_rows or 0,
         personal_written=written,
         personal_deleted=deleted,
@@ -368,6 +395,52 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def _late_from(state: AveragesState, tz: ZoneInfo) -> date:
+    """The first local day whose attendance may have been marked since the last run."""
+    return (_aware(state.calculated_at) - timedelta(days=LATE_DAYS)).astimezone(tz).date()
+
+
+def _write_services(
+    session: Session, *, company_id: int, services: Mapping[int, ServiceStats], now: datetime
+) -> dict[int, bool]:
+    """Upsert the salon medians; a service without intervals any more stays, inactive. Returns id → is_active."""
+    insert = pg_insert if is_postgres(session) else sqlite_insert
+    titles = dict(
+        session.execute(select(Service.yclients_id, Service.title).where(Service.company_id == company_id)).all()
+    )
+    sri = ServiceReactivationInterval
+    for service_id, stats in services.items():
+        values = {
+            "service_name": titles.get(service_id),
+            "median_interval_days": stats.median_days,
+            "avg_interval_days": stats.avg_days,
+            "min_interval_days": stats.min_days,
+            "max_interval_days": stats.max_days,
+            "stddev_days": stats.stddev_days,
+            "sample_size": stats.sample_size,
+            "last_calculated": now,
+            "is_active": stats.is_active,
+        }
+        statement = insert(sri).values(company_id=company_id, service_id=service_id, **values)
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[sri.company_id, sri.service_id],
+                set_={**values, "service_name": func.coalesce(statement.excluded.service_name, sri.service_name)},
+            )
+        )
+    session.execute(
+        update(sri)
+        .where(sri.company_id == company_id, sri.service_id.not_in(list(services)))
+        .values(is_active=False, sample_size=0, last_calculated=now)
+    )
+    return {
+        service_id: active
+        for service_id, active in session.execute(
+            select(sri.service_id, sri.is_active).where(sri.company_id == company_id)
+        ).all()
+    }
+
+
 # --- PostgreSQL -------------------------------------------------------------------------------------------------
 
 
@@ -378,8 +451,25 @@ def _pass_settings(tz: ZoneInfo) -> dict[str, str]:
     return {"TimeZone": tz.key, "work_mem": WORK_MEM, "jit": "off"}
 
 
-# An appointment's services, one row each, whatever the JSON holds (non-arrays and non-integers are skipped).
-_PG_VISITS = """
+@dataclass(frozen=True)
+class _Share:
+    """One of `count` disjoint sets of a company's clients (client id modulo `count`), computed on its own."""
+
+    index: int
+    count: int
+
+    def clients(self, column: str) -> str:
+        """The SQL condition that `column` holds one of this share's client ids (true for a single share)."""
+        if self.count == 1:
+            return ""
+        # A remainder that is never negative, whatever the sign of the id.
+        return f"AND (({column} % :share_count) + :share_count) % :share_count = :share_index"
+
+
+def _pg_visits_sql(share: _Share, *, incremental: bool) -> str:
+    """An appointment's services, one row each, whatever the JSON holds (non-arrays and non-integers skipped)."""
+    touched = f"AND a.client_id IN (SELECT client_id FROM {_TOUCHED})" if incremental else ""
+    return f"""
     SELECT a.client_id, s.sid::bigint AS service_id, a.appointment_datetime::date AS day
     FROM appointments_cache a
     CROSS JOIN LATERAL jsonb_array_elements_text(
@@ -388,93 +478,126 @@ _PG_VISITS = """
     WHERE a.company_id = :company_id
       AND a.attendance = 1
       AND a.appointment_datetime >= :start AND a.appointment_datetime < :end
-      AND s.sid ~ '^[0-9]{1,18}$'
+      AND s.sid ~ '^[0-9]{{1,18}}$'
+      {share.clients("a.client_id")} {touched}
 """
 
+
 _GROUPS = "_reactivation_interval_groups"
+_TOUCHED = "_reactivation_touched_clients"
 
 
-def _pg_groups_sql() -> str:
-    """Every (client, service) with an interval, in one pass: the personal quartiles and the salon-window gaps.
+def _pg_touched_sql(share: _Share) -> str:
+    """The share's clients whose personal rows may differ from the last run's, and every client of the share
+    with a visit on or after :changed_since (whose recent salon intervals are recounted): see the module
+    docstring."""
+    return f"""
+CREATE TEMP TABLE {_TOUCHED} AS
+SELECT client_id FROM (
+    SELECT client_id FROM appointments_cache WHERE company_id = :company_id AND id > :max_id
+    UNION
+    SELECT client_id FROM appointments_cache
+    WHERE company_id = :company_id AND appointment_datetime >= :changed_since AND appointment_datetime < :end
+    UNION
+    SELECT client_id FROM appointments_cache
+    WHERE company_id = :company_id AND attendance = 1
+      AND appointment_datetime >= :old_start AND appointment_datetime < :start
+) touched
+WHERE true {share.clients("client_id")}
+"""
+
+
+# A salon interval to count travels as one integer, (day it ended − :recount_from) × _DAY_STRIDE + its length:
+# one array per group instead of two, and a grouping on one key (the lengths are below _DAY_STRIDE).
+_DAY_STRIDE = 1000
+assert MAX_INTERVAL_DAYS < _DAY_STRIDE
+
+
+def _pg_groups_sql(share: _Share, *, incremental: bool) -> str:
+    """Every (client, service) of the share with an interval, in one pass: the personal median and consistency
+    (see the module docstring) where there are enough intervals, and the salon intervals to count (those in the
+    salon window that end on or after :recount_from).
 
     The intervals are computed once for both levels: a salon interval is one whose earlier visit lies in the
     6-month window, and the visit before it is the same whether 12 months or 6 are read.
     """
     return f"""
 CREATE TEMP TABLE {_GROUPS} AS
-SELECT client_id, service_id,
-       count(*) AS n,
-       percentile_cont(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY gap) AS q,
-       array_agg(gap) FILTER (WHERE day - gap >= :service_start_day) AS service_gaps
+SELECT client_id, service_id, n, counted,
+       CASE WHEN n >= :min_intervals THEN floor(q[2] + 0.5)::int END AS median,
+       CASE WHEN n >= :min_intervals
+            THEN round(greatest(0.0, least(1.0, 1.0 - (q[3] - q[1]) / (2.0 * q[2])))::numeric, 2) END AS consistency
 FROM (
-    SELECT client_id, service_id, day,
-           day - lag(day) OVER (PARTITION BY client_id, service_id ORDER BY day) AS gap
-    FROM ({_PG_VISITS}) visits
-) intervals
-WHERE gap BETWEEN :min_gap AND :max_gap
-GROUP BY client_id, service_id
+    SELECT client_id, service_id,
+           count(*) AS n,
+           percentile_cont(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY gap) AS q,
+           array_agg((day - :recount_from) * {_DAY_STRIDE} + gap)
+               FILTER (WHERE day >= :recount_from AND day - gap >= :service_start_day) AS counted
+    FROM (
+        SELECT client_id, service_id, day,
+               day - lag(day) OVER (PARTITION BY client_id, service_id ORDER BY day) AS gap
+        FROM ({_pg_visits_sql(share, incremental=incremental)}) visits
+    ) intervals
+    WHERE gap BETWEEN :min_gap AND :max_gap
+    GROUP BY client_id, service_id
+) grouped
 """
 
 
-_PG_SERVICES = f"""
-WITH stats AS (
-    SELECT service_id,
-           count(*) AS n,
-           floor(percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) + 0.5)::int AS median,
-           round(avg(gap))::int AS mean,
-           min(gap) AS low,
-           max(gap) AS high,
-           round(stddev_samp(gap), 2) AS stddev
-    FROM {_GROUPS} CROSS JOIN LATERAL unnest(service_gaps) AS gap
-    GROUP BY service_id
+# The unnest sits in the select list, where it is twice as fast as a lateral join of the arrays.
+_PG_SHARE_COUNTS = f"""
+SELECT service_id, code, count(*)
+FROM (SELECT service_id, unnest(counted) AS code FROM {_GROUPS}) x
+GROUP BY service_id, code
+"""
+
+# The recounted days replace what was there; days before :recount_from are kept, less what left the window. Only
+# rows that differ are written, so a rerun over unchanged visits writes nothing.
+_PG_REPLACE_COUNTS = f"""
+WITH fresh AS (
+    SELECT service_id, :recount_from + code / {_DAY_STRIDE} AS ended_on, code % {_DAY_STRIDE} AS interval_days,
+           intervals
+    FROM unnest(CAST(:service_ids AS bigint[]), CAST(:codes AS int[]), CAST(:intervals AS int[]))
+        AS counted(service_id, code, intervals)
+),
+removed AS (
+    DELETE FROM service_interval_counts t
+    WHERE t.company_id = :company_id
+      AND (t.ended_on - t.interval_days < :service_start_day
+           OR (t.ended_on >= :recount_from
+               AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.service_id = t.service_id AND f.ended_on = t.ended_on
+                                                     AND f.interval_days = t.interval_days)))
+    RETURNING 1
 ),
 written AS (
-    INSERT INTO service_reactivation_intervals AS t (
-        company_id, service_id, service_name, median_interval_days, avg_interval_days, min_interval_days,
-        max_interval_days, stddev_days, sample_size, last_calculated, is_active)
-    SELECT :company_id, st.service_id, sv.title, st.median, st.mean, st.low, st.high, st.stddev, st.n, :now,
-           st.n >= :min_sample
-    FROM stats st
-    LEFT JOIN services sv ON sv.company_id = :company_id AND sv.yclients_id = st.service_id
-    ON CONFLICT (company_id, service_id) DO UPDATE SET
-        service_name = coalesce(EXCLUDED.service_name, t.service_name),
-        median_interval_days = EXCLUDED.median_interval_days,
-        avg_interval_days = EXCLUDED.avg_interval_days,
-        min_interval_days = EXCLUDED.min_interval_days,
-        max_interval_days = EXCLUDED.max_interval_days,
-        stddev_days = EXCLUDED.stddev_days,
-        sample_size = EXCLUDED.sample_size,
-        last_calculated = EXCLUDED.last_calculated,
-        is_active = EXCLUDED.is_active
-    RETURNING t.service_id, t.is_active
-),
-emptied AS (
-    UPDATE service_reactivation_intervals t
-    SET is_active = false, sample_size = 0, last_calculated = :now
-    WHERE t.company_id = :company_id AND NOT EXISTS (SELECT 1 FROM stats st WHERE st.service_id = t.service_id)
-    RETURNING t.service_id, t.is_active
+    INSERT INTO service_interval_counts AS t (company_id, service_id, ended_on, interval_days, intervals)
+    SELECT :company_id, f.service_id, f.ended_on, f.interval_days, f.intervals
+    FROM fresh f
+    LEFT JOIN service_interval_counts old
+      ON old.company_id = :company_id AND old.service_id = f.service_id AND old.ended_on = f.ended_on
+     AND old.interval_days = f.interval_days
+    WHERE old.intervals IS DISTINCT FROM f.intervals
+    ON CONFLICT (company_id, service_id, ended_on, interval_days) DO UPDATE SET intervals = EXCLUDED.intervals
+    RETURNING 1
 )
-SELECT service_id, is_active FROM written UNION ALL SELECT service_id, is_active FROM emptied
+SELECT (SELECT count(*) FROM removed), (SELECT count(*) FROM written)
 """
 
 
-def _pg_personal_sql(*, incremental: bool) -> str:
-    """The personal rows (of the touched clients only, in an incremental run); rows are compared first, so a
-    rerun over unchanged visits writes nothing."""
-    only_touched = "AND client_id = ANY(CAST(:touched AS bigint[]))" if incremental else ""
-    scope = "AND t.client_id = ANY(CAST(:touched AS bigint[]))" if incremental else ""
+def _pg_personal_sql(share: _Share, *, incremental: bool) -> str:
+    """The share's personal rows (of the touched clients only, in an incremental run); rows are compared first,
+    so a rerun over unchanged visits writes nothing."""
+    scope = f"{share.clients('t.client_id')} " + (
+        f"AND t.client_id IN (SELECT client_id FROM {_TOUCHED})" if incremental else ""
+    )
     return f"""
 WITH stats AS (
-    SELECT client_id, service_id, n,
-           floor(q[2] + 0.5)::int AS median,
-           round(greatest(0.0, least(1.0, 1.0 - (q[3] - q[1]) / (2.0 * q[2])))::numeric, 2) AS consistency
-    FROM {_GROUPS}
-    WHERE n >= :min_intervals {only_touched}
+    SELECT client_id, service_id, n, median, consistency FROM {_GROUPS} WHERE median IS NOT NULL
 ),
 changed AS (
     SELECT s.* FROM stats s
     LEFT JOIN client_personalized_intervals t
-      ON t.company_id = :company_id AND t.client_id = s.client_id AND t.service_id = s.service_id
+      ON t.company_id = :company_id AND t.client_id = s.client_id AND t.service_id = s.service_id {scope}
     WHERE t.id IS NULL
        OR (t.personal_interval_days, t.visit_count, t.consistency_score)
           IS DISTINCT FROM (s.median, s.n + 1, s.consistency)
@@ -500,6 +623,56 @@ SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM removed)
 """
 
 
+@dataclass(frozen=True)
+class _ShareOutcome:
+    personal_written: int
+    personal_removed: int
+    # (service, interval as _DAY_STRIDE code, how many)
+    counts: list[tuple[int, int, int]]
+    # In an incremental run, how many of the share's clients were recomputed.
+    touched: int | None
+
+
+def _pg_share(session: Session, share: _Share, params: dict[str, Any], tz: ZoneInfo) -> _ShareOutcome:
+    """One share's pass over the visits (its touched clients only, in an incremental run), its personal rows,
+    and its salon intervals to count."""
+    incremental = params["incremental"]
+    params = {**params, "share_index": share.index, "share_count": share.count}
+    touched: int | None = None
+    session.execute(text(f"DROP TABLE IF EXISTS {_GROUPS}, {_TOUCHED}"))
+    with pg_local_settings(session, _pass_settings(tz)):
+        if incremental:
+            touched = session.execute(text(_pg_touched_sql(share)), params).rowcount  # type: ignore[attr-defined]
+            session.execute(text(f"ANALYZE {_TOUCHED}"))
+        session.execute(text(_pg_groups_sql(share, incremental=incremental)), params)
+        session.execute(text(f"ANALYZE {_GROUPS}"))
+        counts = [(s, code, c) for s, code, c in session.execute(text(_PG_SHARE_COUNTS))]
+        personal = text(_pg_personal_sql(share, incremental=incremental))
+        written, removed = session.execute(personal, params).one()
+    session.execute(text(f"DROP TABLE IF EXISTS {_GROUPS}, {_TOUCHED}"))
+    return _ShareOutcome(written, removed, counts, touched)
+
+
+def _pg_shares(session: Session, params: dict[str, Any], tz: ZoneInfo, *, workers: int) -> list[_ShareOutcome]:
+    """Every share's outcome: in the caller's session for one worker, else each on its own connection at once.
+
+    PostgreSQL runs none of this pass in parallel by itself (a window function keeps it in one process), so
+    the job splits the clients and runs one pass per core. Each share commits its own personal rows.
+    """
+    if workers == 1:
+        return [_pg_share(session, _Share(0, 1), params, tz)]
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+
+    def run(share: _Share) -> _ShareOutcome:
+        with Session(engine) as own, own.begin():
+            return _pg_share(own, share, params, tz)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="averages") as pool:
+        futures = [pool.submit(run, _Share(index, workers)) for index in range(workers)]
+        return [future.result() for future in futures]
+
+
 def _pg_run(
     session: Session,
     *,
@@ -507,62 +680,90 @@ def _pg_run(
     window: _Window,
     now: datetime,
     tz: ZoneInfo,
-    touched: list[int] | None,
-) -> tuple[dict[int, bool], int, int, int | None]:
-    """One pass over the visits, then both tables from it; the temporary table is dropped after."""
+    state: AveragesState | None,
+    incremental: bool,
+    workers: int,
+) -> tuple[dict[int, ServiceStats], int, int, int | None]:
+    """The shares' passes, then the salon interval counts (recent days recounted) and the medians from them."""
+    recount_from = window.service_start_day
+    changes: dict[str, Any] = {}
+    if incremental and state is not None:
+        changed_from = _pg_changed_from(session, company_id=company_id, state=state, tz=tz)
+        recount_from = max(changed_from, window.service_start_day)
+        changes = {
+            "max_id": state.max_appointment_id,
+            "changed_since": _midnight(changed_from, tz),
+            "old_start": _window(_aware(state.calculated_at), tz).personal_start,
+        }
     params: dict[str, Any] = {
+        **changes,
+        "incremental": bool(changes),
         "company_id": company_id,
         "start": window.personal_start,
         "end": window.end,
         "service_start_day": window.service_start_day,
+        "recount_from": recount_from,
         "min_gap": MIN_INTERVAL_DAYS,
         "max_gap": MAX_INTERVAL_DAYS,
         "min_intervals": MIN_PERSONAL_INTERVALS,
-        "min_sample": MIN_SERVICE_SAMPLE,
         "now": now,
-        "touched": touched,
     }
-    session.execute(text(f"DROP TABLE IF EXISTS {_GROUPS}"))
-    with pg_local_settings(session, _pass_settings(tz)):
-        session.execute(text(_pg_groups_sql()), params)
-        session.execute(text(f"ANALYZE {_GROUPS}"))
-        services = {sid: active for sid, active in session.execute(text(_PG_SERVICES), params).all()}
-        personal = text(_pg_personal_sql(incremental=touched is not None))
-        written, removed = session.execute(personal, params).one()
-    session.execute(text(f"DROP TABLE {_GROUPS}"))
-    return services, written, removed, (len(touched) if touched is not None else None)
-
-
-def _pg_touched_clients(
-    session: Session, *, company_id: int, state: AveragesState | None, window: _Window, tz: ZoneInfo
-) -> list[int] | None:
-    """Clients whose personal rows may differ from the last run's: see the module docstring."""
-    if state is None:
-        return None
-    old = _window(_aware(state.calculated_at), tz)
-    rows = session.execute(
+    outcomes = _pg_shares(session, params, tz, workers=workers)
+    recounted: Counter[tuple[int, int]] = Counter()
+    for outcome in outcomes:
+        for service_id, code, intervals in outcome.counts:
+            recounted[(service_id, code)] += intervals
+    # The planner cannot see how many counts the arrays hold and would probe the index once per count.
+    with pg_local_settings(session, {"enable_nestloop": "off"}):
+        session.execute(
+            text(_PG_REPLACE_COUNTS),
+            {
+                **params,
+                "service_ids": [service_id for service_id, _ in recounted],
+                "codes": [code for _, code in recounted],
+                "intervals": list(recounted.values()),
+            },
+        )
+    by_service: dict[int, Counter[int]] = defaultdict(Counter)
+    for service_id, interval_days, intervals in session.execute(
         text(
             """
-            SELECT client_id FROM appointments_cache WHERE company_id = :c AND id > :max_id
-            UNION
-            SELECT client_id FROM appointments_cache
-            WHERE company_id = :c AND appointment_datetime >= :changed_since AND appointment_datetime < :end
-            UNION
-            SELECT client_id FROM appointments_cache
-            WHERE company_id = :c AND attendance = 1
-              AND appointment_datetime >= :old_start AND appointment_datetime < :new_start
+            SELECT service_id, interval_days, sum(intervals)
+            FROM service_interval_counts
+            WHERE company_id = :company_id AND ended_on - interval_days >= :service_start_day AND ended_on <= :today
+            GROUP BY service_id, interval_days
             """
         ),
-        {
-            "c": company_id,
-            "max_id": state.max_appointment_id,
-            "changed_since": _aware(state.calculated_at) - timedelta(days=LATE_DAYS),
-            "end": window.end,
-            "old_start": old.personal_start,
-            "new_start": window.personal_start,
-        },
-    ).scalars()
-    return list(rows)
+        {**params, "today": window.today},
+    ):
+        by_service[service_id][interval_days] = int(intervals)
+    services = {sid: s for sid, counts in by_service.items() if (s := service_stats_from_counts(counts)) is not None}
+    written = sum(outcome.personal_written for outcome in outcomes)
+    removed = sum(outcome.personal_removed for outcome in outcomes)
+    recomputed = sum(outcome.touched or 0 for outcome in outcomes) if changes else None
+    return services, written, removed, recomputed
+
+
+def _pg_changed_from(session: Session, *, company_id: int, state: AveragesState, tz: ZoneInfo) -> date:
+    """The first local day whose visits may differ from what the last run read: LATE_DAYS before it, or the day
+    of the earliest appointment row added since, if that is earlier."""
+    changed_from = _late_from(state, tz)
+    # Materialized, so that the new rows are found by id: as a plain min() the planner walks the company's
+    # appointments in date order looking for one with a high id, which on a big salon is nearly all of them.
+    earliest_new = session.scalar(
+        text(
+            """
+            WITH added AS MATERIALIZED (
+                SELECT appointment_datetime FROM appointments_cache WHERE company_id = :c AND id > :max_id
+            )
+            SELECT min(appointment_datetime) FROM added
+            """
+        ),
+        {"c": company_id, "max_id": state.max_appointment_id},
+    )
+    if earliest_new is not None:
+        changed_from = min(changed_from, _aware(earliest_new).astimezone(tz).date())
+    return changed_from
 
 
 # --- SQLite (and the reference for tests) -------------------------------------------------------------------------
@@ -574,7 +775,7 @@ def _sqlite_touched_clients(
     if state is None:
         return None
     a = AppointmentCache
-    changed_since = _naive_utc(_aware(state.calculated_at) - timedelta(days=LATE_DAYS))
+    changed_since = _naive_utc(_midnight(_late_from(state, tz), tz))
     old_start = _naive_utc(_window(_aware(state.calculated_at), tz).personal_start)
     rows = session.execute(
         select(a.client_id).where(
@@ -637,47 +838,12 @@ def _sqlite_run(
     now: datetime,
     tz: ZoneInfo,
     touched: set[int] | None,
-) -> tuple[dict[int, bool], int, int, int | None]:
+) -> tuple[dict[int, ServiceStats], int, int, int | None]:
     start, end = _naive_utc(window.personal_start), _naive_utc(window.end)
     everyone = load_visit_days(session, company_id=company_id, start=start, end=end, tz=tz)
     services, _ = compute_averages(everyone, today=window.today)
     personal_visits = everyone if touched is None else [v for v in everyone if v[0] in touched]
     _, personal = compute_averages(personal_visits, today=window.today)
-
-    titles = dict(
-        session.execute(select(Service.yclients_id, Service.title).where(Service.company_id == company_id)).all()
-    )
-    sri = ServiceReactivationInterval
-    for service_id, stats in services.items():
-        values = {
-            "service_name": titles.get(service_id),
-            "median_interval_days": stats.median_days,
-            "avg_interval_days": stats.avg_days,
-            "min_interval_days": stats.min_days,
-            "max_interval_days": stats.max_days,
-            "stddev_days": stats.stddev_days,
-            "sample_size": stats.sample_size,
-            "last_calculated": now,
-            "is_active": stats.is_active,
-        }
-        statement = sqlite_insert(sri).values(company_id=company_id, service_id=service_id, **values)
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[sri.company_id, sri.service_id],
-                set_={**values, "service_name": func.coalesce(statement.excluded.service_name, sri.service_name)},
-            )
-        )
-    session.execute(
-        update(sri)
-        .where(sri.company_id == company_id, sri.service_id.not_in(list(services)))
-        .values(is_active=False, sample_size=0, last_calculated=now)
-    )
-    outcome = {
-        service_id: active
-        for service_id, active in session.execute(
-            select(sri.service_id, sri.is_active).where(sri.company_id == company_id)
-        ).all()
-    }
 
     cpi = ClientPersonalizedInterval
     scope = cpi.company_id == company_id
@@ -724,4 +890,4 @@ def _sqlite_run(
         session.execute(
             delete(cpi).where(cpi.company_id == company_id, tuple_(cpi.client_id, cpi.service_id).in_(keys))
         )
-    return outcome, len(changed), len(stale), (len(touched) if touched is not None else None)
+    return services, len(changed), len(stale), (len(touched) if touched is not None else None)

@@ -550,7 +550,9 @@ def averages_command(
     with rt.session() as session:
         config = load_company(session, company_id=company)
         now = reference_moment(config, parse_date(day), datetime.now(UTC))
-        result = calculate_averages(session, company_id=company, now=now, full=True if full else None)
+        result = calculate_averages(
+            session, company_id=company, now=now, full=True if full else None, workers=rt.settings.averages_workers
+        )
     seconds = round(time.perf_counter() - started, 2)
     if output is OutputFormat.JSON:
         print_json({**result.as_dict(), "seconds": seconds})

@@ -218,6 +218,24 @@ class ServiceReactivationInterval(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
 
 
+class ServiceIntervalCount(Base):
+    """How many of a salon's intervals for a service were `interval_days` long and ended on `ended_on`.
+
+    The salon medians' raw material, kept between runs of the averages job on PostgreSQL: an incremental run
+    recounts only the intervals that end on or after the first day whose visits may have changed, and keeps the
+    rest (see reactivation/averages.py). Intervals that start before the salon window are dropped.
+    """
+
+    __tablename__ = "service_interval_counts"
+
+    company_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    service_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # The company's local date of the visit that closed the interval.
+    ended_on: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    interval_days: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    intervals: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
 class ClientPersonalizedInterval(Base):
     __tablename__ = "client_personalized_intervals"
     __table_args__ = (

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # How often beat's planner looks for companies whose local send time has come.
     beat_tick_seconds: float = Field(default=300.0, ge=1, le=3600)
 
+    # The averages job splits a PostgreSQL company's clients into this many shares computed at once, each on its
+    # own database connection: about one per core the database server can spare (1: one connection, no split).
+    averages_workers: int = Field(default=2, ge=1, le=16)
+
     # How long the AI admin's pendingAction lives in Redis.
     context_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
