@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import Engine, delete, select, text
 from sqlalchemy.orm import Session
 
 from reactivation.averages import (
@@ -21,12 +23,14 @@ from reactivation.averages import (
     personal_stats,
     service_ids_of,
     service_stats,
+    service_stats_from_counts,
 )
 from reactivation.bulk import load_salon
 from reactivation.models import (
     AppointmentCache,
     AveragesState,
     ClientPersonalizedInterval,
+    ServiceIntervalCount,
     ServiceReactivationInterval,
 )
 from reactivation.synthetic import generate_salon
@@ -65,6 +69,14 @@ def test_consistency_score_formula() -> None:
     # wildly irregular: clamped at zero
     assert consistency_score([5, 20, 300]) == Decimal("0.00")
     assert consistency_score([5, 100, 300]) == Decimal("0.26")
+
+
+def test_service_stats_from_counts_equal_the_stats_of_the_values() -> None:
+    rng = random.Random(5)
+    for size in (1, 2, 3, 10, 101, 1000):
+        values = [rng.choice([7, 21, 21, 24, 28, 30, 45, 90, 365]) + rng.randint(0, 3) for _ in range(size)]
+        assert service_stats_from_counts(Counter(values)) == service_stats(values)
+    assert service_stats_from_counts({21: 0}) is None and service_stats([]) is None
 
 
 def test_personal_stats_need_three_intervals() -> None:
@@ -300,13 +312,139 @@ def test_incremental_run_equals_a_full_run(session: Session) -> None:
     session.flush()
 
     incremental = calculate_averages(session, company_id=42, now=NOW)
-    after_incremental = (_services(session, 42), _personal(session, 42))
+    after_incremental = (_services(session, 42), _personal(session, 42), _counts(session, 42))
     full = calculate_averages(session, company_id=42, now=NOW, full=True)
 
     assert incremental.mode == "incremental" and full.mode == "full"
     assert incremental.clients_recomputed is not None and 0 < incremental.clients_recomputed < 250
-    assert (_services(session, 42), _personal(session, 42)) == after_incremental
+    assert (_services(session, 42), _personal(session, 42), _counts(session, 42)) == after_incremental
     assert full.personal_written == 0 and full.personal_deleted == 0
+
+
+def test_a_recent_visit_deleted_after_the_last_run_leaves_the_salon_medians(session: Session) -> None:
+    # Given a salon computed yesterday
+    _seeded(session, 44)
+    calculate_averages(session, company_id=44, now=NOW - timedelta(days=1), full=True)
+    # when the sync then removes a few days' attended visits (a correction in the booking system)
+    gone = session.scalars(
+        select(AppointmentCache.id).where(
+            AppointmentCache.company_id == 44,
+            AppointmentCache.attendance == 1,
+            AppointmentCache.appointment_datetime >= NOW - timedelta(days=5),
+        )
+    ).all()
+    session.execute(delete(AppointmentCache).where(AppointmentCache.id.in_(gone)))
+    session.flush()
+    # Then the incremental run's salon medians are those of a full run: the recent days are recounted
+    incremental = calculate_averages(session, company_id=44, now=NOW)
+    after_incremental = (_services(session, 44), _counts(session, 44))
+    calculate_averages(session, company_id=44, now=NOW, full=True)
+    assert incremental.mode == "incremental" and len(gone) >= 3
+    assert (_services(session, 44), _counts(session, 44)) == after_incremental
+
+
+def _counts(session: Session, company_id: int) -> dict[tuple[int, date, int], int]:
+    """The salon interval counts kept between runs (PostgreSQL only: SQLite recounts everything each time)."""
+    c = ServiceIntervalCount
+    rows = session.execute(
+        select(c.service_id, c.ended_on, c.interval_days, c.intervals).where(c.company_id == company_id)
+    )
+    return {(service, ended, days): intervals for service, ended, days, intervals in rows}
+
+
+def test_the_salon_counts_hold_exactly_the_salon_window(db: Session) -> None:
+    _seeded(db, 45)
+    calculate_averages(db, company_id=45, now=NOW)
+    counts = _counts(db, 45)
+    start = TODAY - timedelta(days=SERVICE_WINDOW_DAYS)
+    assert counts and all(ended - timedelta(days=days) >= start and ended <= TODAY for _, ended, days in counts)
+    by_service: dict[int, Counter[int]] = {}
+    for (service_id, _, days), intervals in counts.items():
+        by_service.setdefault(service_id, Counter())[days] += intervals
+    # and the stored salon medians are their statistics
+    for service_id, row in _services(db, 45).items():
+        stats = service_stats_from_counts(by_service.get(service_id, Counter()))
+        assert stats is not None and row[1:7] == (
+            stats.median_days,
+            stats.avg_days,
+            stats.min_days,
+            stats.max_days,
+            stats.stddev_days,
+            stats.sample_size,
+        )
+
+
+def test_workers_below_one_are_refused(db: Session) -> None:
+    _seeded(db, 46)
+    with pytest.raises(ValueError, match="workers"):
+        calculate_averages(db, company_id=46, now=NOW, workers=0)
+
+
+def test_shares_on_their_own_connections_give_the_one_connection_numbers(committed_engine: Engine) -> None:
+    # Given two salons, committed (each share reads on its own connection), both computed on one connection
+    with Session(committed_engine) as session:
+        _seeded(session, 47)
+        _seeded(session, 48)
+        session.commit()
+    _run(committed_engine, 48, workers=1, now=NOW)
+    other_salon = _derived(committed_engine, 48)
+    _run(committed_engine, 47, workers=1, now=NOW)
+    one_connection = _derived(committed_engine, 47)
+
+    # When the first salon's tables are emptied and computed again in three shares at once
+    _forget(committed_engine, 47)
+    result = _run(committed_engine, 47, workers=3, now=NOW)
+
+    # Then the numbers are the same, and the other salon's rows were left alone
+    assert result.mode == "full" and result.personal_written == len(one_connection[1]) >= 50
+    assert _derived(committed_engine, 47) == one_connection
+    assert _derived(committed_engine, 48) == other_salon
+
+    # and a week later, after new visits, an incremental run in shares equals a full run on one connection
+    with Session(committed_engine) as session:
+        _replay_last_week(session, 47)
+        session.commit()
+    week = NOW + timedelta(days=7)
+    incremental = _run(committed_engine, 47, workers=3, now=week)
+    after_incremental = _derived(committed_engine, 47)
+    full = _run(committed_engine, 47, workers=1, now=week, full=True)
+    assert incremental.mode == "incremental" and incremental.clients_recomputed
+    assert _derived(committed_engine, 47) == after_incremental
+    assert full.personal_written == 0 and full.personal_deleted == 0
+
+
+def _run(engine: Engine, company_id: int, *, workers: int, now: datetime, full: bool | None = None) -> Any:
+    with Session(engine) as session:
+        result = calculate_averages(session, company_id=company_id, now=now, full=full, workers=workers)
+        session.commit()
+        return result
+
+
+def _derived(engine: Engine, company_id: int) -> tuple[Any, ...]:
+    with Session(engine) as session:
+        return _services(session, company_id), _personal(session, company_id), _counts(session, company_id)
+
+
+def _forget(engine: Engine, company_id: int) -> None:
+    with Session(engine) as session:
+        for model in (ServiceReactivationInterval, ClientPersonalizedInterval, ServiceIntervalCount, AveragesState):
+            session.execute(delete(model).where(model.company_id == company_id))
+        session.commit()
+
+
+def _replay_last_week(session: Session, company_id: int) -> None:
+    """Last week's appointments again, a week later."""
+    session.execute(
+        text(
+            """
+            INSERT INTO appointments_cache (company_id, client_id, service_ids, appointment_datetime, attendance)
+            SELECT company_id, client_id, service_ids, appointment_datetime + INTERVAL '7 days', attendance
+            FROM appointments_cache
+            WHERE company_id = :c AND appointment_datetime >= :start AND appointment_datetime < :end
+            """
+        ),
+        {"c": company_id, "start": NOW - timedelta(days=7), "end": NOW},
+    )
 
 
 def test_state_decides_between_full_and_incremental(session: Session) -> None:
