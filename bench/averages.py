@@ -14,8 +14,11 @@ corrected just enough to run on PostgreSQL: `unnest()` of a jsonb list becomes a
 `jsonb_array_elements_text` (a set-returning function cannot sit in a window's PARTITION BY either), the text
 ids are cast to the services' type, and NOW() is the bench's reference time.
 
-Every run happens in a transaction that is rolled back, so the shared salon stays as it was built. The plans go
-to bench/plans/averages.txt.
+The job runs as the Celery task and the CLI run it: with AVERAGES_WORKERS shares of clients at once, each on its
+own connection, so it reads committed data only. Each timed run therefore commits, and the bench puts the salon
+back afterwards (the week's visits deleted, a full run as of the bench date). The plans go to
+bench/plans/averages.txt; they are taken on one connection (workers=1) in a transaction that is rolled back, and
+each share runs the same statements on its part of the clients.
 """
 
 from __future__ import annotations
@@ -30,9 +33,12 @@ from bench.bigsalon import AVERAGES_AT, BigSalon, big_salon
 from bench.common import Figure, captured_statements, explain_statements, median_seconds, timer, write_plans
 from reactivation.averages import AveragesResult, calculate_averages
 from reactivation.db import make_engine
+from reactivation.settings import Settings
 
 RUNS = 3
 WEEK = timedelta(days=7)
+# As deployed: the setting's default.
+WORKERS: int = Settings.model_fields["averages_workers"].default
 
 # The seed's calculate_service_averages(p_company_id), corrected to run (see the module docstring).
 SEED_SERVICE_AVERAGES = """
@@ -85,7 +91,19 @@ WHERE company_id = :company_id AND appointment_datetime >= :start AND appointmen
 EMPTY_INTERVALS = """
 DELETE FROM client_personalized_intervals WHERE company_id = :company_id;
 DELETE FROM service_reactivation_intervals WHERE company_id = :company_id;
+DELETE FROM service_interval_counts WHERE company_id = :company_id;
 DELETE FROM reactivation_averages_state WHERE company_id = :company_id;
+"""
+
+# The salon as the job sees it, to check that an incremental run and a full run agree.
+FINGERPRINT = """
+SELECT (SELECT md5(string_agg(concat_ws(':', service_id, median_interval_days, avg_interval_days,
+                                        min_interval_days, max_interval_days, stddev_days, sample_size, is_active),
+                              ',' ORDER BY service_id))
+        FROM service_reactivation_intervals WHERE company_id = :company_id),
+       (SELECT md5(string_agg(concat_ws(':', client_id, service_id, personal_interval_days, visit_count,
+                                        consistency_score), ',' ORDER BY client_id, service_id))
+        FROM client_personalized_intervals WHERE company_id = :company_id)
 """
 
 
@@ -98,8 +116,34 @@ def _empty_intervals(session: Session, salon: BigSalon) -> None:
         session.execute(text(statement), {"company_id": salon.company_id})
 
 
-def _averages(session: Session, salon: BigSalon, *, now: datetime, full: bool) -> AveragesResult:
-    return calculate_averages(session, company_id=salon.company_id, now=now, full=full)
+def _averages(session: Session, salon: BigSalon, *, now: datetime, full: bool, workers: int = 1) -> AveragesResult:
+    return calculate_averages(session, company_id=salon.company_id, now=now, full=full, workers=workers)
+
+
+def _committed_run(engine: Engine, salon: BigSalon, *, now: datetime, full: bool) -> tuple[AveragesResult, float]:
+    with Session(engine) as session, timer() as took:
+        result = _averages(session, salon, now=now, full=full, workers=WORKERS)
+        session.commit()
+    return result, took[0]
+
+
+def _fingerprint(engine: Engine, salon: BigSalon) -> tuple[str, str]:
+    with engine.connect() as connection:
+        services, personal = connection.execute(text(FINGERPRINT), {"company_id": salon.company_id}).one()
+    return services, personal
+
+
+def _highest_id(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text("SELECT coalesce(max(id), 0) FROM appointments_cache")).scalar_one())
+
+
+def _restore(engine: Engine, salon: BigSalon, *, above_id: int) -> None:
+    """The salon as built: the bench's added visits gone, the averages as of the bench date."""
+    with Session(engine) as session:
+        session.execute(text("DELETE FROM appointments_cache WHERE id > :id"), {"id": above_id})
+        session.commit()
+    _committed_run(engine, salon, now=AVERAGES_AT, full=True)
 
 
 def _seed(session: Session, salon: BigSalon) -> list[Any]:
@@ -118,36 +162,38 @@ def run() -> list[Figure]:
 
 
 def _measure(engine: Engine, salon: BigSalon) -> list[Figure]:
+    highest = _highest_id(engine)
     results: list[AveragesResult] = []
 
     def full_rerun() -> None:
-        with Session(engine) as session:
-            results.append(_averages(session, salon, now=AVERAGES_AT, full=True))
-            session.rollback()
+        results.append(_committed_run(engine, salon, now=AVERAGES_AT, full=True)[0])
 
     rerun, rerun_runs = median_seconds(full_rerun, runs=RUNS)
     rerun_result = results[-1]
 
     with Session(engine) as session:
         _empty_intervals(session, salon)
-        with timer() as first_took:
-            first = _averages(session, salon, now=AVERAGES_AT, full=True)
-        session.rollback()
+        session.commit()
+    first, first_took = _committed_run(engine, salon, now=AVERAGES_AT, full=True)
 
     incremental_runs: list[float] = []
-    for _ in range(RUNS):
+    try:
+        for _ in range(RUNS):
+            with Session(engine) as session:
+                added = _add_a_week(session, salon)
+                session.commit()
+            incremental, took = _committed_run(engine, salon, now=AVERAGES_AT + WEEK, full=False)
+            incremental_runs.append(took)
+            after_incremental = _fingerprint(engine, salon)
+            _restore(engine, salon, above_id=highest)
+        incremental_runs.sort()
         with Session(engine) as session:
-            added = _add_a_week(session, salon)
-            with timer() as took:
-                incremental = _averages(session, salon, now=AVERAGES_AT + WEEK, full=False)
-            incremental_runs.append(took[0])
-            session.rollback()
-    incremental_runs.sort()
-    with Session(engine) as session:
-        _add_a_week(session, salon)
-        with timer() as full_after_took:
-            _averages(session, salon, now=AVERAGES_AT + WEEK, full=True)
-        session.rollback()
+            _add_a_week(session, salon)
+            session.commit()
+        _, full_after_took = _committed_run(engine, salon, now=AVERAGES_AT + WEEK, full=True)
+        agree = _fingerprint(engine, salon) == after_incremental
+    finally:
+        _restore(engine, salon, above_id=highest)
 
     seed_rows: list[Any] = []
 
@@ -167,13 +213,13 @@ def _measure(engine: Engine, salon: BigSalon) -> list[Figure]:
             "s",
             baseline=seed,
             baseline_label="calculate_service_averages()",
-            note=f"{rerun_result.services_active} services active, {rerun_result.personal_rows:,} personal rows, "
-            f"{rerun_result.personal_written:,} changed; runs {min(rerun_runs):.1f}–{max(rerun_runs):.1f} s; "
-            f"{seed_note}",
+            note=f"{WORKERS} workers; {rerun_result.services_active} services active, "
+            f"{rerun_result.personal_rows:,} personal rows, {rerun_result.personal_written:,} changed; "
+            f"runs {min(rerun_runs):.1f}–{max(rerun_runs):.1f} s; {seed_note}",
         ),
         Figure(
             "averages, first full run (empty tables)",
-            first_took[0],
+            first_took,
             "s",
             baseline=seed,
             baseline_label="calculate_service_averages()",
@@ -184,7 +230,9 @@ def _measure(engine: Engine, salon: BigSalon) -> list[Figure]:
             incremental_runs[len(incremental_runs) // 2],
             "s",
             note=f"{added:,} visits added, {incremental.clients_recomputed or 0:,} clients recomputed, "
-            f"{incremental.personal_written:,} rows changed; full run at that point {full_after_took[0]:.1f} s",
+            f"{incremental.personal_written:,} rows changed; runs "
+            f"{min(incremental_runs):.1f}–{max(incremental_runs):.1f} s; "
+            f"full run at that point {full_after_took:.1f} s, same numbers: {'yes' if agree else 'NO'}",
         ),
     ]
 

@@ -20,19 +20,25 @@ comes from one pass of one ordered-set aggregate and, unlike the standard deviat
 visits does not sink it.
 
 On PostgreSQL everything is bulk SQL around one pass over the visits: a window function (lag) gives every
-interval once, and a temporary table holds, per client and service, the quartiles (percentile_cont) and the
-intervals that fall in the salon window. Both tables are written from it: the salon medians with percentile_cont
-over those intervals, the personal rows with INSERT … ON CONFLICT DO UPDATE of only the rows whose values changed
-(compared first in a join) and a DELETE of rows no longer backed by data. On SQLite (the embedded default, small
-data) the same numbers come from Python (`compute_averages`); tests check both agree.
+interval once, and a temporary table holds, per client and service, the personal median and consistency and the
+salon intervals to count. PostgreSQL will not run that pass in parallel itself (the window function keeps it in
+one process), so the job splits the company's clients into `workers` shares (client id modulo the count), each
+passed over on its own connection at the same time; each share writes its clients' personal rows (INSERT … ON
+CONFLICT DO UPDATE of only the rows whose values changed, compared first in a join, and a DELETE of rows no
+longer backed by data) and commits them. The salon intervals are kept, counted per service, length and local
+day the interval ended, in `service_interval_counts`; the salon medians are computed from those counts (exactly
+what percentile_cont over the intervals gives). On SQLite (the embedded default, small data) the same numbers
+come from Python (`compute_averages`); tests check both agree.
 
-Incremental runs. The salon medians are always recomputed in full: they need every interval of the 6 months.
-The personal rows are rewritten only for clients whose data may have changed since the last run recorded in
+Incremental runs read only the clients whose data may have changed since the last run recorded in
 `reactivation_averages_state`: clients with appointment rows added since (id above the highest seen), with
 appointments dated from LATE_DAYS before the last run on (attendance is often marked after the visit), and with
-visits that left the 12-month window since. A full run happens when there is no state, when the last full run is
-FULL_EVERY_DAYS old, when time went backwards, or when asked (`full=True`); it also heals what the incremental
-rule cannot see (rows deleted or edited long after the fact).
+visits that left the 12-month window since. Their personal rows are rewritten, and the salon counts are recounted
+from the first day whose visits may have changed (LATE_DAYS before the last run, or the date of the earliest
+added row if older): an interval that ends before that day lies between two visits that did not change, so its
+count stands; counts that left the 6-month window are dropped. A full run happens when there is no state, when
+the last full run is FULL_EVERY_DAYS old, when time went backwards, or when asked (`full=True`); it also heals
+what the incremental rule cannot see (rows deleted or edited long after the fact).
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
 
     # The averages job splits a PostgreSQL company's clients into this many shares computed at once, each on its
     # own database connection: about one per core the database server can spare (1: one connection, no split).
-    averages_workers: int = Field(default=2, ge=1, le=16)
+    averages_workers: int = Field(default=2, ge=1, le=8)
 
     # How long the AI admin's pendingAction lives in Redis.
     context_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
