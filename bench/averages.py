@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
 from bench.bigsalon import AVERAGES_AT, BigSalon, big_salon
-from bench.common import Figure, captured_statements, explain_statements, median_seconds, timer, write_plans
+from bench.common import Figure, explain_run, median_seconds, timer, write_plans
 from reactivation.averages import AveragesResult, calculate_averages
 from reactivation.db import make_engine
 from reactivation.settings import Settings
@@ -238,34 +238,20 @@ def _measure(engine: Engine, salon: BigSalon) -> list[Figure]:
 
 
 def _write_plans(engine: Engine, salon: BigSalon) -> None:
-    sections = []
-    with Session(engine) as session, captured_statements(engine) as statements:
-        _averages(session, salon, now=AVERAGES_AT, full=True)
-        session.rollback()
-    with engine.connect() as connection:
-        sections.append(explain_statements(connection, statements, title="=== calculate_averages, full run"))
-        connection.rollback()
-
-    with Session(engine) as session:
-        _add_a_week(session, salon)
-        with captured_statements(engine) as statements:
-            _averages(session, salon, now=AVERAGES_AT + WEEK, full=False)
-        session.rollback()
-    with engine.connect() as connection:
-        _replay_week(connection, salon)
-        sections.append(
-            explain_statements(
-                connection, statements, title="=== calculate_averages, incremental after a week of new visits"
-            )
-        )
-        connection.rollback()
-
-    with Session(engine) as session, captured_statements(engine) as statements:
-        _seed(session, salon)
-        session.rollback()
-    with engine.connect() as connection:
-        sections.append(explain_statements(connection, statements, title="=== the seed's calculate_service_averages()"))
-        connection.rollback()
+    sections = [
+        explain_run(
+            engine,
+            lambda s: _averages(s, salon, now=AVERAGES_AT, full=True),
+            title="=== calculate_averages, full run",
+        ),
+        explain_run(
+            engine,
+            lambda s: _averages(s, salon, now=AVERAGES_AT + WEEK, full=False),
+            title="=== calculate_averages, incremental after a week of new visits",
+            prepare=lambda connection: _replay_week(connection, salon),
+        ),
+        explain_run(engine, lambda s: _seed(s, salon), title="=== the seed's calculate_service_averages()"),
+    ]
     header = (
         f"EXPLAIN (ANALYZE, BUFFERS) of the averages job on the big salon ({salon.clients:,} clients, "
         f"{salon.appointments:,} visits), company {salon.company_id}, as of {AVERAGES_AT.isoformat()}.\n"

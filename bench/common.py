@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.orm import Session
 
 from reactivation import migrations
 from reactivation.db import make_engine
@@ -93,6 +94,30 @@ def captured_statements(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
         yield statements
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+def explain_run(
+    engine: Engine,
+    action: Callable[[Session], object],
+    *,
+    title: str,
+    prepare: Callable[[Connection], object] | None = None,
+) -> str:
+    """The plans of what `action` sends: captured in a session that is rolled back, then replayed by
+    `explain_statements` in a transaction that is rolled back too. `prepare` (not captured) sets up the same data
+    before each: a bench's added visits, say."""
+    with Session(engine) as session:
+        if prepare is not None:
+            prepare(session.connection())
+        with captured_statements(engine) as statements:
+            action(session)
+        session.rollback()
+    with engine.connect() as connection:
+        if prepare is not None:
+            prepare(connection)
+        plans = explain_statements(connection, statements, title=title)
+        connection.rollback()
+    return plans
 
 
 def explain_statements(connection: Connection, statements: list[tuple[str, Any]], *, title: str) -> str:

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from bench.bigsalon import BigSalon, big_salon
-from bench.common import Figure, captured_statements, explain_statements, median_seconds, write_plans
+from bench.common import Figure, explain_run, median_seconds, write_plans
 from reactivation.companies import load_company
 from reactivation.db import make_engine
 from reactivation.selection import due_clients
@@ -187,12 +187,7 @@ def _write_plans(engine: Engine, salon: BigSalon, limit: int) -> None:
         ("the seed's three threshold queries", lambda s: seed_threshold_queries(s, salon)),
     ]
     for label, action in runs:
-        with Session(engine) as session, captured_statements(engine) as statements:
-            action(session)
-            session.rollback()
-        with engine.connect() as connection:
-            sections.append(explain_statements(connection, statements, title=f"=== {label}"))
-            connection.rollback()
+        sections.append(explain_run(engine, action, title=f"=== {label}"))
     header = (
         f"EXPLAIN (ANALYZE, BUFFERS) of the due selection on the big salon ({salon.clients:,} clients, "
         f"{salon.appointments:,} visits), company {salon.company_id}, reference date {salon.today}.\n"
