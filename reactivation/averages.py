@@ -459,17 +459,30 @@ def _pass_settings(tz: ZoneInfo) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class _Share:
-    """One of `count` disjoint sets of a company's clients (client id modulo `count`), computed on its own."""
+    """The company's clients whose ids lie in [low, high) (None: unbounded), computed on their own."""
 
-    index: int
-    count: int
+    low: int | None
+    high: int | None
 
     def clients(self, column: str) -> str:
-        """The SQL condition that `column` holds one of this share's client ids (true for a single share)."""
-        if self.count == 1:
-            return ""
-        # A remainder that is never negative, whatever the sign of the id.
-        return f"AND (({column} % :share_count) + :share_count) % :share_count = :share_index"
+        """The SQL condition that `column` holds one of this share's client ids (bound as :share_low/high).
+
+        A range, not a remainder, so that each share reads only its part of the (company, client, date) index.
+        """
+        low = f"AND {column} >= :share_low" if self.low is not None else ""
+        high = f"AND {column} < :share_high" if self.high is not None else ""
+        return f"{low} {high}"
+
+    def params(self) -> dict[str, int]:
+        return {
+            name: value for name, value in (("share_low", self.low), ("share_high", self.high)) if value is not None
+        }
+
+
+def shares_between(bounds: Sequence[int]) -> list[_Share]:
+    """The shares that the sorted `bounds` cut the client ids into: below the first, between each, from the last."""
+    edges: list[int | None] = [None, *sorted(set(bounds)), None]
+    return [_Share(low, high) for low, high in itertools.pairwise(edges)]
 
 
 def _pg_visits_sql(share: _Share, *, incremental: bool) -> str:
@@ -489,7 +502,6 @@ def _pg_visits_sql(share: _Share, *, incremental: bool) -> str:
 """
 
 
-_GROUPS = "_reactivation_interval_groups"
 _TOUCHED = "_reactivation_touched_clients"
 
 
@@ -528,7 +540,6 @@ def _pg_groups_sql(share: _Share, *, incremental: bool) -> str:
     6-month window, and the visit before it is the same whether 12 months or 6 are read.
     """
     return f"""
-CREATE TEMP TABLE {_GROUPS} AS
 SELECT client_id, service_id, n, counted,
        CASE WHEN n >= :min_intervals THEN floor(q[2] + 0.5)::int END AS median,
        CASE WHEN n >= :min_intervals
@@ -550,68 +561,36 @@ FROM (
 """
 
 
-# The unnest sits in the select list, where it is twice as fast as a lateral join of the arrays.
-_PG_SHARE_COUNTS = f"""
-SELECT service_id, code, count(*)
-FROM (SELECT service_id, unnest(counted) AS code FROM {_GROUPS}) x
-GROUP BY service_id, code
-"""
+def _pg_share_sql(share: _Share, *, incremental: bool) -> str:
+    """One statement for a share: its pass over the visits (see _pg_groups_sql), its personal rows written (of the
+    touched clients only, in an incremental run), and its salon intervals counted per service and code.
 
-# The recounted days replace what was there; days before :recount_from are kept, less what left the window. Only
-# rows that differ are written, so a rerun over unchanged visits writes nothing.
-_PG_REPLACE_COUNTS = f"""
-WITH fresh AS (
-    SELECT service_id, :recount_from + code / {_DAY_STRIDE} AS ended_on, code % {_DAY_STRIDE} AS interval_days,
-           intervals
-    FROM unnest(CAST(:service_ids AS bigint[]), CAST(:codes AS int[]), CAST(:intervals AS int[]))
-        AS counted(service_id, code, intervals)
-),
-removed AS (
-    DELETE FROM service_interval_counts t
-    WHERE t.company_id = :company_id
-      AND (t.ended_on - t.interval_days < :service_start_day
-           OR (t.ended_on >= :recount_from
-               AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.service_id = t.service_id AND f.ended_on = t.ended_on
-                                                     AND f.interval_days = t.interval_days)))
-    RETURNING 1
-),
-written AS (
-    INSERT INTO service_interval_counts AS t (company_id, service_id, ended_on, interval_days, intervals)
-    SELECT :company_id, f.service_id, f.ended_on, f.interval_days, f.intervals
-    FROM fresh f
-    LEFT JOIN service_interval_counts old
-      ON old.company_id = :company_id AND old.service_id = f.service_id AND old.ended_on = f.ended_on
-     AND old.interval_days = f.interval_days
-    WHERE old.intervals IS DISTINCT FROM f.intervals
-    ON CONFLICT (company_id, service_id, ended_on, interval_days) DO UPDATE SET intervals = EXCLUDED.intervals
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM removed), (SELECT count(*) FROM written)
-"""
-
-
-def _pg_personal_sql(share: _Share, *, incremental: bool) -> str:
-    """The share's personal rows (of the touched clients only, in an incremental run); rows are compared first,
-    so a rerun over unchanged visits writes nothing."""
+    One statement, so that the pass's result stays in memory (a CTE) instead of going through a temporary table.
+    The share's personal rows are compared with the stored ones in one join (new, changed, no longer backed by
+    data), so a rerun over unchanged visits writes nothing; the unnest sits in the select list, where it is twice
+    as fast as a lateral join of the arrays.
+    """
     scope = f"{share.clients('t.client_id')} " + (
         f"AND t.client_id IN (SELECT client_id FROM {_TOUCHED})" if incremental else ""
     )
     return f"""
-WITH stats AS (
-    SELECT client_id, service_id, n, median, consistency FROM {_GROUPS} WHERE median IS NOT NULL
-),
-changed AS (
-    SELECT s.* FROM stats s
-    LEFT JOIN client_personalized_intervals t
-      ON t.company_id = :company_id AND t.client_id = s.client_id AND t.service_id = s.service_id {scope}
-    WHERE t.id IS NULL
+WITH grouped AS MATERIALIZED ({_pg_groups_sql(share, incremental=incremental)}),
+diff AS MATERIALIZED (
+    SELECT s.client_id, s.service_id, s.n, s.median, s.consistency, t.id AS stale_id
+    FROM (SELECT client_id, service_id, n, median, consistency FROM grouped WHERE median IS NOT NULL) s
+    FULL JOIN (
+        SELECT id, client_id, service_id, personal_interval_days, visit_count, consistency_score
+        FROM client_personalized_intervals t
+        WHERE t.company_id = :company_id {scope}
+    ) t ON t.client_id = s.client_id AND t.service_id = s.service_id
+    WHERE t.id IS NULL OR s.client_id IS NULL
        OR (t.personal_interval_days, t.visit_count, t.consistency_score)
           IS DISTINCT FROM (s.median, s.n + 1, s.consistency)
 ),
 written AS (
     INSERT INTO client_personalized_intervals AS t (
         company_id, client_id, service_id, personal_interval_days, visit_count, consistency_score, last_calculated)
-    SELECT :company_id, client_id, service_id, median, n + 1, consistency, :now FROM changed
+    SELECT :company_id, client_id, service_id, median, n + 1, consistency, :now FROM diff WHERE client_id IS NOT NULL
     ON CONFLICT (company_id, client_id, service_id) DO UPDATE SET
         personal_interval_days = EXCLUDED.personal_interval_days,
         visit_count = EXCLUDED.visit_count,
@@ -621,11 +600,57 @@ written AS (
 ),
 removed AS (
     DELETE FROM client_personalized_intervals t
-    WHERE t.company_id = :company_id {scope}
-      AND NOT EXISTS (SELECT 1 FROM stats s WHERE s.client_id = t.client_id AND s.service_id = t.service_id)
+    WHERE t.company_id = :company_id AND t.id IN (SELECT stale_id FROM diff WHERE client_id IS NULL)
+    RETURNING 1
+),
+counts AS (
+    SELECT service_id, code, count(*) AS intervals
+    FROM (SELECT service_id, unnest(counted) AS code FROM grouped) x
+    GROUP BY service_id, code
+)
+SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM removed),
+       coalesce(string_agg(service_id::text, ','), ''), coalesce(string_agg(code::text, ','), ''),
+       coalesce(string_agg(intervals::text, ','), '')
+FROM counts
+"""
+
+
+# The shares' counts, summed, replace the recounted days; days before :recount_from are kept, less what left the
+# window. Counts are compared with the stored ones in one join and only the differences written, so a rerun over
+# unchanged visits writes nothing.
+_PG_REPLACE_COUNTS = f"""
+WITH fresh AS (
+    SELECT service_id, :recount_from + code / {_DAY_STRIDE} AS ended_on, code % {_DAY_STRIDE} AS interval_days,
+           sum(intervals) AS intervals
+    FROM unnest(string_to_array(:service_ids, ',')::bigint[], string_to_array(:codes, ',')::int[],
+                string_to_array(:intervals, ',')::int[]) AS counted(service_id, code, intervals)
+    GROUP BY service_id, code
+),
+diff AS MATERIALIZED (
+    SELECT coalesce(f.service_id, t.service_id) AS service_id, coalesce(f.ended_on, t.ended_on) AS ended_on,
+           coalesce(f.interval_days, t.interval_days) AS interval_days, f.intervals
+    FROM fresh f
+    FULL JOIN (
+        SELECT service_id, ended_on, interval_days, intervals FROM service_interval_counts
+        WHERE company_id = :company_id AND ended_on >= :recount_from
+    ) t ON t.service_id = f.service_id AND t.ended_on = f.ended_on AND t.interval_days = f.interval_days
+    WHERE f.intervals IS DISTINCT FROM t.intervals
+),
+removed AS (
+    DELETE FROM service_interval_counts t
+    WHERE t.company_id = :company_id
+      AND (t.ended_on - t.interval_days < :service_start_day
+           OR (t.service_id, t.ended_on, t.interval_days) IN (
+               SELECT service_id, ended_on, interval_days FROM diff WHERE intervals IS NULL))
+    RETURNING 1
+),
+written AS (
+    INSERT INTO service_interval_counts AS t (company_id, service_id, ended_on, interval_days, intervals)
+    SELECT :company_id, service_id, ended_on, interval_days, intervals FROM diff WHERE intervals IS NOT NULL
+    ON CONFLICT (company_id, service_id, ended_on, interval_days) DO UPDATE SET intervals = EXCLUDED.intervals
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM removed)
+SELECT (SELECT count(*) FROM removed), (SELECT count(*) FROM written)
 """
 
 
@@ -633,8 +658,11 @@ SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM removed)
 class _ShareOutcome:
     personal_written: int
     personal_removed: int
-    # (service, interval as _DAY_STRIDE code, how many)
-    counts: list[tuple[int, int, int]]
+    # The share's salon intervals to count, as comma-separated lists (passed on as they came, which is several
+    # times faster than a list of integers each way): services, intervals as _DAY_STRIDE codes, how many of each.
+    service_ids: str
+    codes: str
+    intervals: str
     # In an incremental run, how many of the share's clients were recomputed.
     touched: int | None
 
@@ -643,30 +671,29 @@ def _pg_share(session: Session, share: _Share, params: dict[str, Any], tz: ZoneI
     """One share's pass over the visits (its touched clients only, in an incremental run), its personal rows,
     and its salon intervals to count."""
     incremental = params["incremental"]
-    params = {**params, "share_index": share.index, "share_count": share.count}
+    params = {**params, **share.params()}
     touched: int | None = None
-    session.execute(text(f"DROP TABLE IF EXISTS {_GROUPS}, {_TOUCHED}"))
+    session.execute(text(f"DROP TABLE IF EXISTS {_TOUCHED}"))
     with pg_local_settings(session, _pass_settings(tz)):
         if incremental:
             touched = session.execute(text(_pg_touched_sql(share)), params).rowcount  # type: ignore[attr-defined]
             session.execute(text(f"ANALYZE {_TOUCHED}"))
-        session.execute(text(_pg_groups_sql(share, incremental=incremental)), params)
-        session.execute(text(f"ANALYZE {_GROUPS}"))
-        counts = [(s, code, c) for s, code, c in session.execute(text(_PG_SHARE_COUNTS))]
-        personal = text(_pg_personal_sql(share, incremental=incremental))
-        written, removed = session.execute(personal, params).one()
-    session.execute(text(f"DROP TABLE IF EXISTS {_GROUPS}, {_TOUCHED}"))
-    return _ShareOutcome(written, removed, counts, touched)
+        statement = text(_pg_share_sql(share, incremental=incremental))
+        written, removed, service_ids, codes, intervals = session.execute(statement, params).one()
+    session.execute(text(f"DROP TABLE IF EXISTS {_TOUCHED}"))
+    return _ShareOutcome(written, removed, service_ids, codes, intervals, touched)
 
 
 def _pg_shares(session: Session, params: dict[str, Any], tz: ZoneInfo, *, workers: int) -> list[_ShareOutcome]:
     """Every share's outcome: in the caller's session for one worker, else each on its own connection at once.
 
     PostgreSQL runs none of this pass in parallel by itself (a window function keeps it in one process), so
-    the job splits the clients and runs one pass per core. Each share commits its own personal rows.
+    the job splits the clients into ranges of about the same number of visits and runs one pass per core.
+    Each share commits its own personal rows.
     """
     if workers == 1:
-        return [_pg_share(session, _Share(0, 1), params, tz)]
+        return [_pg_share(session, _Share(None, None), params, tz)]
+    shares = shares_between(_pg_share_bounds(session, company_id=params["company_id"], workers=workers))
     bind = session.get_bind()
     engine = bind if isinstance(bind, Engine) else bind.engine
 
@@ -674,9 +701,40 @@ def _pg_shares(session: Session, params: dict[str, Any], tz: ZoneInfo, *, worker
         with Session(engine) as own, own.begin():
             return _pg_share(own, share, params, tz)
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="averages") as pool:
-        futures = [pool.submit(run, _Share(index, workers)) for index in range(workers)]
+    with ThreadPoolExecutor(max_workers=len(shares), thread_name_prefix="averages") as pool:
+        futures = [pool.submit(run, share) for share in shares]
         return [future.result() for future in futures]
+
+
+# Enough sampled visits to cut the clients into shares of about the same size.
+_BOUNDS_SAMPLE_ROWS = 50_000
+
+
+def _pg_share_bounds(session: Session, *, company_id: int, workers: int) -> list[int]:
+    """The client ids that cut the company's visits into `workers` parts of about the same size.
+
+    From a sample of the table's pages (a few milliseconds on millions of rows); from all the company's rows
+    when the sample holds too few of them (a small company in a big table, where reading them all is cheap).
+    """
+    fractions = [index / workers for index in range(1, workers)]
+    table_rows = session.scalar(
+        text("SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'appointments_cache'::regclass")
+    )
+    percent = min(100.0, 100.0 * _BOUNDS_SAMPLE_ROWS / table_rows) if table_rows else 100.0
+    quantiles = "percentile_disc(CAST(:fractions AS float8[])) WITHIN GROUP (ORDER BY client_id), count(*)"
+    bounds, sampled = session.execute(
+        text(
+            f"SELECT {quantiles} FROM appointments_cache TABLESAMPLE SYSTEM (:percent) REPEATABLE (0) "
+            "WHERE company_id = :c"
+        ),
+        {"fractions": fractions, "percent": percent, "c": company_id},
+    ).one()
+    if sampled < _BOUNDS_SAMPLE_ROWS // 10:
+        bounds, _ = session.execute(
+            text(f"SELECT {quantiles} FROM appointments_cache WHERE company_id = :c"),
+            {"fractions": fractions, "c": company_id},
+        ).one()
+    return [int(bound) for bound in bounds or []]
 
 
 def _pg_run(
@@ -715,19 +773,16 @@ def _pg_run(
         "now": now,
     }
     outcomes = _pg_shares(session, params, tz, workers=workers)
-    recounted: Counter[tuple[int, int]] = Counter()
-    for outcome in outcomes:
-        for service_id, code, intervals in outcome.counts:
-            recounted[(service_id, code)] += intervals
-    # The planner cannot see how many counts the arrays hold and would probe the index once per count.
-    with pg_local_settings(session, {"enable_nestloop": "off"}):
+    # The planner cannot see how many counts the arrays hold: it would probe the index once per count, and its
+    # cost estimate is high enough to compile the statement (JIT), which takes longer than running it.
+    with pg_local_settings(session, {**_pass_settings(tz), "enable_nestloop": "off"}):
         session.execute(
             text(_PG_REPLACE_COUNTS),
             {
                 **params,
-                "service_ids": [service_id for service_id, _ in recounted],
-                "codes": [code for _, code in recounted],
-                "intervals": list(recounted.values()),
+                "service_ids": _joined(outcome.service_ids for outcome in outcomes),
+                "codes": _joined(outcome.codes for outcome in outcomes),
+                "intervals": _joined(outcome.intervals for outcome in outcomes),
             },
         )
     by_service: dict[int, Counter[int]] = defaultdict(Counter)
@@ -748,6 +803,10 @@ def _pg_run(
     removed = sum(outcome.personal_removed for outcome in outcomes)
     recomputed = sum(outcome.touched or 0 for outcome in outcomes) if changes else None
     return services, written, removed, recomputed
+
+
+def _joined(lists: Iterable[str]) -> str:
+    return ",".join(part for part in lists if part)
 
 
 def _pg_changed_from(session: Session, *, company_id: int, state: AveragesState, tz: ZoneInfo) -> date:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from reactivation.averages import (
     PERSONAL_WINDOW_DAYS,
     SERVICE_WINDOW_DAYS,
+    _pg_share_bounds,
     calculate_averages,
     compute_averages,
     consistency_score,
@@ -24,6 +25,7 @@ from reactivation.averages import (
     service_ids_of,
     service_stats,
     service_stats_from_counts,
+    shares_between,
 )
 from reactivation.bulk import load_salon
 from reactivation.models import (
@@ -411,6 +413,32 @@ def test_shares_on_their_own_connections_give_the_one_connection_numbers(committ
     assert incremental.mode == "incremental" and incremental.clients_recomputed
     assert _derived(committed_engine, 47) == after_incremental
     assert full.personal_written == 0 and full.personal_deleted == 0
+
+
+def test_shares_cut_the_client_ids_into_ranges_that_cover_every_id_once() -> None:
+    shares = shares_between([30, 10, 30])
+    assert [(share.low, share.high) for share in shares] == [(None, 10), (10, 30), (30, None)]
+    for client_id in (-(10**12), -1, 0, 9, 10, 29, 30, 10**15):
+        assert sum(1 for share in shares if _holds(share, client_id)) == 1
+    assert [(share.low, share.high) for share in shares_between([])] == [(None, None)]
+
+
+def _holds(share: Any, client_id: int) -> bool:
+    return (share.low is None or client_id >= share.low) and (share.high is None or client_id < share.high)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_share_bounds_give_each_share_about_as_many_visits(db: Session, workers: int) -> None:
+    # Given a salon next to another one
+    _seeded(db, 49)
+    _seeded(db, 50)
+    # When the job cuts the first one's clients into shares
+    shares = shares_between(_pg_share_bounds(db, company_id=49, workers=workers))
+    # Then each share holds about its part of the salon's visits (and nothing of the other salon's)
+    client_ids = db.scalars(select(AppointmentCache.client_id).where(AppointmentCache.company_id == 49)).all()
+    per_share = [sum(1 for client_id in client_ids if _holds(share, client_id)) for share in shares]
+    assert len(shares) == workers and sum(per_share) == len(client_ids)
+    assert all(abs(visits - len(client_ids) / workers) <= 0.1 * len(client_ids) for visits in per_share)
 
 
 def _run(engine: Engine, company_id: int, *, workers: int, now: datetime, full: bool | None = None) -> Any:
