@@ -64,6 +64,8 @@ def big_salon(clients: int = CLIENTS) -> BigSalon:
         with admin.connect() as connection:
             exists = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
             if exists and reuse and _complete(url):
+                # A salon kept from an earlier checkout gets the tables added since.
+                migrations.upgrade(url)
                 _ensure_averages(url)
                 salon = _describe(url, clients, build_seconds=0.0)
                 _built[clients] = salon

@@ -31,14 +31,17 @@ what percentile_cont over the intervals gives). On SQLite (the embedded default,
 come from Python (`compute_averages`); tests check both agree.
 
 Incremental runs read only the clients whose data may have changed since the last run recorded in
-`reactivation_averages_state`: clients with appointment rows added since (id above the highest seen), with
-appointments dated from LATE_DAYS before the last run on (attendance is often marked after the visit), and with
-visits that left the 12-month window since. Their personal rows are rewritten, and the salon counts are recounted
-from the first day whose visits may have changed (LATE_DAYS before the last run, or the date of the earliest
-added row if older): an interval that ends before that day lies between two visits that did not change, so its
-count stands; counts that left the 6-month window are dropped. A full run happens when there is no state, when
-the last full run is FULL_EVERY_DAYS old, when time went backwards, or when asked (`full=True`); it also heals
-what the incremental rule cannot see (rows deleted or edited long after the fact).
+`reactivation_averages_state`. Which days changed comes from day digests (reactivation/day_digests.py): each run
+keeps a digest of every local day's appointment rows from LATE_DAYS before it on, and the next run compares. The
+first day that differs (a visit added, moved, deleted or its attendance marked), or the first day after the last
+run's window if earlier, is where the changes begin; the clients recomputed are those with appointment rows from
+that day on, those with rows added since (id above the highest seen, whatever their date) and those whose visits
+left the 12-month window. Their personal rows are rewritten, and the salon counts are recounted from that first
+day (or the date of the earliest added row if older): an interval that ends before it lies between two visits
+that did not change, so its count stands; counts that left the 6-month window are dropped. A full run happens
+when there is no state, when the last full run is FULL_EVERY_DAYS old, when time went backwards, or when asked
+(`full=True`); it also heals what the incremental rule cannot see (rows deleted or edited long after the fact,
+before the digests' days).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from reactivation.companies import load_company
+from reactivation.day_digests import DayDigest, current_digests, first_changed_day, store_digests, stored_digests
 from reactivation.db import is_postgres, pg_local_settings
 from reactivation.models import (
     AppointmentCache,
@@ -334,6 +338,16 @@ def calculate_averages(
         or 0
     )
 
+    # Taken before any visit is read, so that a change made during the run shows in the next run's comparison.
+    keep_from = _late_from(now, company.tz)
+    last_from = _late_from(state.calculated_at, company.tz) if incremental and state is not None else keep_from
+    digests = current_digests(session, company_id=company_id, since=min(last_from, keep_from), tz=company.tz)
+    first_changed = (
+        _first_changed(session, company_id=company_id, state=state, digests=digests, since=last_from, tz=company.tz)
+        if incremental and state is not None
+        else None
+    )
+
     if postgres:
         services, written, deleted, recomputed = _pg_run(
             session,
@@ -343,11 +357,14 @@ def calculate_averages(
             tz=company.tz,
             state=state,
             incremental=incremental,
+            first_changed=first_changed,
             workers=workers,
         )
     else:
         clients = (
-            _sqlite_touched_clients(session, company_id=company_id, state=state, window=window, tz=company.tz)
+            _sqlite_touched_clients(
+                session, company_id=company_id, state=state, window=window, tz=company.tz, first_changed=first_changed
+            )
             if incremental
             else None
         )
@@ -355,6 +372,7 @@ def calculate_averages(
             session, company_id=company_id, window=window, now=now, tz=company.tz, touched=clients
         )
     active = _write_services(session, company_id=company_id, services=services, now=now)
+    store_digests(session, company_id=company_id, digests=digests, since=keep_from)
 
     mode = "incremental" if incremental else "full"
     if state is None:
@@ -401,9 +419,25 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _late_from(state: AveragesState, tz: ZoneInfo) -> date:
-    """The first local day whose attendance may have been marked since the last run."""
-    return (_aware(state.calculated_at) - timedelta(days=LATE_DAYS)).astimezone(tz).date()
+def _late_from(moment: datetime, tz: ZoneInfo) -> date:
+    """The first local day whose rows a run at `moment` keeps digests of, for the next run to compare."""
+    return (_aware(moment) - timedelta(days=LATE_DAYS)).astimezone(tz).date()
+
+
+def _first_changed(
+    session: Session,
+    *,
+    company_id: int,
+    state: AveragesState,
+    digests: Mapping[date, DayDigest],
+    since: date,
+    tz: ZoneInfo,
+) -> date:
+    """The first local day whose visits the last run did not see as they are now: the first day whose rows
+    changed, or the first day after the last run's window (its visits enter this one), whichever is earlier."""
+    entering = _window(_aware(state.calculated_at), tz).today + timedelta(days=1)
+    changed = first_changed_day(stored_digests(session, company_id=company_id), digests, since=since)
+    return min(changed, entering) if changed is not None else entering
 
 
 def _write_services(
@@ -746,13 +780,14 @@ def _pg_run(
     tz: ZoneInfo,
     state: AveragesState | None,
     incremental: bool,
+    first_changed: date | None,
     workers: int,
 ) -> tuple[dict[int, ServiceStats], int, int, int | None]:
     """The shares' passes, then the salon interval counts (recent days recounted) and the medians from them."""
     recount_from = window.service_start_day
     changes: dict[str, Any] = {}
-    if incremental and state is not None:
-        changed_from = _pg_changed_from(session, company_id=company_id, state=state, tz=tz)
+    if incremental and state is not None and first_changed is not None:
+        changed_from = _pg_changed_from(session, company_id=company_id, state=state, tz=tz, first_changed=first_changed)
         recount_from = max(changed_from, window.service_start_day)
         changes = {
             "max_id": state.max_appointment_id,
@@ -809,10 +844,17 @@ def _joined(lists: Iterable[str]) -> str:
     return ",".join(part for part in lists if part)
 
 
-def _pg_changed_from(session: Session, *, company_id: int, state: AveragesState, tz: ZoneInfo) -> date:
-    """The first local day whose visits may differ from what the last run read: LATE_DAYS before it, or the day
-    of the earliest appointment row added since, if that is earlier."""
-    changed_from = _late_from(state, tz)
+def _pg_changed_from(
+    session: Session,
+    *,
+    company_id: int,
+    state: AveragesState,
+    tz: ZoneInfo,
+    first_changed: date,
+) -> date:
+    """The first local day whose visits may differ from what the last run read: `first_changed` (see
+    _first_changed), or the day of the earliest appointment row added since, if that is earlier."""
+    changed_from = first_changed
     # Materialized, so that the new rows are found by id: as a plain min() the planner walks the company's
     # appointments in date order looking for one with a high id, which on a big salon is nearly all of them.
     earliest_new = session.scalar(
@@ -835,12 +877,18 @@ def _pg_changed_from(session: Session, *, company_id: int, state: AveragesState,
 
 
 def _sqlite_touched_clients(
-    session: Session, *, company_id: int, state: AveragesState | None, window: _Window, tz: ZoneInfo
+    session: Session,
+    *,
+    company_id: int,
+    state: AveragesState | None,
+    window: _Window,
+    tz: ZoneInfo,
+    first_changed: date | None,
 ) -> set[int] | None:
-    if state is None:
+    if state is None or first_changed is None:
         return None
     a = AppointmentCache
-    changed_since = _naive_utc(_midnight(_late_from(state, tz), tz))
+    changed_since = _naive_utc(_midnight(first_changed, tz))
     old_start = _naive_utc(_window(_aware(state.calculated_at), tz).personal_start)
     rows = session.execute(
         select(a.client_id).where(

@@ -268,6 +268,17 @@ class AveragesState(Base):
     clients_recomputed: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
+class AveragesDayDigest(Base):
+    """A digest of one local day's appointment rows as the averages job last read them (see day_digests.py)."""
+
+    __tablename__ = "reactivation_averages_day_digests"
+
+    company_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    rows: Mapped[int] = mapped_column(Integer, nullable=False)
+    digest: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
 class CampaignRun(Base):
     __tablename__ = "campaign_runs"
     __table_args__ = (UniqueConstraint("company_id", "run_date", name="uq_campaign_runs_company_date"),)

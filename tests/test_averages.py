@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -320,6 +320,93 @@ def test_incremental_run_equals_a_full_run(session: Session) -> None:
     assert incremental.mode == "incremental" and full.mode == "full"
     assert incremental.clients_recomputed is not None and 0 < incremental.clients_recomputed < 250
     assert (_services(session, 42), _personal(session, 42), _counts(session, 42)) == after_incremental
+    assert full.personal_written == 0 and full.personal_deleted == 0
+
+
+def _clients_with_rows(session: Session, company_id: int, *, since: datetime, until: datetime) -> set[int]:
+    return set(
+        session.scalars(
+            select(AppointmentCache.client_id).where(
+                AppointmentCache.company_id == company_id,
+                AppointmentCache.appointment_datetime >= since,
+                AppointmentCache.appointment_datetime < until,
+            )
+        ).all()
+    )
+
+
+def test_an_incremental_run_over_unchanged_visits_recomputes_only_the_clients_leaving_or_entering_the_window(
+    session: Session,
+) -> None:
+    # Given a salon computed yesterday, and nothing changed since
+    _seeded(session, 51)
+    yesterday = NOW - timedelta(days=1)
+    calculate_averages(session, company_id=51, now=yesterday, full=True)
+    # When the job runs again today
+    result = calculate_averages(session, company_id=51, now=NOW)
+    after_incremental = (_services(session, 51), _personal(session, 51), _counts(session, 51))
+    full = calculate_averages(session, company_id=51, now=NOW, full=True)
+    # Then it recomputes only the clients whose oldest visit left the 12-month window overnight, and those with
+    # visits today (they enter the window)
+    moscow = ZoneInfo("Europe/Moscow")
+    leaving = _clients_with_rows(
+        session,
+        51,
+        since=_local_midnight(yesterday, moscow, days_before=PERSONAL_WINDOW_DAYS),
+        until=_local_midnight(NOW, moscow, days_before=PERSONAL_WINDOW_DAYS),
+    )
+    entering = _clients_with_rows(session, 51, since=_local_midnight(NOW, moscow), until=NOW + timedelta(days=1))
+    assert result.mode == "incremental" and result.clients_recomputed is not None
+    assert result.clients_recomputed <= len(leaving | entering) < 250 // 4
+    # and its numbers are those of a full run (the salon window moved on a day, so the medians may have too)
+    assert (_services(session, 51), _personal(session, 51), _counts(session, 51)) == after_incremental
+    assert full.personal_written == 0 and full.personal_deleted == 0
+
+
+def _local_midnight(moment: datetime, tz: ZoneInfo, *, days_before: int = 0) -> datetime:
+    return datetime.combine(moment.astimezone(tz).date() - timedelta(days=days_before), time(0), tz)
+
+
+def test_new_visits_recompute_only_the_clients_seen_from_the_first_new_day(session: Session) -> None:
+    # Given a salon computed a week ago, with visits in the two weeks before that
+    _seeded(session, 52)
+    week_ago = NOW - timedelta(days=7)
+    calculate_averages(session, company_id=52, now=week_ago, full=True)
+    recent = _clients_with_rows(session, 52, since=week_ago - timedelta(days=14), until=NOW)
+    # and new visits of a few clients in the last two days
+    rows = session.execute(
+        select(AppointmentCache.client_id, AppointmentCache.service_ids)
+        .where(AppointmentCache.company_id == 52, AppointmentCache.attendance == 1)
+        .distinct()
+        .limit(12)
+    ).all()
+    first_new = NOW - timedelta(days=2)
+    for i, (client_id, service_ids) in enumerate(rows):
+        session.add(
+            AppointmentCache(
+                company_id=52,
+                client_id=client_id,
+                service_ids=service_ids,
+                appointment_datetime=first_new + timedelta(hours=3 * i),
+                attendance=1,
+            )
+        )
+    session.flush()
+
+    incremental = calculate_averages(session, company_id=52, now=NOW)
+    after_incremental = (_services(session, 52), _personal(session, 52), _counts(session, 52))
+    full = calculate_averages(session, company_id=52, now=NOW, full=True)
+
+    # Then only the clients with rows from that day on were recomputed, far fewer than were seen in the last weeks
+    moscow = ZoneInfo("Europe/Moscow")
+    from_first_day = _clients_with_rows(
+        session, 52, since=_local_midnight(first_new, moscow), until=NOW + timedelta(days=1)
+    )
+    assert incremental.clients_recomputed is not None
+    assert len({client_id for client_id, _ in rows}) <= incremental.clients_recomputed <= len(from_first_day) + 5
+    assert incremental.clients_recomputed < len(recent)
+    # and the numbers are those of a full run
+    assert (_services(session, 52), _personal(session, 52), _counts(session, 52)) == after_incremental
     assert full.personal_written == 0 and full.personal_deleted == 0
 
 
