@@ -19,15 +19,15 @@ exactly every 21 days, ~0.9 for one within ±10 %, 0 when the middle half spread
 comes from one pass of one ordered-set aggregate and, unlike the standard deviation, one vacation gap among five
 visits does not sink it.
 
-On PostgreSQL everything is bulk SQL around one pass over the visits: a window function (lag) gives every
-interval once, and a temporary table holds, per client and service, the personal median and consistency and the
-salon intervals to count. PostgreSQL will not run that pass in parallel itself (the window function keeps it in
-one process), so the job splits the company's clients into `workers` shares (client id modulo the count), each
-passed over on its own connection at the same time; each share writes its clients' personal rows (INSERT … ON
-CONFLICT DO UPDATE of only the rows whose values changed, compared first in a join, and a DELETE of rows no
-longer backed by data) and commits them. The salon intervals are kept, counted per service, length and local
-day the interval ended, in `service_interval_counts`; the salon medians are computed from those counts (exactly
-what percentile_cont over the intervals gives). On SQLite (the embedded default, small data) the same numbers
+On PostgreSQL everything is bulk SQL around one pass over the visits: a window function (lag) gives every interval
+once, and an in-memory result (a CTE) holds, per client and service, the personal median and consistency and the
+salon intervals to count. PostgreSQL will not run that pass in parallel itself (the window function keeps it in one
+process), so the job splits the company's clients into `workers` shares (ranges of client ids with about as many
+visits each), each passed over on its own connection at the same time; each share writes its clients' personal rows
+(INSERT … ON CONFLICT DO UPDATE of only the rows whose values changed, compared first in a join, and a DELETE of
+rows no longer backed by data) and commits them. The salon intervals are kept, counted per service, length and local
+day the interval ended, in `service_interval_counts`; the salon medians are computed from those counts (exactly what
+percentile_cont over the intervals gives). On SQLite (the embedded default, small data) the same numbers
 come from Python (`compute_averages`); tests check both agree.
 
 Incremental runs read only the clients whose data may have changed since the last run recorded in
