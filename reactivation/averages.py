@@ -54,7 +54,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from fractions import Fraction
 from typing import Any
@@ -68,6 +68,7 @@ from sqlalchemy.orm import Session
 from reactivation.companies import load_company
 from reactivation.day_digests import DayDigest, current_digests, first_changed_day, store_digests, stored_digests
 from reactivation.db import is_postgres, pg_local_settings
+from reactivation.instants import as_aware, local_midnight, naive_utc
 from reactivation.models import (
     AppointmentCache,
     AveragesState,
@@ -290,15 +291,11 @@ def _window(now: datetime, tz: ZoneInfo) -> _Window:
     service_start_day = today - timedelta(days=SERVICE_WINDOW_DAYS)
     return _Window(
         today=today,
-        personal_start=_midnight(today - timedelta(days=PERSONAL_WINDOW_DAYS), tz),
+        personal_start=local_midnight(today - timedelta(days=PERSONAL_WINDOW_DAYS), tz),
         service_start_day=service_start_day,
-        service_start=_midnight(service_start_day, tz),
-        end=_midnight(today + timedelta(days=1), tz),
+        service_start=local_midnight(service_start_day, tz),
+        end=local_midnight(today + timedelta(days=1), tz),
     )
-
-
-def _midnight(day: date, tz: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
 
 
 def calculate_averages(
@@ -409,19 +406,14 @@ def calculate_averages(
 def _incremental_since(state: AveragesState | None, *, now: datetime, full: bool | None) -> bool:
     if full is True or state is None:
         return False
-    if now < _aware(state.calculated_at):
+    if now < as_aware(state.calculated_at):
         return False
-    return not (full is None and now - _aware(state.full_calculated_at) >= timedelta(days=FULL_EVERY_DAYS))
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite gives timestamps back naive; they were stored as UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return not (full is None and now - as_aware(state.full_calculated_at) >= timedelta(days=FULL_EVERY_DAYS))
 
 
 def _late_from(moment: datetime, tz: ZoneInfo) -> date:
     """The first local day whose rows a run at `moment` keeps digests of, for the next run to compare."""
-    return (_aware(moment) - timedelta(days=LATE_DAYS)).astimezone(tz).date()
+    return (as_aware(moment) - timedelta(days=LATE_DAYS)).astimezone(tz).date()
 
 
 def _first_changed(
@@ -435,7 +427,7 @@ def _first_changed(
 ) -> date:
     """The first local day whose visits the last run did not see as they are now: the first day whose rows
     changed, or the first day after the last run's window (its visits enter this one), whichever is earlier."""
-    entering = _window(_aware(state.calculated_at), tz).today + timedelta(days=1)
+    entering = _window(as_aware(state.calculated_at), tz).today + timedelta(days=1)
     changed = first_changed_day(stored_digests(session, company_id=company_id), digests, since=since)
     return min(changed, entering) if changed is not None else entering
 
@@ -791,8 +783,8 @@ def _pg_run(
         recount_from = max(changed_from, window.service_start_day)
         changes = {
             "max_id": state.max_appointment_id,
-            "changed_since": _midnight(changed_from, tz),
-            "old_start": _window(_aware(state.calculated_at), tz).personal_start,
+            "changed_since": local_midnight(changed_from, tz),
+            "old_start": _window(as_aware(state.calculated_at), tz).personal_start,
         }
     params: dict[str, Any] = {
         **changes,
@@ -869,7 +861,7 @@ def _pg_changed_from(
         {"c": company_id, "max_id": state.max_appointment_id},
     )
     if earliest_new is not None:
-        changed_from = min(changed_from, _aware(earliest_new).astimezone(tz).date())
+        changed_from = min(changed_from, as_aware(earliest_new).astimezone(tz).date())
     return changed_from
 
 
@@ -888,26 +880,21 @@ def _sqlite_touched_clients(
     if state is None or first_changed is None:
         return None
     a = AppointmentCache
-    changed_since = _naive_utc(_midnight(first_changed, tz))
-    old_start = _naive_utc(_window(_aware(state.calculated_at), tz).personal_start)
+    changed_since = naive_utc(local_midnight(first_changed, tz))
+    old_start = naive_utc(_window(as_aware(state.calculated_at), tz).personal_start)
     rows = session.execute(
         select(a.client_id).where(
             a.company_id == company_id,
             (a.id > state.max_appointment_id)
-            | ((a.appointment_datetime >= changed_since) & (a.appointment_datetime < _naive_utc(window.end)))
+            | ((a.appointment_datetime >= changed_since) & (a.appointment_datetime < naive_utc(window.end)))
             | (
                 (a.attendance == 1)
                 & (a.appointment_datetime >= old_start)
-                & (a.appointment_datetime < _naive_utc(window.personal_start))
+                & (a.appointment_datetime < naive_utc(window.personal_start))
             ),
         )
     ).scalars()
     return set(rows)
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    # SQLite keeps timestamps as naive UTC text.
-    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def load_visit_days(
@@ -932,9 +919,7 @@ def load_visit_days(
         query = query.where(a.client_id.in_(list(clients)))
     visits: list[tuple[int, int, date]] = []
     for client_id, service_ids, moment in session.execute(query):
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        day = moment.astimezone(tz).date()
+        day = as_aware(moment).astimezone(tz).date()
         for service_id in service_ids_of(service_ids):
             visits.append((client_id, service_id, day))
     return visits
@@ -952,7 +937,7 @@ def _sqlite_run(
     tz: ZoneInfo,
     touched: set[int] | None,
 ) -> tuple[dict[int, ServiceStats], int, int, int | None]:
-    start, end = _naive_utc(window.personal_start), _naive_utc(window.end)
+    start, end = naive_utc(window.personal_start), naive_utc(window.end)
     everyone = load_visit_days(session, company_id=company_id, start=start, end=end, tz=tz)
     services, _ = compute_averages(everyone, today=window.today)
     personal_visits = everyone if touched is None else [v for v in everyone if v[0] in touched]

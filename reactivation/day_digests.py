@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,6 +25,7 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from reactivation.db import is_postgres, pg_local_settings
+from reactivation.instants import as_aware, local_midnight, naive_utc
 from reactivation.models import AppointmentCache, AveragesDayDigest
 
 
@@ -45,9 +46,7 @@ def first_changed_day(
 
 def row_digest(appointment_id: int, client_id: int, attendance: int | None, moment: datetime, services: Any) -> int:
     """A signed 64-bit hash of one row's contents (SQLite; PostgreSQL computes its own in SQL)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    content = f"{appointment_id}|{client_id}|{attendance}|{moment.timestamp()}|{services!r}"
+    content = f"{appointment_id}|{client_id}|{attendance}|{as_aware(moment).timestamp()}|{services!r}"
     return int.from_bytes(hashlib.blake2b(content.encode(), digest_size=8).digest(), "big", signed=True)
 
 
@@ -62,7 +61,7 @@ GROUP BY 1
 
 def current_digests(session: Session, *, company_id: int, since: date, tz: ZoneInfo) -> dict[date, DayDigest]:
     """The digest of every local day from `since` on that holds appointment rows, as they are now."""
-    start = datetime.combine(since, time(0), tzinfo=tz).astimezone(UTC)
+    start = local_midnight(since, tz)
     if is_postgres(session):
         # The local day from the session's time zone, as the averages pass takes it.
         with pg_local_settings(session, {"TimeZone": tz.key, "jit": "off"}):
@@ -72,10 +71,10 @@ def current_digests(session: Session, *, company_id: int, since: date, tz: ZoneI
     digests: dict[date, DayDigest] = {}
     for appointment_id, client_id, attendance, moment, services in session.execute(
         select(a.id, a.client_id, a.attendance, a.appointment_datetime, a.service_ids).where(
-            a.company_id == company_id, a.appointment_datetime >= start.replace(tzinfo=None)
+            a.company_id == company_id, a.appointment_datetime >= naive_utc(start)
         )
     ):
-        day = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(tz).date()
+        day = as_aware(moment).astimezone(tz).date()
         before = digests.get(day, DayDigest(0, 0))
         digests[day] = DayDigest(
             before.rows + 1, before.digest ^ row_digest(appointment_id, client_id, attendance, moment, services)

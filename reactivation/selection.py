@@ -37,7 +37,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -66,6 +66,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from reactivation.companies import CompanyConfig, load_company
 from reactivation.db import is_postgres, pg_local_settings
 from reactivation.industry import IndustryMatch, load_standards, match_industry
+from reactivation.instants import as_aware, local_midnight, naive_utc
 from reactivation.models import (
     AppointmentCache,
     Booking,
@@ -310,7 +311,7 @@ def recheck_client(
         return Skip.FLOW_STOPPED
 
     postgres = is_postgres(session)
-    after = _instant(_local_midnight(lapse_date + timedelta(days=1), company.tz), postgres=postgres)
+    after = _instant(local_midnight(lapse_date + timedelta(days=1), company.tz), postgres=postgres)
     visited = session.execute(
         select(AppointmentCache.id)
         .where(
@@ -335,9 +336,7 @@ def recheck_client(
         )
     ).scalar()
     if latest is not None:
-        if latest.tzinfo is None:
-            latest = latest.replace(tzinfo=UTC)
-        return Skip.UPCOMING_BOOKING if latest > now else Skip.BOOKED_SINCE
+        return Skip.UPCOMING_BOOKING if as_aware(latest) > now else Skip.BOOKED_SINCE
     if phone is None:
         return Skip.INVALID_PHONE
     return None
@@ -358,12 +357,8 @@ def _reference(session: Session, *, company_id: int, today: date) -> _Reference:
         if found is not None:
             industry[service_id] = found
     gap = company.settings.min_days_between_messages
-    cutoff = _local_midnight(today - timedelta(days=gap - 1), company.tz) if gap > 0 else None
+    cutoff = local_midnight(today - timedelta(days=gap - 1), company.tz) if gap > 0 else None
     return _Reference(company=company, today=today, industry=industry, titles=titles, contact_cutoff=cutoff)
-
-
-def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
 
 
 def _utc_offset_modifier(tz: ZoneInfo, today: date) -> str:
@@ -374,7 +369,7 @@ def _utc_offset_modifier(tz: ZoneInfo, today: date) -> str:
 
 def _instant(value: datetime, *, postgres: bool) -> datetime:
     # SQLite stores naive UTC text; comparing with an aware value would compare its wall time.
-    return value if postgres else value.astimezone(UTC).replace(tzinfo=None)
+    return value if postgres else naive_utc(value)
 
 
 def _days_between(today: date, column: Any, *, postgres: bool) -> ColumnElement[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,6 +28,7 @@ from reactivation.averages import (
     shares_between,
 )
 from reactivation.bulk import load_salon
+from reactivation.instants import local_midnight
 from reactivation.models import (
     AppointmentCache,
     AveragesState,
@@ -281,6 +282,18 @@ def test_postgres_and_sqlite_give_the_same_numbers(db: Session, sqlite_db: Sessi
     assert pg_personal == lite_personal and len(pg_personal) >= 50
 
 
+def _attended_pairs(session: Session, company_id: int, *, limit: int) -> list[Any]:
+    """Up to `limit` distinct (client, service list) pairs of the salon's attended visits."""
+    return list(
+        session.execute(
+            select(AppointmentCache.client_id, AppointmentCache.service_ids)
+            .where(AppointmentCache.company_id == company_id, AppointmentCache.attendance == 1)
+            .distinct()
+            .limit(limit)
+        ).all()
+    )
+
+
 def test_incremental_run_equals_a_full_run(session: Session) -> None:
     # Given a salon whose averages were computed a week ago
     _seeded(session, 42)
@@ -288,12 +301,7 @@ def test_incremental_run_equals_a_full_run(session: Session) -> None:
     calculate_averages(session, company_id=42, now=week_ago, full=True)
     # and a week of new visits since, one of them an old visit the sync only now recorded,
     # and one visit whose attendance was marked a few days late
-    clients = session.execute(
-        select(AppointmentCache.client_id, AppointmentCache.service_ids)
-        .where(AppointmentCache.company_id == 42, AppointmentCache.attendance == 1)
-        .distinct()
-        .limit(60)
-    ).all()
+    clients = _attended_pairs(session, 42, limit=60)
     for i, (client_id, service_ids) in enumerate(clients):
         when = NOW - timedelta(days=i % 7, hours=3) if i else NOW - timedelta(days=200)
         session.add(
@@ -364,7 +372,8 @@ def test_an_incremental_run_over_unchanged_visits_recomputes_only_the_clients_le
 
 
 def _local_midnight(moment: datetime, tz: ZoneInfo, *, days_before: int = 0) -> datetime:
-    return datetime.combine(moment.astimezone(tz).date() - timedelta(days=days_before), time(0), tz)
+    """When the local day of `moment` (less `days_before` days) began."""
+    return local_midnight(moment.astimezone(tz).date() - timedelta(days=days_before), tz)
 
 
 def test_new_visits_recompute_only_the_clients_seen_from_the_first_new_day(session: Session) -> None:
@@ -374,12 +383,7 @@ def test_new_visits_recompute_only_the_clients_seen_from_the_first_new_day(sessi
     calculate_averages(session, company_id=52, now=week_ago, full=True)
     recent = _clients_with_rows(session, 52, since=week_ago - timedelta(days=14), until=NOW)
     # and new visits of a few clients in the last two days
-    rows = session.execute(
-        select(AppointmentCache.client_id, AppointmentCache.service_ids)
-        .where(AppointmentCache.company_id == 52, AppointmentCache.attendance == 1)
-        .distinct()
-        .limit(12)
-    ).all()
+    rows = _attended_pairs(session, 52, limit=12)
     first_new = NOW - timedelta(days=2)
     for i, (client_id, service_ids) in enumerate(rows):
         session.add(
