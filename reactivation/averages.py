@@ -939,9 +939,10 @@ def _sqlite_run(
 ) -> tuple[dict[int, ServiceStats], int, int, int | None]:
     start, end = naive_utc(window.personal_start), naive_utc(window.end)
     everyone = load_visit_days(session, company_id=company_id, start=start, end=end, tz=tz)
-    services, _ = compute_averages(everyone, today=window.today)
-    personal_visits = everyone if touched is None else [v for v in everyone if v[0] in touched]
-    _, personal = compute_averages(personal_visits, today=window.today)
+    services, personal = compute_averages(everyone, today=window.today)
+    if touched is not None:
+        # A client's rhythm comes from their own visits only: those of the others stand as they were written.
+        personal = {key: stats for key, stats in personal.items() if key[0] in touched}
 
     cpi = ClientPersonalizedInterval
     scope = cpi.company_id == company_id
