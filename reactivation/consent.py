@@ -26,6 +26,7 @@ from sqlalchemy import ColumnElement, exists, insert, or_, select, true, update
 from sqlalchemy.orm import QueryableAttribute, Session
 
 from reactivation.companies import CompanyConfig, load_company
+from reactivation.instants import as_aware
 from reactivation.models import Consent, OptOut
 from reactivation.phones import InvalidPhone, mask_phone, normalize_phone
 
@@ -157,8 +158,7 @@ def _chunks(values: list[str]) -> Iterable[list[str]]:
 
 
 def _utc(moment: datetime) -> datetime:
-    # SQLite hands timestamps back without their zone; everything this product stores is UTC.
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    return as_aware(moment).astimezone(UTC)
 
 
 def import_consents(

@@ -18,7 +18,7 @@ import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, and_, case, func, select
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from reactivation.attribution import HOLDOUT, SENT, contact_time
 from reactivation.companies import load_company
+from reactivation.instants import as_aware, local_midnight
 from reactivation.models import ReactivationHistory
 from reactivation.steps import Step
 
@@ -121,8 +122,8 @@ def _period(session: Session, company_id: int, since: date | None, until: date |
     company = load_company(session, company_id=company_id)
     if since is not None and until is not None and since > until:
         raise ValueError(f"--since {since} is after --until {until}")
-    start = datetime.combine(since, time(0), company.tz).astimezone(UTC) if since else None
-    end = datetime.combine(until + timedelta(days=1), time(0), company.tz).astimezone(UTC) if until else None
+    start = local_midnight(since, company.tz) if since else None
+    end = local_midnight(until + timedelta(days=1), company.tz) if until else None
     return start, end
 
 
@@ -205,11 +206,7 @@ def _spread(
 
 
 def _days_between(earlier: datetime, later: datetime) -> float:
-    if earlier.tzinfo is None:
-        earlier = earlier.replace(tzinfo=UTC)
-    if later.tzinfo is None:
-        later = later.replace(tzinfo=UTC)
-    return max(0.0, (later - earlier).total_seconds() / 86_400)
+    return max(0.0, (as_aware(later) - as_aware(earlier)).total_seconds() / 86_400)
 
 
 # --- Hold-out --------------------------------------------------------------------------------------------------
