@@ -18,6 +18,9 @@ compare the two on generated formats). It differs for a foreign number written w
 country code ("+44 0 20 …": the library drops the 0), which is why the opt-out rule is re-checked in Python
 with `normalize_phone` on the rows a query returns.
 
+A phone holding a NUL character has no key: PostgreSQL text cannot hold one, and SQLite's length() stops at the
+first, so the rules below would read a different number than Python does.
+
 The rules (applied after removing the SEPARATORS below: whitespace, "(", ")", "-", "." and "+"):
   a "+" in the input: international; "+7 8 …" with 12 digits drops the trunk 8; otherwise "+" and the digits;
   11 digits starting with 7 or 8: +7 and the last ten; 10 digits: +7 and them;
@@ -43,7 +46,7 @@ SEPARATORS = " \t\n\r\u00a0\u2007\u2009\u202f\u3000" + "+().-"
 
 def phone_key(raw: object) -> str | None:
     """The Python twin of the SQL expression (for tests and for code that holds a raw phone)."""
-    if not isinstance(raw, str):
+    if not isinstance(raw, str) or "\x00" in raw:
         return None
     digits = "".join(ch for ch in raw if ch not in SEPARATORS)
     if not digits:
@@ -123,7 +126,8 @@ def phone_key_sql(column: str, dialect: str) -> str:
     """The generated-column expression for `column` on `dialect` ("postgresql" or "sqlite")."""
     if dialect == "postgresql":
         return f"{POSTGRES_FUNCTION}({column})"
-    return key_sql(column, _stripped_sqlite(column), f"instr({column}, '+') > 0")
+    key = key_sql(column, _stripped_sqlite(column), f"instr({column}, '+') > 0")
+    return f"CASE WHEN instr({column}, char(0)) > 0 THEN NULL ELSE {key} END"
 
 
 class PhoneKey(FunctionElement[str]):

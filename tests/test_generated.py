@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
@@ -22,7 +23,7 @@ from reactivation.generated import (
 )
 from reactivation.models import Client
 from reactivation.phones import try_normalize_phone
-from tests.factories import make_company
+from tests.factories import make_booking, make_client, make_company
 
 
 def _migration(slug: str) -> Any:
@@ -34,12 +35,16 @@ def _migration(slug: str) -> Any:
     return module
 
 
-def test_migrations_and_models_compute_the_same_expressions() -> None:
+def test_migrations_and_models_compute_the_same_expressions(sqlite_db: Session) -> None:
     migration = _migration("t0003_derived_columns")
     assert migration.POSTGRES_FUNCTION_SQL == POSTGRES_FUNCTION_SQL
+    assert migration.expression("phone", "postgresql") == phone_key_sql("phone", "postgresql")
     for dialect in ("postgresql", "sqlite"):
-        assert migration.expression("phone", dialect) == phone_key_sql("phone", dialect)
         assert migration.last_service_id_expression("x", dialect) == last_service_id_sql("x", dialect)
+    # SQLite's phone keys were rebuilt by t0009: the migrated tables hold what the models say.
+    for table, key, phone in (("clients", "phone_key", "phone"), ("bookings", "client_phone_key", "client_phone")):
+        ddl = sqlite_db.execute(text("SELECT sql FROM sqlite_master WHERE name = :t"), {"t": table}).scalar_one()
+        assert f"{key} TEXT GENERATED ALWAYS AS ({phone_key_sql(phone, 'sqlite')}) STORED" in ddl
 
 
 @pytest.mark.parametrize(
@@ -116,6 +121,7 @@ def test_postgres_function_equals_the_python_twin(pg_engine: Engine, raws: list[
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(_SAMPLES)
+@example(["000000000\x00"])  # SQLite's length() stops at the NUL
 def test_sqlite_expression_equals_the_python_twin(sqlite_db: Session, raws: list[str]) -> None:
     assert _sql_keys(sqlite_db, raws, "sqlite") == [phone_key(r) for r in raws]
 
@@ -134,7 +140,20 @@ def test_generated_columns_fill_themselves(db: Session, sqlite_db: Session) -> N
         assert client.phone_key is None
 
 
+def test_a_phone_holding_nul_has_no_key_on_sqlite(sqlite_db: Session) -> None:
+    # PostgreSQL text cannot hold a NUL at all; SQLite stores one, and its length() would stop there.
+    company = make_company(sqlite_db)
+    client = make_client(sqlite_db, company.id, last_visit=None, phone="8 (900) 123-45-6\x007")
+    booking = make_booking(sqlite_db, client, when=datetime(2026, 11, 30, 12, tzinfo=UTC), phone="000000000\x00")
+    sqlite_db.refresh(client)
+    sqlite_db.refresh(booking)
+    assert (client.phone_key, booking.client_phone_key) == (None, None)
+
+
 def test_examples() -> None:
+    # No key rather than a different one in Python and in SQLite.
+    assert phone_key("000000000\x00") is None
+    assert phone_key("8 (900) 123-45-6\x007") is None
     assert phone_key("8 (900) 123-45-67") == "+79001234567"
     assert phone_key("+7 8 900 123 45 67") == "+79001234567"
     assert phone_key("900 123 45 67") == "+79001234567"
