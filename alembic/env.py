@@ -7,9 +7,9 @@ from logging.config import fileConfig
 from sqlalchemy import Connection, text
 
 from alembic import context
-from reactivation.db import make_engine
-from reactivation.models import Base
-from reactivation.settings import get_settings
+from reactivation.core.settings import get_settings
+from reactivation.storage.db import make_engine
+from reactivation.storage.models import Base
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import insert
 
 from bench.common import Figure, analyze, bench_database, timer
-from reactivation.attribution import attribute_bookings
-from reactivation.db import make_engine, make_session_factory, session_scope
-from reactivation.models import Booking, Company, ReactivationHistory
-from reactivation.stats import campaign_stats
+from reactivation.outcomes.attribution import attribute_bookings
+from reactivation.outcomes.stats import campaign_stats
+from reactivation.storage.db import make_engine, make_session_factory, session_scope
+from reactivation.storage.models import Booking, Company, ReactivationHistory
 
 CONTACTS = 50_000
 COMPANY_ID = 962302

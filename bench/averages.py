@@ -31,9 +31,9 @@ from sqlalchemy.orm import Session
 
 from bench.bigsalon import AVERAGES_AT, BigSalon, big_salon
 from bench.common import Figure, explain_run, median_seconds, timer, write_plans
-from reactivation.averages import AveragesResult, calculate_averages
-from reactivation.db import make_engine
-from reactivation.settings import Settings
+from reactivation.core.settings import Settings
+from reactivation.storage.db import make_engine
+from reactivation.timing.averages import AveragesResult, calculate_averages
 
 RUNS = 3
 WEEK = timedelta(days=7)

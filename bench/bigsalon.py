@@ -20,13 +20,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import select, text
 
 from bench.common import PG_ADMIN_URL, analyze, timer
-from reactivation import migrations
-from reactivation.averages import calculate_averages
-from reactivation.bulk import copy_rows, load_salon
-from reactivation.db import make_engine, make_session_factory, session_scope
-from reactivation.models import AveragesState, Company
-from reactivation.phones import try_normalize_phone
-from reactivation.synthetic import SalonPlan, generate_salon
+from reactivation.core.phones import try_normalize_phone
+from reactivation.storage import migrations
+from reactivation.storage.db import make_engine, make_session_factory, session_scope
+from reactivation.storage.models import AveragesState, Company
+from reactivation.timing.averages import calculate_averages
+from reactivation.tools.bulk import copy_rows, load_salon
+from reactivation.tools.synthetic import SalonPlan, generate_salon
 
 COMPANY_ID = 777
 TODAY = date(2026, 11, 23)

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from reactivation.limiter import gemini_limiter
-from reactivation.settings import RateLimit, load_settings
+from reactivation.core.limiter import gemini_limiter
+from reactivation.core.settings import RateLimit, load_settings
 
 if TYPE_CHECKING:
     from bench.common import Figure

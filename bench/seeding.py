@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date
 
 from bench.common import Figure, bench_database, timer
-from reactivation.bulk import load_salon
-from reactivation.db import make_engine, make_session_factory, session_scope
-from reactivation.synthetic import generate_salon
+from reactivation.storage.db import make_engine, make_session_factory, session_scope
+from reactivation.tools.bulk import load_salon
+from reactivation.tools.synthetic import generate_salon
 
 CLIENTS = 100_000
 

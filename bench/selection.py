@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 
 from bench.bigsalon import BigSalon, big_salon
 from bench.common import Figure, explain_run, median_seconds, write_plans
-from reactivation.companies import load_company
-from reactivation.db import make_engine
-from reactivation.selection import due_clients
+from reactivation.audience.selection import due_clients
+from reactivation.storage.companies import load_company
+from reactivation.storage.db import make_engine
 
 RUNS = 5
 # Every due client of the big salon takes minutes (hundreds of thousands of rows): fewer runs, no extra warm-up.

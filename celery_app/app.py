@@ -7,9 +7,9 @@ from typing import Any
 from celery import Celery, signals
 
 from celery_app.config import celery_config
-from reactivation.logs import configure_logging
+from reactivation.core.logs import configure_logging
+from reactivation.core.settings import Settings, get_settings
 from reactivation.runtime import Runtime
-from reactivation.settings import Settings, get_settings
 
 app = Celery("reactivation", include=["celery_app.tasks"])
 

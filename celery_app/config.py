@@ -7,7 +7,7 @@ from typing import Any
 from celery.schedules import crontab
 from kombu import Queue
 
-from reactivation.settings import Settings
+from reactivation.core.settings import Settings
 
 QUEUES = ("default", "gemini", "whatsapp")
 

@@ -18,13 +18,16 @@ from celery import Task, chain
 from celery.exceptions import Ignore
 
 from celery_app.app import app, runtime
-from reactivation import attribution, averages, campaign, pipeline, planning, retention, sweeps
-from reactivation.companies import load_company
-from reactivation.company_settings import CompanyConfigError
-from reactivation.db import TRANSIENT_DB_ERRORS
-from reactivation.pipeline import Continue, Outcome, RetryLater, Stop
-from reactivation.replies import handle_reply as handle_reply_domain
-from reactivation.replies import mark_booking_created as mark_booking_created_domain
+from reactivation.compliance import retention
+from reactivation.flow import campaign, pipeline, planning, sweeps
+from reactivation.flow.pipeline import Continue, Outcome, RetryLater, Stop
+from reactivation.outcomes import attribution
+from reactivation.replies.handler import handle_reply as handle_reply_domain
+from reactivation.replies.handler import mark_booking_created as mark_booking_created_domain
+from reactivation.storage.companies import load_company
+from reactivation.storage.company_settings import CompanyConfigError
+from reactivation.storage.db import TRANSIENT_DB_ERRORS
+from reactivation.timing import averages
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +176,7 @@ def plan_campaigns() -> int:
 
 @app.task(name="reactivation.sweep")
 def sweep() -> dict[str, int]:
-    """Resolve rows stuck in an in-flight status (see reactivation.sweeps)."""
+    """Resolve rows stuck in an in-flight status (see reactivation.flow.sweeps)."""
     rt = runtime()
     totals = {"unknown": 0, "expired": 0, "resumed": 0, "handover": 0}
     with rt.session() as session:

@@ -15,11 +15,11 @@ import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from reactivation.db import make_engine, make_session_factory, session_scope
-from reactivation.delivery import OutboxSender, Sender, make_sender
-from reactivation.gemini import GeminiWriter, gemini_writer
-from reactivation.limiter import Limiter, gemini_limiter, make_storage, whatsapp_limiter
-from reactivation.settings import Settings
+from reactivation.core.limiter import Limiter, gemini_limiter, make_storage, whatsapp_limiter
+from reactivation.core.settings import Settings
+from reactivation.delivery.senders import OutboxSender, Sender, make_sender
+from reactivation.messaging.gemini import GeminiWriter, gemini_writer
+from reactivation.storage.db import make_engine, make_session_factory, session_scope
 
 # One in-process Redis stand-in per process, so that every client the embedded default makes sees the same data.
 _FAKE_SERVER: Any = None

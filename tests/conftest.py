@@ -15,10 +15,10 @@ import redis
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from reactivation import migrations
-from reactivation.db import make_engine
+from reactivation.core.settings import Settings, load_settings
 from reactivation.runtime import Runtime
-from reactivation.settings import Settings, load_settings
+from reactivation.storage import migrations
+from reactivation.storage.db import make_engine
 from tests.fake_gateway import FakeGateway
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -87,7 +87,7 @@ def db(pg_engine: Engine) -> Iterator[Session]:
 
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
-    return f"sqlite:///{tmp_path / 'reactivation.db'}"
+    return f"sqlite:///{tmp_path / 'reactivation.storage.db'}"
 
 
 @pytest.fixture

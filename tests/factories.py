@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from reactivation.models import AppointmentCache, Booking, Client, Company, Service
+from reactivation.storage.models import AppointmentCache, Booking, Client, Company, Service
 
 _ids = itertools.count(1)
 

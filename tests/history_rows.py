@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from reactivation.models import Client, ReactivationHistory
-from reactivation.phones import normalize_phone
-from reactivation.steps import Step
+from reactivation.core.phones import normalize_phone
+from reactivation.storage.models import Client, ReactivationHistory
+from reactivation.timing.steps import Step
 
 
 def make_history(

@@ -9,8 +9,8 @@ from decimal import Decimal
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from reactivation.models import Client
-from reactivation.phones import normalize_phone
+from reactivation.core.phones import normalize_phone
+from reactivation.storage.models import Client
 from tests.factories import make_booking, make_client, make_company, make_service
 
 # A title no industry keyword matches: these clients fall to the universal 30 days, so step 1 is due at 33 days.

@@ -15,19 +15,19 @@ import time_machine
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from reactivation import planning
-from reactivation.company_settings import CompanyConfigError
-from reactivation.history import Status
-from reactivation.models import CampaignRun, Client, Company
-from reactivation.names import first_name
+from reactivation.core.settings import Settings
+from reactivation.flow import planning
+from reactivation.messaging.names import first_name
+from reactivation.messaging.validation import validate_message
 from reactivation.runtime import Runtime
-from reactivation.settings import Settings
-from reactivation.steps import Step
-from reactivation.validation import validate_message
+from reactivation.storage.company_settings import CompanyConfigError
+from reactivation.storage.history import Status
+from reactivation.storage.models import CampaignRun, Client, Company
+from reactivation.timing.steps import Step
+from tests.chains import claim, rows, run_chain
 from tests.factories import make_client
 from tests.fake_gateway import FakeGateway
 from tests.salon import OPEN_ALL_DAY, Salon, build_salon
-from tests.test_pipeline import claim, rows, run_chain
 
 SQL = "'); DROP TABLE clients;--"
 LONG = "Анна" + "ы" * 9_996

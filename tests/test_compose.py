@@ -61,7 +61,7 @@ def test_compose_has_every_process() -> None:
 @pytest.mark.parametrize(("service", "command"), _commands())
 def test_each_service_command_is_one_the_cli_and_celery_accept(service: str, command: list[str]) -> None:
     program, *args = command
-    module = "celery" if program == "celery" else "reactivation.cli"
+    module = "celery" if program == "celery" else "reactivation.tools.cli"
     argv = [sys.executable, "-m", module, *args, "--help"]
     result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, f"{service}: {' '.join(command)}\n{result.stdout}\n{result.stderr}"

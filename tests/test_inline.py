@@ -12,10 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from reactivation import cli, migrations
-from reactivation.db import make_engine
-from reactivation.models import ReactivationHistory
-from reactivation.settings import get_settings
+from reactivation.core.settings import get_settings
+from reactivation.storage import migrations
+from reactivation.storage.db import make_engine
+from reactivation.storage.models import ReactivationHistory
+from reactivation.tools import cli
 from tests.salon import build_salon
 
 

@@ -19,10 +19,10 @@ import redis
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from reactivation.history import FINAL, Status
-from reactivation.keys import dialog_key
-from reactivation.models import ReactivationHistory
-from reactivation.settings import Settings
+from reactivation.core.settings import Settings
+from reactivation.handover.keys import dialog_key
+from reactivation.storage.history import FINAL, Status
+from reactivation.storage.models import ReactivationHistory
 from tests.conftest import REDIS_URL
 from tests.fake_gateway import FakeGateway
 from tests.salon import build_salon

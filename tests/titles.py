@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from reactivation.synthetic import CATALOG, SALON_NAMES
+from reactivation.tools.synthetic import CATALOG, SALON_NAMES
 
 
 def _industry_names() -> list[str]:

@@ -23,9 +23,9 @@ from celery import Celery
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
-from reactivation import sweeps
-from reactivation.history import IN_FLIGHT
-from reactivation.models import ReactivationHistory
+from reactivation.flow import sweeps
+from reactivation.storage.history import IN_FLIGHT
+from reactivation.storage.models import ReactivationHistory
 
 CELERY = [sys.executable, "-m", "celery", "-A", "celery_app"]
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,1 @@
+"""Consent, opt-outs and retention: what the law requires of the salon."""

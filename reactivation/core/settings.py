@@ -1,0 +1,181 @@
+"""The one settings object, read from the environment (and an optional `.env`) at the edge and passed in."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The embedded default keeps every file it writes under one folder that git ignores.
+DATA_DIR = Path("var")
+DEFAULT_DATABASE_URL = f"sqlite:///{DATA_DIR / 'reactivation.storage.db'}"
+DEFAULT_OUTBOX_PATH = DATA_DIR / "outbox.jsonl"
+# The Gemini API's own current Flash model (the 2.0 models are shut down, 2.5 Flash is deprecated).
+DEFAULT_GEMINI_MODEL = "gemini-3.8-flash"
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+class SettingsError(ValueError):
+    """A setting has a wrong value; the message names the environment variable."""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `calls` in any sliding window of `seconds`."""
+
+    calls: int
+    seconds: int
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        """Parse "15/60" (calls/seconds)."""
+        match = _RATE.match(text)
+        if not match:
+            raise ValueError(f"expected CALLS/SECONDS such as 15/60, got {text!r}")
+        calls, seconds = int(match[1]), int(match[2])
+        if calls < 1 or seconds < 1:
+            raise ValueError(f"calls and seconds must be positive, got {text!r}")
+        return cls(calls, seconds)
+
+    def __str__(self) -> str:
+        return f"{self.calls}/{self.seconds}"
+
+
+class Settings(BaseSettings):
+    """Process-wide settings. Names are the environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    # Unset: the embedded default uses an in-process Redis stand-in and runs tasks eagerly.
+    redis_url: str | None = None
+    celery_broker_url: str | None = None
+    # Prefix for every Redis key this product writes. Empty in production, because the AI admin
+    # reads `dialog:{company}:{phone}` as it is; tests give each run its own prefix.
+    redis_key_prefix: str = ""
+
+    gemini_api_key: SecretStr | None = None
+    gemini_base_url: str | None = None
+    gemini_model: str = DEFAULT_GEMINI_MODEL
+    gemini_rate_limit: str = "15/60"
+    # Per request; the SDK has no timeout of its own.
+    gemini_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+    # Every attempt and wait for one message together; past it the template is used.
+    gemini_budget_seconds: float = Field(default=30.0, gt=0, le=600)
+    gemini_max_attempts: int = Field(default=4, ge=1, le=10)
+
+    whatsapp_provider: Literal["gateway", "cloud_api", "outbox"] = "outbox"
+    whatsapp_gateway_url: str | None = None
+    whatsapp_gateway_token: SecretStr | None = None
+    whatsapp_outbox_path: Path = DEFAULT_OUTBOX_PATH
+    whatsapp_rate_limit: str = "30/60"
+    whatsapp_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    whatsapp_cloud_api_url: str = "https://graph.facebook.com/v21.0"
+    whatsapp_cloud_api_token: SecretStr | None = None
+    whatsapp_cloud_phone_number_id: str | None = None
+    whatsapp_cloud_template_language: str = "ru"
+    # Approved marketing templates per step; parameters: first name, service, discount.
+    whatsapp_cloud_template_gentle: str = "reactivation_gentle"
+    whatsapp_cloud_template_offer: str = "reactivation_offer"
+    whatsapp_cloud_template_win_back: str = "reactivation_win_back"
+
+    # The Redis broker hands an unacknowledged task to another worker after this long; every countdown
+    # a task uses stays far below it (see max_countdown_seconds).
+    celery_visibility_timeout_seconds: int = Field(default=3600, ge=30, le=24 * 3600)
+
+    # How often beat's planner looks for companies whose local send time has come.
+    beat_tick_seconds: float = Field(default=300.0, ge=1, le=3600)
+
+    # The averages job splits a PostgreSQL company's clients into this many shares computed at once, each on its
+    # own database connection: about one per core the database server can spare (1: one connection, no split).
+    averages_workers: int = Field(default=2, ge=1, le=8)
+
+    # How long the AI admin's pendingAction lives in Redis.
+    context_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("gemini_rate_limit", "whatsapp_rate_limit")
+    @classmethod
+    def _rate_limit_format(cls, value: str) -> str:
+        RateLimit.parse(value)
+        return value.strip()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must start with sqlite:// or postgresql+psycopg://")
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            # psycopg 3 is the only driver installed; name it so SQLAlchemy does not look for psycopg2.
+            value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @field_validator("redis_url", "celery_broker_url", "gemini_base_url", "whatsapp_gateway_url")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> Settings:
+        if self.whatsapp_provider == "gateway" and not self.whatsapp_gateway_url:
+            raise ValueError("WHATSAPP_GATEWAY_URL is required when WHATSAPP_PROVIDER=gateway")
+        if self.whatsapp_provider == "cloud_api" and not (
+            self.whatsapp_cloud_api_token and self.whatsapp_cloud_phone_number_id
+        ):
+            raise ValueError(
+                "WHATSAPP_CLOUD_API_TOKEN and WHATSAPP_CLOUD_PHONE_NUMBER_ID are required "
+                "when WHATSAPP_PROVIDER=cloud_api"
+            )
+        return self
+
+    @property
+    def gemini_limit(self) -> RateLimit:
+        return RateLimit.parse(self.gemini_rate_limit)
+
+    @property
+    def whatsapp_limit(self) -> RateLimit:
+        return RateLimit.parse(self.whatsapp_rate_limit)
+
+    @property
+    def max_countdown_seconds(self) -> int:
+        """The longest countdown a task may schedule: a sixth of the visibility timeout."""
+        return max(1, self.celery_visibility_timeout_seconds // 6)
+
+    @property
+    def broker_url(self) -> str:
+        """The Celery broker: CELERY_BROKER_URL, else REDIS_URL, else in-memory (embedded default)."""
+        return self.celery_broker_url or self.redis_url or "memory://"
+
+    @property
+    def embedded(self) -> bool:
+        """True when no Redis is configured: tasks run in-process against a Redis stand-in."""
+        return self.redis_url is None
+
+    @property
+    def gemini_enabled(self) -> bool:
+        return self.gemini_api_key is not None and bool(self.gemini_api_key.get_secret_value())
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment; a wrong value raises SettingsError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            location = "_".join(str(part) for part in error["loc"]).upper()
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{location}: {message}" if location else message)
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once at the edge (CLI start, worker start)."""
+    return load_settings()

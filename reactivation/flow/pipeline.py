@@ -1,0 +1,475 @@
+"""The per-client chain, one function per step: select_interval → generate_message → send_message →
+persist_history → save_context.
+
+Each step takes the history row's id, re-reads the row, checks that its status allows the step, re-checks
+what may have changed since the claim (an opt-out, a booking, a visit), does its work, and moves the status
+forward with a conditional UPDATE, so running a step twice changes nothing. A step returns what the Celery
+task should do next: go on (`Continue`), stop the chain (`Stop`), or run again later (`RetryLater`).
+
+Sending is at most once: the row moves to `sending` and that is committed before the gateway is called; a
+row found in `sending` later is never sent again automatically (the sweep marks it `unknown`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Protocol
+
+import redis
+import tenacity
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from reactivation.audience.selection import recheck_client
+from reactivation.compliance.optouts import record_opt_out
+from reactivation.core.phones import mask_phone
+from reactivation.delivery.senders import (
+    InvalidSendRequest,
+    PermanentSendError,
+    SendOutcomeUnknown,
+    SendRequest,
+    SendSkipped,
+    SkipReason,
+    TransientSendError,
+    idempotency_key,
+)
+from reactivation.handover.dialogs import ContextError, HandoverContext, save_context
+from reactivation.messaging.composing import ComposedMessage, MessageRequest, RateLimited, compose_message
+from reactivation.messaging.names import first_name
+from reactivation.runtime import Runtime
+from reactivation.storage import history
+from reactivation.storage.companies import CompanyConfig, load_company
+from reactivation.storage.db import TRANSIENT_DB_ERRORS
+from reactivation.storage.history import Status
+from reactivation.storage.models import Client, ReactivationHistory
+from reactivation.timing.sendwindow import SendWindow, is_send_allowed, next_send_time
+from reactivation.timing.steps import Step
+
+log = logging.getLogger(__name__)
+
+# A transient gateway error is retried this many times (with backoff) before the row ends failed/unknown.
+MAX_SEND_ATTEMPTS = 8
+MAX_CONTEXT_ATTEMPTS = 6
+# Tries to record the gateway's answer on the row before giving up (waiting 0.5 + 1 + 2 + 4 s in between).
+RECORD_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Continue:
+    """The step is done (now or earlier): the chain goes on."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Nothing more for this chain now (final status, or waiting for the send window)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    """Run this step again after `countdown` seconds (a rate limit, a transient error)."""
+
+    countdown: float
+    reason: str
+
+
+Outcome = Continue | Stop | RetryLater
+
+
+def backoff(attempt: int, *, base: float = 5.0, cap: float = 300.0) -> float:
+    """Seconds to wait before retry number `attempt` (1, 2, …): base, doubling, at most cap."""
+    return min(cap, base * 2 ** max(0, attempt - 1))
+
+
+def _recheck(session: Session, row: ReactivationHistory, now: datetime) -> str | None:
+    """The reason this row must not go on, if something changed since it was claimed."""
+    skip = recheck_client(
+        session, company_id=row.company_id, client_id=row.client_id, lapse_date=row.last_visit_date, now=now
+    )
+    return None if skip is None else str(skip)
+
+
+def fail_unsent(rt: Runtime, *, company_id: int, history_id: int, error: str) -> Stop:
+    """End a row that cannot go on (its company's settings became invalid after the claim) as `failed`, unless
+    its message already left: a row in `sending` or `delivered` waits for the sweep or for the settings to be
+    fixed, so that a sent message is never recorded as failed."""
+    with rt.session() as session:
+        moved = history.transition(
+            session,
+            company_id=company_id,
+            history_id=history_id,
+            from_status=(Status.CLAIMED, Status.INTERVAL_SELECTED, Status.GENERATED),
+            to_status=Status.FAILED,
+            error=history.cut(error),
+        )
+    where = {"company_id": company_id, "history_id": history_id}
+    if moved:
+        log.error("company settings invalid; row not sent", extra=where)
+        return Stop("failed")
+    log.error("company settings invalid; row waits for them to be fixed", extra=where)
+    return Stop("company settings invalid")
+
+
+def _skip(session: Session, row: ReactivationHistory, from_status: Status, reason: str) -> Stop:
+    history.transition(
+        session,
+        company_id=row.company_id,
+        history_id=row.id,
+        from_status=from_status,
+        to_status=Status.SKIPPED,
+        skip_reason=reason,
+    )
+    log.info("contact skipped", extra={"history_id": row.id, "company_id": row.company_id, "reason": reason})
+    return Stop(reason)
+
+
+def _not_ready(row: ReactivationHistory | None, expected: Status, later: tuple[Status, ...]) -> Outcome | None:
+    """What to do when the row is not in the status this step starts from (None: it is)."""
+    if row is None:
+        return Stop("missing")
+    if row.status == expected:
+        return None
+    if row.status in later:
+        # Done by an earlier delivery of this same task: let the chain go on.
+        return Continue()
+    return Stop(f"status {row.status}")
+
+
+# --- select_interval ------------------------------------------------------------------------------------------
+
+
+def select_interval(rt: Runtime, *, company_id: int, history_id: int, now: datetime) -> Outcome:
+    """Re-check the claimed client and confirm the interval the claim chose (recorded on the row)."""
+    with rt.session() as session:
+        row = history.get(session, company_id=company_id, history_id=history_id)
+        later = (Status.INTERVAL_SELECTED, Status.GENERATED, Status.DELIVERED, Status.SENT)
+        if (outcome := _not_ready(row, Status.CLAIMED, later)) is not None:
+            return outcome
+        assert row is not None
+        if reason := _recheck(session, row, now):
+            return _skip(session, row, Status.CLAIMED, reason)
+        history.transition(
+            session,
+            company_id=company_id,
+            history_id=history_id,
+            from_status=Status.CLAIMED,
+            to_status=Status.INTERVAL_SELECTED,
+        )
+    return Continue()
+
+
+# --- generate_message -----------------------------------------------------------------------------------------
+
+
+def generate_message(rt: Runtime, *, company_id: int, history_id: int, now: datetime) -> Outcome:
+    """Write the client's message (Gemini within the global limit, else the template) and record how."""
+    with rt.session() as session:
+        row = history.get(session, company_id=company_id, history_id=history_id)
+        later = (Status.GENERATED, Status.DELIVERED, Status.SENT)
+        if (outcome := _not_ready(row, Status.INTERVAL_SELECTED, later)) is not None:
+            return outcome
+        assert row is not None
+        if reason := _recheck(session, row, now):
+            return _skip(session, row, Status.INTERVAL_SELECTED, reason)
+        company = load_company(session, company_id=company_id)
+        client_name = session.scalar(
+            select(Client.name).where(Client.company_id == company_id, Client.id == row.client_id)
+        )
+        request = message_request(company, row, client_name=client_name)
+    # No transaction is held open while Gemini thinks.
+    composed = compose_message(request, writer=rt.gemini_writer, limiter=rt.gemini_limiter)
+    if isinstance(composed, RateLimited):
+        return RetryLater(min(composed.wait_seconds, rt.settings.max_countdown_seconds), "gemini rate limit")
+    with rt.session() as session:
+        _record_message(session, company_id=company_id, history_id=history_id, composed=composed)
+    return Continue()
+
+
+class Contact(Protocol):
+    """What a message is about: a claimed history row, or a due client not yet claimed (the preview)."""
+
+    @property
+    def client_id(self) -> int: ...
+    @property
+    def step(self) -> int: ...
+    @property
+    def last_service_name(self) -> str | None: ...
+    @property
+    def last_visit_date(self) -> date: ...
+
+
+def message_request(company: CompanyConfig, contact: Contact, *, client_name: str | None) -> MessageRequest:
+    """What generate_message composes a contact's message from; `reactivation preview` builds the same."""
+    return MessageRequest(
+        company_name=company.name,
+        client_name=client_name,
+        # As the claim stores it on the row, so that a preview of a due client asks for the same message.
+        service_title=history.cut(contact.last_service_name, history.MAX_SERVICE_NAME),
+        step=Step(contact.step),
+        client_id=contact.client_id,
+        lapse_date=contact.last_visit_date,
+    )
+
+
+def _record_message(session: Session, *, company_id: int, history_id: int, composed: ComposedMessage) -> None:
+    history.transition(
+        session,
+        company_id=company_id,
+        history_id=history_id,
+        from_status=Status.INTERVAL_SELECTED,
+        to_status=Status.GENERATED,
+        message_text=composed.text,
+        generator=composed.generator,
+        variant=composed.variant,
+        model=composed.model,
+        generator_fallback_reason=composed.fallback_reason,
+    )
+
+
+# --- send_message ---------------------------------------------------------------------------------------------
+
+
+def send_message(rt: Runtime, *, company_id: int, history_id: int, now: datetime) -> Outcome:
+    """Send once: commit `sending`, call the gateway, record what it said."""
+    with rt.session() as session:
+        row = history.get(session, company_id=company_id, history_id=history_id)
+        if row is not None and row.status == Status.SENDING:
+            # A redelivered task finds the row mid-send: for marketing messages at most once beats at least once.
+            log.warning("row already sending; not calling the gateway again", extra={"history_id": history_id})
+            return Stop("already sending")
+        if (outcome := _not_ready(row, Status.GENERATED, (Status.DELIVERED, Status.SENT))) is not None:
+            return outcome
+        assert row is not None
+        if reason := _recheck(session, row, now):
+            return _skip(session, row, Status.GENERATED, reason)
+        company = load_company(session, company_id=company_id)
+        window = SendWindow.for_company(company)
+        if not row.dry_run and not is_send_allowed(now, window):
+            opens = next_send_time(now, window)
+            history.set_fields(session, company_id=company_id, history_id=history_id, send_after=opens)
+            log.info("outside the send window; waiting", extra={"history_id": history_id, "opens": opens.isoformat()})
+            return Stop("waiting for the send window")
+        sender_key = company.settings.sender_id or str(company_id)
+        slot = rt.whatsapp_limiter.acquire(sender_key)
+        if not slot.acquired:
+            return RetryLater(min(slot.wait_seconds, rt.settings.max_countdown_seconds), "whatsapp rate limit")
+        request = _send_request(row, company, session)
+        if not history.transition(
+            session,
+            company_id=company_id,
+            history_id=history_id,
+            from_status=Status.GENERATED,
+            to_status=Status.SENDING,
+            sending_started_at=now,
+            attempts=row.attempts + 1,
+            provider=rt.sender_for(row.dry_run).provider,
+        ):
+            return Stop("claimed by another worker")
+        attempt = row.attempts + 1
+    # Committed: from here on a crash leaves the row in `sending`, never sent twice.
+    return _deliver(rt, request, attempt=attempt, dry_run=row.dry_run, now=now)
+
+
+def _send_request(row: ReactivationHistory, company: CompanyConfig, session: Session) -> SendRequest:
+    name = session.scalar(select(Client.name).where(Client.company_id == row.company_id, Client.id == row.client_id))
+    return SendRequest(
+        company_id=row.company_id,
+        history_id=row.id,
+        phone=row.phone or "",
+        message=row.message_text or "",
+        idempotency_key=idempotency_key(row.company_id, row.id),
+        step=Step(row.step),
+        first_name=first_name(name),
+        service_title=row.last_service_name,
+        sender_id=company.settings.sender_id,
+    )
+
+
+def _deliver(rt: Runtime, request: SendRequest, *, attempt: int, dry_run: bool, now: datetime) -> Outcome:
+    company_id, history_id = request.company_id, request.history_id
+    try:
+        result = rt.sender_for(dry_run).send(request)
+    except TransientSendError as exc:
+        if attempt >= MAX_SEND_ATTEMPTS:
+            final = Status.UNKNOWN if exc.maybe_delivered else Status.FAILED
+            _record_answer(
+                rt,
+                request,
+                to_status=final,
+                error=history.cut(f"gave up after {attempt} attempts: {exc}"),
+            )
+            return Stop(f"transient error, {final}")
+        # The gateway de-duplicates by idempotency key, so sending again after a failed attempt is safe.
+        _record_answer(rt, request, to_status=Status.GENERATED, error=history.cut(str(exc)))
+        # Backoff, never sooner than the server asked: an outage answering "Retry-After: 1" would otherwise use up
+        # every attempt within seconds, and a gateway down for a minute would fail the whole run.
+        countdown = max(exc.retry_after or 0.0, backoff(attempt))
+        return RetryLater(min(countdown, rt.settings.max_countdown_seconds), "transient send error")
+    except SendSkipped as exc:
+        if exc.reason is SkipReason.MARKETING_OPT_OUT and not dry_run:
+            # The client told WhatsApp to stop this business's marketing: the same as telling the salon.
+            for attempt_to_record in _recording():
+                with attempt_to_record, rt.session() as session:
+                    record_opt_out(
+                        session,
+                        company_id=company_id,
+                        phone=request.phone,
+                        client_id=None,
+                        history_id=history_id,
+                        text=str(exc),
+                        source="whatsapp",
+                        now=now,
+                    )
+        return _end_send(rt, request, Status.SKIPPED, skip_reason=str(exc.reason))
+    except SendOutcomeUnknown as exc:
+        return _end_send(rt, request, Status.UNKNOWN, error=history.cut(str(exc)))
+    except (PermanentSendError, InvalidSendRequest) as exc:
+        if getattr(exc, "affects_all_messages", False):
+            log.error("sender misconfigured: every message will fail", extra={"error": str(exc)})
+        return _end_send(rt, request, Status.FAILED, error=history.cut(str(exc)))
+    _record_answer(
+        rt,
+        request,
+        to_status=Status.DELIVERED,
+        provider_message_id=result.provider_message_id,
+        # The step's own clock (the time it was given), so one run has one reference time.
+        message_sent_at=now,
+        error=None,
+    )
+    log.info(
+        "message sent",
+        extra={"history_id": history_id, "company_id": company_id, "phone": mask_phone(request.phone)},
+    )
+    return Continue()
+
+
+def _end_send(rt: Runtime, request: SendRequest, status: Status, **values: object) -> Stop:
+    _record_answer(rt, request, to_status=status, **values)
+    return Stop(str(status))
+
+
+def _recording() -> tenacity.Retrying:
+    """Retries for writing down what the gateway answered.
+
+    The row is `sending` and stays so if this write is lost, and a `sending` row is never sent again: a database
+    connection dropped at this moment would turn a sent message (or one that may safely be retried) into an
+    `unknown` one. The write is retried on a fresh connection instead.
+    """
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(RECORD_ATTEMPTS),
+        wait=tenacity.wait_exponential(multiplier=0.5, max=5),
+        retry=tenacity.retry_if_exception_type(TRANSIENT_DB_ERRORS),
+        reraise=True,
+    )
+
+
+def _record_answer(rt: Runtime, request: SendRequest, *, to_status: Status, **values: object) -> None:
+    """Move the row out of `sending` to what the gateway's answer means, retrying a dropped connection."""
+    for attempt in _recording():
+        with attempt, rt.session() as session:
+            history.transition(
+                session,
+                company_id=request.company_id,
+                history_id=request.history_id,
+                from_status=Status.SENDING,
+                to_status=to_status,
+                **values,
+            )
+
+
+def _fail(session: Session, row: ReactivationHistory, from_status: Status, error: str) -> Stop:
+    history.transition(
+        session,
+        company_id=row.company_id,
+        history_id=row.id,
+        from_status=from_status,
+        to_status=Status.FAILED,
+        error=history.cut(error),
+    )
+    return Stop("failed")
+
+
+# --- persist_history ------------------------------------------------------------------------------------------
+
+
+def persist_history(rt: Runtime, *, company_id: int, history_id: int, now: datetime) -> Outcome:
+    """Make the delivered message part of the audit log and the funnel: status `sent`, its facts final."""
+    with rt.session() as session:
+        row = history.get(session, company_id=company_id, history_id=history_id)
+        if (outcome := _not_ready(row, Status.DELIVERED, (Status.SENT,))) is not None:
+            return outcome
+        assert row is not None
+        sent_at = row.message_sent_at or now
+        company = load_company(session, company_id=company_id)
+        local_day = sent_at.astimezone(company.tz).date()
+        history.transition(
+            session,
+            company_id=company_id,
+            history_id=history_id,
+            from_status=Status.DELIVERED,
+            to_status=Status.SENT,
+            message_sent_at=sent_at,
+            inactive_days=(local_day - row.last_visit_date).days,
+        )
+    return Continue()
+
+
+# --- save_context ---------------------------------------------------------------------------------------------
+
+
+def save_handover(rt: Runtime, *, company_id: int, history_id: int, now: datetime, attempt: int = 1) -> Outcome:
+    """Hand the conversation to the AI admin through Redis; a failure never un-sends the message."""
+    with rt.session() as session:
+        row = history.get(session, company_id=company_id, history_id=history_id)
+        if row is None or row.status != Status.SENT or row.dry_run:
+            return Stop("nothing to hand over")
+        if row.context_saved_at is not None:
+            return Stop("already handed over")
+        context = handover_context(row)
+    try:
+        save_context(
+            rt.redis,
+            context,
+            prefix=rt.settings.redis_key_prefix,
+            ttl_seconds=rt.settings.context_ttl_seconds,
+        )
+    except (ContextError, redis.RedisError) as exc:
+        if attempt < MAX_CONTEXT_ATTEMPTS:
+            return RetryLater(backoff(attempt, base=2.0, cap=120.0), "redis hand-over failed")
+        log.error(
+            "hand-over to the AI admin failed; the message stays sent",
+            extra={"history_id": history_id, "company_id": company_id, "error": str(exc)},
+        )
+        with rt.session() as session:
+            history.set_fields(
+                session, company_id=company_id, history_id=history_id, context_error=history.cut(str(exc), 500)
+            )
+        return Stop("hand-over failed")
+    with rt.session() as session:
+        history.set_fields(
+            session, company_id=company_id, history_id=history_id, context_saved_at=now, context_error=None
+        )
+    return Stop("done")
+
+
+def handover_context(row: ReactivationHistory) -> HandoverContext:
+    """What the AI admin gets for this sent row."""
+    assert row.phone and row.message_text and row.message_sent_at
+    return HandoverContext(
+        company_id=row.company_id,
+        phone=row.phone,
+        history_id=row.id,
+        step=Step(row.step),
+        message=row.message_text,
+        sent_at=row.message_sent_at,
+        days_inactive=row.inactive_days,
+        last_visit_date=row.last_visit_date,
+        interval_days=row.interval_days,
+        interval_source=row.interval_source,
+        confidence=float(row.confidence_score) if row.confidence_score is not None else None,
+        suggested_service_id=row.last_service_id,
+        suggested_service_name=row.last_service_name,
+    )

@@ -1,0 +1,1 @@
+"""The hand-over to the salon's AI chat admin through Redis."""

@@ -1,0 +1,1 @@
+"""What the message says: Gemini, the templates, Russian declension, first names, validation, composing."""

@@ -1,0 +1,198 @@
+"""What the AI admin calls: a client's reply (`handle_reply`) and a booking it made (`mark_booking_created`).
+
+The reply handler finds the reactivation the reply answers: the `pendingAction` in Redis, or, when Redis lost
+it, the client's latest message sent within the attribution window. It classifies the reply, records it on
+the history row, and returns the enriched prompt the admin adds to its own. A negative reply stops this
+lapse's flow; an opt-out is permanent for the phone in that company and revokes its consent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from reactivation.compliance.consent import revoke_consent
+from reactivation.compliance.optouts import record_opt_out
+from reactivation.core.errors import ExternalError
+from reactivation.core.phones import mask_phone, normalize_phone
+from reactivation.handover.dialogs import clear_pending_action, read_pending_action
+from reactivation.outcomes.attribution import latest_sent_message, link_booking
+from reactivation.replies.admin_prompt import build_enriched_prompt
+from reactivation.replies.classify import ReplyLabel, classify
+from reactivation.runtime import Runtime
+from reactivation.storage import history
+from reactivation.storage.companies import CompanyConfig, load_company
+from reactivation.storage.history import Status
+from reactivation.storage.models import Client, ReactivationHistory
+
+log = logging.getLogger(__name__)
+
+# A reply longer than this is stored cut; the classifier and the prompt see the same cut text.
+MAX_REPLY_LENGTH = 2000
+# Gemini's answer to a one-word classification must come quickly; past it the rules decide.
+CLASSIFY_TIMEOUT_SECONDS = 8.0
+CLASSIFY_INSTRUCTION = "Ты классифицируешь ответы клиентов салона красоты. Отвечаешь одним словом-меткой."
+
+
+class EmptyReply(ValueError):
+    def __init__(self) -> None:
+        super().__init__("the reply is empty")
+
+
+@dataclass(frozen=True)
+class Reactivation:
+    """The reactivation a reply answers: its history row and the pendingAction as the admin saw it."""
+
+    row: ReactivationHistory
+    pending: dict[str, Any]
+    from_redis: bool
+
+
+def handle_reply(rt: Runtime, *, company_id: int, phone: str, text: str, now: datetime) -> dict[str, Any]:
+    """Classify a client's reply, record it, and return what the AI admin needs (JSON-ready)."""
+    if not isinstance(text, str) or not text.strip():
+        raise EmptyReply()
+    reply = history.cut(text.strip(), MAX_REPLY_LENGTH) or ""
+    with rt.session() as session:
+        company = load_company(session, company_id=company_id)
+        e164 = normalize_phone(phone, region=company.country)
+    label = _classify(rt, company, reply)
+    found = find_reactivation(rt, company=company, phone=e164, now=now)
+    result: dict[str, Any] = {
+        "is_reactivation": found is not None,
+        "response_type": label.value,
+        "enriched_prompt": None,
+        "suggested_service": None,
+        "should_start_booking": False,
+        "history_id": None,
+    }
+    with rt.session() as session:
+        if label is ReplyLabel.OPT_OUT:
+            _opt_out(session, company=company, phone=e164, found=found, text=reply, now=now)
+        if found is None:
+            log.info("reply to no reactivation", extra={"company_id": company_id, "label": label.value})
+            return result
+        row = found.row
+        values: dict[str, Any] = {
+            "response_received": True,
+            "response_at": func.coalesce(ReactivationHistory.response_at, now),
+            "response_text": reply,
+            # An opt-out stays what it was, whatever the client writes after it.
+            "response_type": label.value if row.response_type != ReplyLabel.OPT_OUT.value else row.response_type,
+        }
+        if label in (ReplyLabel.NEGATIVE, ReplyLabel.OPT_OUT):
+            values["flow_stopped_reason"] = func.coalesce(ReactivationHistory.flow_stopped_reason, label.value)
+        history.set_fields(session, company_id=company_id, history_id=row.id, **values)
+    if label in (ReplyLabel.NEGATIVE, ReplyLabel.OPT_OUT):
+        clear_pending_action(
+            rt.redis, prefix=rt.settings.redis_key_prefix, company_id=company_id, phone=e164, history_id=row.id
+        )
+    service = found.pending.get("suggestedService")
+    result.update(
+        enriched_prompt=build_enriched_prompt(found.pending, reply, label, tz=company.tz),
+        suggested_service=service if isinstance(service, dict) and service.get("name") else None,
+        should_start_booking=label is ReplyLabel.POSITIVE,
+        history_id=row.id,
+    )
+    log.info(
+        "reply handled",
+        extra={"company_id": company_id, "history_id": row.id, "label": label.value, "from_redis": found.from_redis},
+    )
+    return result
+
+
+def mark_booking_created(rt: Runtime, *, company_id: int, phone: str, booking_id: int, now: datetime) -> dict[str, Any]:
+    """Link a booking to the client's latest message within the attribution window; clear the pendingAction."""
+    if isinstance(booking_id, bool) or not isinstance(booking_id, int) or booking_id <= 0:
+        raise ValueError(f"booking id must be a positive integer, got {booking_id!r}")
+    with rt.session() as session:
+        company = load_company(session, company_id=company_id)
+        e164 = normalize_phone(phone, region=company.country)
+        history_id = link_booking(session, company_id=company_id, phone_e164=e164, booking_id=booking_id, now=now)
+    cleared = (
+        clear_pending_action(
+            rt.redis, prefix=rt.settings.redis_key_prefix, company_id=company_id, phone=e164, history_id=history_id
+        )
+        if history_id is not None
+        else False
+    )
+    return {"linked": history_id is not None, "history_id": history_id, "pending_action_cleared": cleared}
+
+
+def find_reactivation(rt: Runtime, *, company: CompanyConfig, phone: str, now: datetime) -> Reactivation | None:
+    """The reactivation this phone's reply answers: Redis's pendingAction first, then the latest sent message."""
+    pending = read_pending_action(rt.redis, prefix=rt.settings.redis_key_prefix, company_id=company.id, phone=phone)
+    with rt.session() as session:
+        if pending is not None:
+            row = _row_for_pending(session, company_id=company.id, phone=phone, pending=pending)
+            if row is not None:
+                return Reactivation(row, pending, from_redis=True)
+        row = latest_sent_message(
+            session, company_id=company.id, phone_e164=phone, now=now, days=company.settings.attribution_days
+        )
+        if row is None:
+            return None
+        from reactivation.flow.pipeline import handover_context
+
+        return Reactivation(row, handover_context(row).pending_action(), from_redis=False)
+
+
+def _row_for_pending(
+    session: Session, *, company_id: int, phone: str, pending: dict[str, Any]
+) -> ReactivationHistory | None:
+    history_id = pending.get("reactivationHistoryId")
+    if isinstance(history_id, bool) or not isinstance(history_id, int):
+        return None
+    row = history.get(session, company_id=company_id, history_id=history_id)
+    # The key names the phone; a row of another client (a recycled number, a stale key) is not this reply's.
+    if row is None or row.phone != phone or row.status != Status.SENT:
+        return None
+    return row
+
+
+def _opt_out(
+    session: Session, *, company: CompanyConfig, phone: str, found: Reactivation | None, text: str, now: datetime
+) -> None:
+    client_id = (
+        found.row.client_id
+        if found
+        else session.scalar(
+            select(Client.id).where(Client.company_id == company.id, Client.phone_key == phone).limit(1)
+        )
+    )
+    record_opt_out(
+        session,
+        company_id=company.id,
+        phone=phone,
+        client_id=client_id,
+        history_id=found.row.id if found else None,
+        text=text,
+        source="reply",
+        now=now,
+    )
+    revoke_consent(session, company_id=company.id, phone=phone, reason="opt_out", now=now)
+    log.info("opt-out recorded", extra={"company_id": company.id, "phone": mask_phone(phone)})
+
+
+def _classify(rt: Runtime, company: CompanyConfig, text: str) -> ReplyLabel:
+    writer = rt.gemini_writer
+    if company.settings.reply_classifier != "gemini" or writer is None:
+        return classify(text)
+
+    def ask(prompt: str) -> str:
+        # A classification never waits for a slot: without one, the rules answer at once.
+        if not rt.gemini_limiter.acquire().acquired:
+            raise ExternalError("rate_limited", "no Gemini slot for a classification")
+        answer = writer.generate_once(
+            prompt, timeout_seconds=CLASSIFY_TIMEOUT_SECONDS, system_instruction=CLASSIFY_INSTRUCTION
+        )
+        if answer.text is None:
+            raise ExternalError(answer.problem or "empty", "no classification")
+        return answer.text
+
+    return classify(text, classifier="gemini", ask=ask)

@@ -1,0 +1,1 @@
+"""The database: engines and sessions, typed models, computed columns, migrations, history and companies."""

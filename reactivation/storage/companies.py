@@ -1,0 +1,57 @@
+"""Loading a company with its validated settings; the one place that turns a `companies` row into config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from reactivation.storage.company_settings import CompanySettings, parse_company_settings, parse_timezone
+from reactivation.storage.models import Company
+
+
+class UnknownCompany(LookupError):
+    def __init__(self, company_id: int) -> None:
+        super().__init__(f"unknown company {company_id}")
+        self.company_id = company_id
+
+
+@dataclass(frozen=True)
+class CompanyConfig:
+    """A company as the pipeline uses it: validated settings and a real time zone."""
+
+    id: int
+    name: str
+    tz: ZoneInfo
+    country: str
+    enabled: bool
+    settings: CompanySettings
+
+    def local_now(self, now: datetime) -> datetime:
+        return now.astimezone(self.tz)
+
+    def local_today(self, now: datetime) -> date:
+        return self.local_now(now).date()
+
+
+def company_config(row: Company) -> CompanyConfig:
+    """Validate a row; raises CompanyConfigError naming the company when a value is unusable."""
+    return CompanyConfig(
+        id=row.id,
+        name=row.name or "",
+        tz=parse_timezone(row.id, row.timezone),
+        country=(row.country or "RU").upper(),
+        enabled=bool(row.enabled),
+        settings=parse_company_settings(row.id, row.settings),
+    )
+
+
+def load_company(session: Session, *, company_id: int) -> CompanyConfig:
+    """The company's config; UnknownCompany if there is no such row."""
+    row = session.execute(select(Company).where(Company.id == company_id)).scalar_one_or_none()
+    if row is None:
+        raise UnknownCompany(company_id)
+    return company_config(row)

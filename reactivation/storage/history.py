@@ -1,0 +1,125 @@
+"""Queries on client_reactivation_history: claiming rows, moving their status forward, reading one row.
+
+Idempotency lives in the database: a claim is `INSERT … ON CONFLICT DO NOTHING` on the unique key
+(company, client, lapse, step), and every status change is a conditional `UPDATE … WHERE status = …`
+whose row count says who won.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from reactivation.storage.db import is_postgres
+from reactivation.storage.models import ReactivationHistory
+
+
+class Status(StrEnum):
+    CLAIMED = "claimed"
+    INTERVAL_SELECTED = "interval_selected"
+    GENERATED = "generated"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    SENT = "sent"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    HOLDOUT = "holdout"
+
+
+IN_FLIGHT = (Status.CLAIMED, Status.INTERVAL_SELECTED, Status.GENERATED, Status.SENDING, Status.DELIVERED)
+FINAL = (Status.SENT, Status.SKIPPED, Status.FAILED, Status.UNKNOWN, Status.HOLDOUT)
+
+# Long texts are cut before they are stored: a hostile or broken input never bloats a row.
+MAX_STORED_TEXT = 2000
+# A service title longer than this is not a title; the row keeps its head (and the message is written from it).
+MAX_SERVICE_NAME = 300
+
+
+def claim(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert history rows, skipping any whose (company, client, lapse, step) exists; return the new ids."""
+    if not rows:
+        return []
+    dialect = postgresql if is_postgres(session) else sqlite
+    statement = (
+        dialect.insert(ReactivationHistory)
+        .values(list(rows))
+        .on_conflict_do_nothing(
+            index_elements=["company_id", "client_id", "last_visit_date", "step"],
+            index_where=text("NOT dry_run"),
+        )
+        .returning(ReactivationHistory.id)
+    )
+    return list(session.execute(statement).scalars())
+
+
+def get(session: Session, *, company_id: int, history_id: int, lock: bool = False) -> ReactivationHistory | None:
+    statement = select(ReactivationHistory).where(
+        ReactivationHistory.id == history_id, ReactivationHistory.company_id == company_id
+    )
+    if lock and is_postgres(session):
+        statement = statement.with_for_update()
+    return session.execute(statement).scalar_one_or_none()
+
+
+def transition(
+    session: Session,
+    *,
+    company_id: int,
+    history_id: int,
+    from_status: Status | Iterable[Status],
+    to_status: Status,
+    **values: Any,
+) -> bool:
+    """Move a row from one of `from_status` to `to_status`; False when another worker moved it first."""
+    allowed = [from_status] if isinstance(from_status, Status) else list(from_status)
+    result = session.execute(
+        update(ReactivationHistory)
+        .where(
+            ReactivationHistory.id == history_id,
+            ReactivationHistory.company_id == company_id,
+            ReactivationHistory.status.in_([s.value for s in allowed]),
+        )
+        .values(status=to_status.value, updated_at=func.current_timestamp(), **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def set_fields(session: Session, *, company_id: int, history_id: int, **values: Any) -> None:
+    """Update fields without touching the status (context results, responses, bookings)."""
+    session.execute(
+        update(ReactivationHistory)
+        .where(ReactivationHistory.id == history_id, ReactivationHistory.company_id == company_id)
+        .values(updated_at=func.current_timestamp(), **values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def cut(text: str | None, limit: int = MAX_STORED_TEXT) -> str | None:
+    """Text as it may be stored: at most `limit` characters, with a visible mark when cut."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+def counts_by_status(
+    session: Session, *, company_id: int, run_id: int | None = None, since: datetime | None = None
+) -> list[tuple[str, str | None, int]]:
+    """(status, reason, count) for a company, optionally one run's rows or rows created since a moment."""
+    reason = func.coalesce(ReactivationHistory.skip_reason, ReactivationHistory.error)
+    statement = select(ReactivationHistory.status, reason, func.count()).where(
+        ReactivationHistory.company_id == company_id
+    )
+    if run_id is not None:
+        statement = statement.where(ReactivationHistory.campaign_run_id == run_id)
+    if since is not None:
+        statement = statement.where(ReactivationHistory.created_at >= since)
+    statement = statement.group_by(ReactivationHistory.status, reason).order_by(ReactivationHistory.status)
+    return [(status, why, count) for status, why, count in session.execute(statement).all()]

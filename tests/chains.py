@@ -1,0 +1,53 @@
+"""Running a campaign's chains step by step in the test process: the claim, one row's chain, the rows it left."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from reactivation.flow import pipeline
+from reactivation.flow.campaign import run_campaign
+from reactivation.flow.pipeline import Continue
+from reactivation.runtime import Runtime
+from reactivation.storage.models import ReactivationHistory
+from tests.salon import Salon
+
+STEPS = (
+    pipeline.select_interval,
+    pipeline.generate_message,
+    pipeline.send_message,
+    pipeline.persist_history,
+    pipeline.save_handover,
+)
+
+
+def claim(rt: Runtime, salon: Salon, **kwargs: object) -> list[int]:
+    """Run the salon's campaign for its day and return the ids of the rows it claimed."""
+    claimed: list[int] = []
+    run_campaign(
+        rt, company_id=salon.company_id, run_date=salon.today, now=salon.now, on_claimed=claimed.extend, **kwargs
+    )
+    return claimed
+
+
+def run_chain(rt: Runtime, salon: Salon, history_id: int) -> list[object]:
+    """Each step's outcome for one row, up to the first that does not continue."""
+    outcomes = []
+    for step in STEPS:
+        outcome = step(rt, company_id=salon.company_id, history_id=history_id, now=salon.now)
+        outcomes.append(outcome)
+        if not isinstance(outcome, Continue):
+            break
+    return outcomes
+
+
+def rows(engine: Engine, company_id: int) -> list[ReactivationHistory]:
+    """The company's history rows, oldest first."""
+    with Session(engine) as session:
+        return list(
+            session.scalars(
+                select(ReactivationHistory)
+                .where(ReactivationHistory.company_id == company_id)
+                .order_by(ReactivationHistory.id)
+            )
+        )

@@ -1,0 +1,91 @@
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from reactivation.core.phones import try_normalize_phone
+from reactivation.core.settings import get_settings
+from reactivation.storage.models import AppointmentCache, Booking, Client, Company, Service
+from reactivation.tools import cli
+from reactivation.tools.bulk import load_salon
+from reactivation.tools.synthetic import generate_salon
+
+TODAY = date(2026, 11, 23)
+
+
+def test_same_seed_same_salon_other_seed_other_salon() -> None:
+    first = generate_salon(company_id=1, clients=300, seed=5, today=TODAY)
+    again = generate_salon(company_id=1, clients=300, seed=5, today=TODAY)
+    other = generate_salon(company_id=1, clients=300, seed=6, today=TODAY)
+    assert first.clients == again.clients and first.appointments == again.appointments
+    assert first.services == again.services and first.bookings == again.bookings
+    assert first.clients != other.clients
+
+
+def test_salon_is_realistic() -> None:
+    plan = generate_salon(company_id=962302, clients=2000, seed=1, today=TODAY)
+    assert 15 <= len(plan.services) <= 30
+    assert all(any("а" <= ch.lower() <= "я" for ch in s.title) for s in plan.services)
+    archetypes = {c.archetype for c in plan.clients}
+    assert {"regular", "irregular", "lapsed", "new", "no_show"} <= archetypes
+    assert any(c.blacklisted for c in plan.clients)
+    assert any(a.attendance == 0 for a in plan.appointments)
+    assert any(b.status == "deleted" for b in plan.bookings)
+    assert any(b.datetime.date() > TODAY and b.status != "deleted" for b in plan.bookings)
+    new = [c for c in plan.clients if c.archetype == "new"]
+    assert all(c.visit_count == 1 and len(c.last_services) == 1 for c in new)
+    # a year of visits, nothing in the future
+    days = [a.appointment_datetime.date() for a in plan.appointments]
+    assert min(days) >= date(2025, 11, 23) and max(days) <= TODAY
+    # phones mostly usable, a few not, written many ways
+    usable = [c for c in plan.clients if try_normalize_phone(c.phone)]
+    assert 0.95 < len(usable) / len(plan.clients) < 1
+    assert len({try_normalize_phone(c.phone) for c in usable}) == len(usable)
+    # last_services is most recent first and matches the last attended visit
+    regular = next(c for c in plan.clients if c.archetype == "regular" and c.visit_count > 3)
+    last = max(
+        (a for a in plan.appointments if a.client_id == regular.id and a.attendance == 1),
+        key=lambda a: a.appointment_datetime,
+    )
+    assert regular.last_visit_date == last.appointment_datetime.date()
+    assert regular.last_services[0]["id"] in last.service_ids
+
+
+def test_loads_on_postgres(db: Session) -> None:
+    plan = generate_salon(company_id=4242, clients=150, seed=3, today=TODAY)
+    counts = load_salon(db, plan)
+    assert counts["clients"] == 150
+    assert db.scalar(select(func.count()).select_from(Client).where(Client.company_id == 4242)) == 150
+    assert db.scalar(
+        select(func.count()).select_from(AppointmentCache).where(AppointmentCache.company_id == 4242)
+    ) == len(plan.appointments)
+    stored = db.scalar(select(Client.last_services).where(Client.company_id == 4242, Client.visit_count > 0))
+    assert isinstance(stored, list) and {"id", "title"} <= set(stored[0])
+    # replacing rebuilds the company without duplicating anything
+    load_salon(db, plan, replace=True)
+    assert db.scalar(select(func.count()).select_from(Service).where(Service.company_id == 4242)) == len(plan.services)
+    assert db.scalar(select(func.count()).select_from(Booking).where(Booking.company_id == 4242)) == len(plan.bookings)
+
+
+def test_seed_demo_command_on_sqlite(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        assert runner.invoke(cli.app, ["migrate"]).exit_code == 0
+        result = runner.invoke(cli.app, ["seed-demo", "--company", "77", "--clients", "120", "--seed", "9"])
+        assert result.exit_code == 0, result.output
+        assert "clients" in result.output and "120" in result.output
+        again = runner.invoke(cli.app, ["seed-demo", "--company", "77", "--clients", "120"])
+        assert again.exit_code == 2 and "already exists" in again.output
+        replaced = runner.invoke(cli.app, ["seed-demo", "--company", "77", "--clients", "50", "--replace"])
+        assert replaced.exit_code == 0, replaced.output
+        rt = cli.runtime()
+        with rt.session() as session:
+            assert session.scalar(select(func.count()).select_from(Client)) == 50
+            assert session.get(Company, 77) is not None
+        rt.dispose()
+    finally:
+        get_settings.cache_clear()
