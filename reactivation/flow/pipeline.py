@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from reactivation.audience.selection import recheck_client
 from reactivation.compliance.optouts import record_opt_out
 from reactivation.core.phones import mask_phone
-from reactivation.delivery.senders import (
+from reactivation.delivery.cloud_api import (
     InvalidSendRequest,
     PermanentSendError,
     SendOutcomeUnknown,

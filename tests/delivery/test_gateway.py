@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from reactivation.core.settings import load_settings
-from reactivation.delivery.senders import (
+from reactivation.delivery.cloud_api import (
     CloudApiSender,
     CloudTemplates,
     GatewaySender,
@@ -522,7 +522,7 @@ def test_the_outbox_appends_one_json_line_per_message(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys
-from reactivation.delivery.senders import OutboxSender, SendRequest
+from reactivation.delivery.cloud_api import OutboxSender, SendRequest
 sender = OutboxSender(sys.argv[1])
 for n in range(int(sys.argv[2]), int(sys.argv[2]) + 200):
     sender.send(SendRequest(company_id=1, history_id=n, phone="+79001234567", message="ж" * 250 + str(n),
