@@ -34,7 +34,7 @@ from reactivation.delivery.errors import (
     SkipReason,
     TransientSendError,
 )
-from reactivation.handover.dialogs import ContextError, HandoverContext, save_context
+from reactivation.handover.admin_handover import ContextError, HandoverContext, save_context
 from reactivation.messaging.composing import ComposedMessage, MessageRequest, RateLimited, compose_message
 from reactivation.messaging.names import first_name
 from reactivation.runtime import Runtime

@@ -18,7 +18,7 @@ import fakeredis
 import pytest
 import redis
 
-from reactivation.handover.dialogs import (
+from reactivation.handover.admin_handover import (
     CORRUPT_TTL_SECONDS,
     SAVE_SCRIPT,
     ContextConflict,
@@ -169,7 +169,7 @@ def test_a_dialog_that_is_not_a_json_object_is_moved_aside_not_lost(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     redis_client.set(keys.dialog, broken, ex=3600)
-    caplog.set_level(logging.WARNING, logger="reactivation.handover.dialogs")
+    caplog.set_level(logging.WARNING, logger="reactivation.handover.admin_handover")
     result = save(redis_client, redis_prefix, context(1))
     # the broken value is kept aside, byte for byte, for a month
     assert result.moved_aside_to == keys.corrupt
@@ -460,7 +460,7 @@ def test_the_admin_writing_in_a_tight_loop_loses_nothing(
         [
             sys.executable,
             "-c",
-            "import sys; from tests.handover.test_dialogs import admin_loop; print('ready', flush=True); "
+            "import sys; from tests.handover.test_admin_handover import admin_loop; print('ready', flush=True); "
             "print(admin_loop(sys.argv[1], sys.argv[2], sys.argv[3], 'process'))",
             REDIS_URL,
             keys.dialog,
