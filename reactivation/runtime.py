@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reactivation.core.limiter import Limiter, gemini_limiter, make_storage, whatsapp_limiter
 from reactivation.core.settings import Settings
-from reactivation.delivery.senders import OutboxSender, Sender, make_sender
+from reactivation.delivery.contract import Sender
+from reactivation.delivery.factory import make_sender
+from reactivation.delivery.outbox import OutboxSender
 from reactivation.messaging.gemini import GeminiWriter, gemini_writer
 from reactivation.storage.db import make_engine, make_session_factory, session_scope
 

@@ -25,17 +25,16 @@ from sqlalchemy.orm import Session
 from reactivation.audience.selection import recheck_client
 from reactivation.compliance.optouts import record_opt_out
 from reactivation.core.phones import mask_phone
-from reactivation.delivery.senders import (
+from reactivation.delivery.contract import SendRequest, idempotency_key
+from reactivation.delivery.errors import (
     InvalidSendRequest,
     PermanentSendError,
     SendOutcomeUnknown,
-    SendRequest,
     SendSkipped,
     SkipReason,
     TransientSendError,
-    idempotency_key,
 )
-from reactivation.handover.dialogs import ContextError, HandoverContext, save_context
+from reactivation.handover.admin_handover import ContextError, HandoverContext, save_context
 from reactivation.messaging.composing import ComposedMessage, MessageRequest, RateLimited, compose_message
 from reactivation.messaging.names import first_name
 from reactivation.runtime import Runtime

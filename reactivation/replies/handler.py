@@ -20,7 +20,7 @@ from reactivation.compliance.consent import revoke_consent
 from reactivation.compliance.optouts import record_opt_out
 from reactivation.core.errors import ExternalError
 from reactivation.core.phones import mask_phone, normalize_phone
-from reactivation.handover.dialogs import clear_pending_action, read_pending_action
+from reactivation.handover.admin_handover import clear_pending_action, read_pending_action
 from reactivation.outcomes.attribution import latest_sent_message, link_booking
 from reactivation.replies.admin_prompt import build_enriched_prompt
 from reactivation.replies.classify import ReplyLabel, classify

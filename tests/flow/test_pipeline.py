@@ -13,7 +13,7 @@ from reactivation.core.settings import Settings, load_settings
 from reactivation.flow import campaign, pipeline, sweeps
 from reactivation.flow.campaign import run_campaign
 from reactivation.flow.pipeline import Continue, RetryLater, Stop
-from reactivation.handover.dialogs import read_pending_action
+from reactivation.handover.admin_handover import read_pending_action
 from reactivation.runtime import Runtime
 from reactivation.storage.history import Status
 from reactivation.storage.models import OptOut, ReactivationHistory

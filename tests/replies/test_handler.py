@@ -15,7 +15,7 @@ from reactivation.core.phones import InvalidPhone
 from reactivation.core.settings import Settings, get_settings
 from reactivation.flow import pipeline
 from reactivation.flow.campaign import run_campaign
-from reactivation.handover.dialogs import read_pending_action
+from reactivation.handover.admin_handover import read_pending_action
 from reactivation.handover.keys import dialog_key
 from reactivation.outcomes.attribution import attribute_bookings
 from reactivation.outcomes.stats import campaign_stats

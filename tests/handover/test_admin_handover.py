@@ -18,16 +18,20 @@ import fakeredis
 import pytest
 import redis
 
-from reactivation.handover.dialogs import (
+from reactivation.handover.admin_handover import (
     CORRUPT_TTL_SECONDS,
-    SAVE_SCRIPT,
     ContextConflict,
+    ContextError,
     HandoverContext,
+    SaveCall,
+    SaveReply,
+    StoredValue,
     clear_pending_action,
     read_pending_action,
     save_context,
 )
 from reactivation.handover.keys import DialogKeys, handover_marker_key
+from reactivation.handover.scripts import SAVE_SCRIPT
 from reactivation.timing.steps import Step
 from tests.conftest import REDIS_URL
 
@@ -169,7 +173,7 @@ def test_a_dialog_that_is_not_a_json_object_is_moved_aside_not_lost(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     redis_client.set(keys.dialog, broken, ex=3600)
-    caplog.set_level(logging.WARNING, logger="reactivation.handover.dialogs")
+    caplog.set_level(logging.WARNING, logger="reactivation.handover.admin_handover")
     result = save(redis_client, redis_prefix, context(1))
     # the broken value is kept aside, byte for byte, for a month
     assert result.moved_aside_to == keys.corrupt
@@ -460,7 +464,7 @@ def test_the_admin_writing_in_a_tight_loop_loses_nothing(
         [
             sys.executable,
             "-c",
-            "import sys; from tests.handover.test_dialogs import admin_loop; print('ready', flush=True); "
+            "import sys; from tests.handover.test_admin_handover import admin_loop; print('ready', flush=True); "
             "print(admin_loop(sys.argv[1], sys.argv[2], sys.argv[3], 'process'))",
             REDIS_URL,
             keys.dialog,
@@ -600,3 +604,75 @@ def test_the_scripts_run_on_fakeredis() -> None:
 def test_the_sent_time_is_written_as_javascript_does() -> None:
     moscow = context(1, sent_at=datetime(2025, 4, 15, 10, 0, tzinfo=UTC) + timedelta(microseconds=999))
     assert moscow.pending_action()["messageSentAt"] == "2025-04-15T10:00:00.000Z"
+
+
+# --- the script's call, typed --------------------------------------------------------------------------------------
+
+
+def test_the_save_call_passes_the_scripts_keys_and_arguments_in_order() -> None:
+    # given the hand-over of an offer, under a prefix
+    call = SaveCall.build(context(4567, step=Step.OFFER), prefix="p:", ttl_seconds=TTL, max_messages=50)
+    # then KEYS: dialog, messages, client card, where a broken dialog goes, the row's marker
+    assert call.key_names() == [
+        "p:dialog:962302:79001234567",
+        "p:messages:962302:79001234567",
+        "p:client:962302:79001234567",
+        "p:dialog:962302:79001234567:corrupt",
+        "p:reactivation:handover:962302:4567",
+    ]
+    # and ARGV: the members and values written as the admin writes JSON (compact, UTF-8), the TTLs in milliseconds
+    action = (
+        '"pendingAction":{"type":"reactivation_response","campaign":"dormant_60","step":2,"messageType":"offer",'
+        '"daysInactive":41,"lastVisitDate":"2025-03-05","suggestedService":{"id":1001,'
+        '"name":"Маникюр с покрытием гель-лак"},"intervalDays":35,"intervalSource":"salon_median","confidence":0.85,'
+        '"messageSent":"Мария, добрый день! Сообщение 4567","messageSentAt":"2025-04-15T07:00:12.345Z",'
+        '"reactivationHistoryId":4567}'
+    )
+    item = (
+        '{"sender":"bot","text":"Мария, добрый день! Сообщение 4567","timestamp":"2025-04-15T07:00:12.345Z",'
+        '"type":"reactivation"}'
+    )
+    common = [
+        action,
+        604_800_000,
+        item,
+        50,
+        '"lastReactivationAt":"2025-04-15T07:00:12.345Z"',
+        '"reactivationCampaign":"dormant_60"',
+        "2025-04-15T07:00:12.345Z",
+        "dormant_60",
+        2_592_000_000,
+    ]
+    # a dialog to splice into goes without its value; one to replace goes with it, for the script to compare
+    assert call.arguments(StoredValue("none", b"")) == [*common, "0", "none", ""]
+    assert call.arguments(StoredValue("string", b'{"a": 1}')) == [*common, "0", "string", ""]
+    assert call.arguments(StoredValue("string", b"[1]")) == [*common, "1", "string", b"[1]"]
+    assert call.arguments(StoredValue("hash", b"")) == [*common, "1", "hash", b""]
+
+
+@pytest.mark.parametrize(("ttl_seconds", "max_messages", "problem"), [(0, 50, "ttl_seconds"), (TTL, 0, "max_messages")])
+def test_a_save_call_needs_a_ttl_and_a_message_limit(ttl_seconds: int, max_messages: int, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        SaveCall.build(context(1), prefix="", ttl_seconds=ttl_seconds, max_messages=max_messages)
+
+
+@pytest.mark.parametrize(
+    ("reply", "parsed"),
+    [
+        (["done"], SaveReply("done")),
+        ([b"conflict"], SaveReply("conflict")),
+        (["ok", 0, "appended", "absent"], SaveReply("ok", False, "appended", "absent")),
+        ([b"ok", 1, b"wrongtype", b"invalid"], SaveReply("ok", True, "wrongtype", "invalid")),
+    ],
+)
+def test_the_scripts_reply_is_read_as_strings_or_bytes(reply: list[Any], parsed: SaveReply) -> None:
+    assert SaveReply.parse(reply) == parsed
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [[], ["ok"], ["ok", 2, "appended", "absent"], ["ok", 0, "prepended", "absent"], ["ok", 0, "appended", "xml"]],
+)
+def test_a_reply_the_script_never_gives_is_a_context_error(reply: list[Any]) -> None:
+    with pytest.raises(ContextError, match=r"unexpected answer from save\.lua"):
+        SaveReply.parse(reply)

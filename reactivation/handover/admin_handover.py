@@ -17,8 +17,8 @@ so nothing of the admin's is ever decoded and re-encoded. One script splices the
 object's top-level members (strings and nesting only), drops ours by name and appends the new ones, byte for
 byte otherwise, and writes all three keys together. Being one script, it cannot lose to an admin writing in
 between, however often the admin writes. Only replacing a dialog that is not a JSON object is a
-compare-and-set on the value read (`ContextConflict` after a bounded number of rounds). Scripts run with EVALSHA,
-loaded once per server.
+compare-and-set on the value read (`ContextConflict` after a bounded number of rounds). The scripts are the
+`lua/*.lua` files of this package (see `reactivation.handover.scripts`).
 
 A dialog value that is not a JSON object (broken JSON, an array, a value of another Redis type) is not
 overwritten silently: it is renamed to `dialog:...:corrupt` (kept 30 days), a warning is logged, and a fresh
@@ -31,20 +31,21 @@ has already cleared. All keys of one client must live on one Redis node (no Redi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
 import redis
 
 from reactivation.core.phones import mask_phone
 from reactivation.handover.keys import DialogKeys, dialog_key, handover_marker_key, key_digits, mask_key
+from reactivation.handover.scripts import CLEAR_SCRIPT, READ_SCRIPT, SAVE_SCRIPT
 from reactivation.timing.steps import Step
 
 log = logging.getLogger(__name__)
@@ -140,205 +141,7 @@ def iso_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-# --- Lua -------------------------------------------------------------------------------------------------------------
-
-# Shared by the scripts: the text of a JSON object with some top-level members dropped and others appended. Only
-# strings and nesting are parsed (enough to find where members begin and end); every other byte is copied.
-_SPLICE = r"""
-local function members(s)
-  local first = s:find('%S')
-  if not first or s:sub(first, first) ~= '{' then return nil end
-  local list, depth, start, key, i = {}, 0, first + 1, nil, first
-  while true do
-    local j = s:find('[{}%[%]",]', i)
-    if not j then return nil end
-    local c = s:sub(j, j)
-    if c == '"' then
-      local k = j + 1
-      while true do
-        local q = s:find('[\\"]', k)
-        if not q then return nil end
-        if s:sub(q, q) == '"' then k = q; break end
-        k = q + 2
-      end
-      if depth == 1 and key == nil then key = s:sub(j, k) end
-      i = k + 1
-    elseif c == '{' or c == '[' then
-      depth = depth + 1
-      i = j + 1
-    elseif c == ',' then
-      if depth == 1 then
-        list[#list + 1] = {s:sub(start, j - 1), key}
-        start, key = j + 1, nil
-      end
-      i = j + 1
-    else
-      depth = depth - 1
-      if depth < 0 then return nil end
-      if depth == 0 then
-        if c ~= '}' or s:find('%S', j + 1) then return nil end
-        list[#list + 1] = {s:sub(start, j - 1), key}
-        return list
-      end
-      i = j + 1
-    end
-  end
-end
-
--- nil when s is not an object; otherwise the object without the members named in `drop` (quoted keys), with
--- `add` (member texts) appended, and the text of the last member dropped.
-local function splice(s, drop, add)
-  local list = members(s)
-  if list == nil then return nil end
-  local kept, dropped = {}, nil
-  for _, m in ipairs(list) do
-    if m[2] ~= nil and drop[m[2]] then
-      dropped = m[1]
-    elseif not m[1]:find('^%s*$') then
-      kept[#kept + 1] = m[1]
-    end
-  end
-  for _, text in ipairs(add) do kept[#kept + 1] = text end
-  return '{' .. table.concat(kept, ',') .. '}', dropped
-end
-"""
-
-# KEYS: dialog, messages, client, corrupt, marker.
-# ARGV: 1 the pendingAction member, 2 ttl ms, 3 message item, 4 max messages, 5 the lastReactivationAt member,
-#       6 the reactivationCampaign member, 7 lastReactivationAt, 8 reactivationCampaign, 9 corrupt ttl ms,
-#       10 "1" to replace a dialog that is not an object, 11 its Redis type and 12 its value as read.
-# Every check comes before the first write: a script that fails half-way keeps its earlier writes.
-_SAVE = (
-    _SPLICE
-    + """
-if redis.call('EXISTS', KEYS[5]) == 1 then return {'done'} end
-local dtype = redis.call('TYPE', KEYS[1])['ok']
-local ttl = tonumber(ARGV[2])
-local moved = 0
-local dialog = nil
-if ARGV[10] == '1' then
-  if dtype ~= ARGV[11] then return {'conflict'} end
-  if dtype == 'string' and redis.call('GET', KEYS[1]) ~= ARGV[12] then return {'conflict'} end
-  dialog = '{' .. ARGV[1] .. '}'
-  moved = 1
-elseif dtype == 'none' then
-  dialog = '{' .. ARGV[1] .. '}'
-elseif dtype == 'string' then
-  dialog = splice(redis.call('GET', KEYS[1]), {['"pendingAction"'] = true}, {ARGV[1]})
-  if dialog == nil then return {'conflict'} end
-else
-  return {'conflict'}
-end
-local ctype = redis.call('TYPE', KEYS[3])['ok']
-local card = nil
-if ctype == 'string' then
-  card = splice(redis.call('GET', KEYS[3]), {['"lastReactivationAt"'] = true, ['"reactivationCampaign"'] = true},
-                {ARGV[5], ARGV[6]})
-end
-local mtype = redis.call('TYPE', KEYS[2])['ok']
-
-if moved == 1 then
-  redis.call('RENAME', KEYS[1], KEYS[4])
-  redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[9]))
-end
-local dttl = redis.call('PTTL', KEYS[1])
-if dttl == -1 or dttl > ttl then
-  redis.call('SET', KEYS[1], dialog, 'KEEPTTL')
-else
-  redis.call('SET', KEYS[1], dialog, 'PX', ttl)
-end
-
-local mstatus = 'wrongtype'
-if mtype == 'none' or mtype == 'list' then
-  redis.call('RPUSH', KEYS[2], ARGV[3])
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
-  local mttl = redis.call('PTTL', KEYS[2])
-  if mtype == 'none' or (mttl >= 0 and mttl < ttl) then redis.call('PEXPIRE', KEYS[2], ttl) end
-  mstatus = 'appended'
-end
-
-local cstatus = 'absent'
-if ctype == 'hash' then
-  redis.call('HSET', KEYS[3], 'lastReactivationAt', ARGV[7], 'reactivationCampaign', ARGV[8])
-  cstatus = 'hash'
-elseif ctype == 'string' then
-  if card ~= nil then
-    redis.call('SET', KEYS[3], card, 'KEEPTTL')
-    cstatus = 'json'
-  else
-    cstatus = 'invalid'
-  end
-elseif ctype ~= 'none' then
-  cstatus = 'wrongtype'
-end
-
-redis.call('SET', KEYS[5], '1', 'PX', ttl)
-return {'ok', moved, mstatus, cstatus}
-"""
-)
-
-# KEYS: dialog. ARGV: 1 the action type, 2 the history id ("" = any). Removes the pendingAction member when it is
-# ours (and that row's), keeping the key's TTL. Returns 1 removed, 0 nothing of ours there.
-_CLEAR = (
-    _SPLICE
-    + """
-if redis.call('TYPE', KEYS[1])['ok'] ~= 'string' then return 0 end
-local rest, dropped = splice(redis.call('GET', KEYS[1]), {['"pendingAction"'] = true}, {})
-if rest == nil or dropped == nil then return 0 end
-local ok, action = pcall(cjson.decode, dropped:match(':(.*)$'))
-if not ok or type(action) ~= 'table' or action['type'] ~= ARGV[1] then return 0 end
-if ARGV[2] ~= '' and action['reactivationHistoryId'] ~= tonumber(ARGV[2]) then return 0 end
-redis.call('SET', KEYS[1], rest, 'KEEPTTL')
-return 1
-"""
-)
-
-# Reads one key whatever its type: {type, value in hex or ""}. Hex, because the value may not be UTF-8 and a
-# client that decodes replies would fail on it before we could move it aside.
-_GET = """
-local t = redis.call('TYPE', KEYS[1])['ok']
-if t ~= 'string' then return {t, ''} end
-local hex = string.gsub(redis.call('GET', KEYS[1]), '.', function(c) return string.format('%02x', string.byte(c)) end)
-return {t, hex}
-"""
-
-
-@dataclass(frozen=True)
-class _Script:
-    source: str
-
-    @property
-    def sha(self) -> str:
-        return hashlib.sha1(self.source.encode("utf-8")).hexdigest()
-
-    def __call__(self, client: redis.Redis, keys: list[str], args: list[Any]) -> Any:
-        """EVALSHA; on a server that has not seen the script yet (or was restarted), load it once and retry."""
-        try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            client.script_load(self.source)
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-
-
-SAVE_SCRIPT = _Script(_SAVE)
-CLEAR_SCRIPT = _Script(_CLEAR)
-GET_SCRIPT = _Script(_GET)
-
-
 # --- helpers -------------------------------------------------------------------------------------------------------
-
-
-def _read(client: redis.Redis, key: str) -> tuple[str, bytes]:
-    """The key's Redis type and, for a string, its exact bytes."""
-    kind, hex_value = (_text(v) for v in GET_SCRIPT(client, [key], []))
-    return kind, bytes.fromhex(hex_value)
-
-
-def _as_object_bytes(raw: bytes) -> dict[str, Any] | None:
-    try:
-        return _as_object(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        return None
 
 
 def _text(value: Any) -> str:
@@ -389,6 +192,126 @@ def _backoff(attempt: int) -> None:
         time.sleep(random.random() * min(0.001 * 2 ** (attempt - 3), 0.05))
 
 
+# --- the scripts' calls, typed -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredValue:
+    """A key as read.lua found it: its Redis type ("none", "string", "hash"...) and, for a string, its exact bytes."""
+
+    kind: str
+    raw: bytes
+
+    @classmethod
+    def read(cls, client: redis.Redis, key: str) -> StoredValue:
+        """Read `key` whatever its type, without decoding its bytes."""
+        kind, hex_value = (_text(v) for v in READ_SCRIPT(client, [key], []))
+        return cls(kind, bytes.fromhex(hex_value))
+
+    def as_object(self) -> dict[str, Any] | None:
+        """The JSON object this string holds, or None (another type, not UTF-8, not a JSON object)."""
+        if self.kind != "string":
+            return None
+        try:
+            return _as_object(self.raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            return None
+
+    @property
+    def needs_replacing(self) -> bool:
+        """A dialog that exists but is not a JSON object: moved aside rather than spliced into."""
+        return self.kind != "none" and self.as_object() is None
+
+
+@dataclass(frozen=True)
+class SaveReply:
+    """What save.lua answered: `done` (this row was handed over before), `conflict` (the dialog was not what was
+    read; nothing written), or `ok` with what it found in the messages list and the client card."""
+
+    status: Literal["ok", "done", "conflict"]
+    moved_aside: bool = False
+    messages: MessagesStatus | None = None
+    client: ClientStatus | None = None
+
+    @classmethod
+    def parse(cls, reply: Sequence[Any]) -> SaveReply:
+        """The reply as save.lua returns it (strings or bytes, the moved flag an integer); ContextError otherwise."""
+        values = [_text(v) for v in reply]
+        match values:
+            case ["done"] | ["conflict"]:
+                return cls(cast(Literal["done", "conflict"], values[0]))
+            case ["ok", "0" | "1" as moved, messages, client] if messages in get_args(
+                MessagesStatus
+            ) and client in get_args(ClientStatus):
+                return cls("ok", moved == "1", cast(MessagesStatus, messages), cast(ClientStatus, client))
+        raise ContextError(f"unexpected answer from save.lua: {values[:4]!r}")
+
+
+@dataclass(frozen=True)
+class SaveCall:
+    """The KEYS and ARGV of save.lua for one hand-over (see the top of lua/save.lua); the same on every attempt
+    but for the dialog as read just before."""
+
+    keys: DialogKeys
+    marker: str
+    # Members spliced into the admin's objects as text, `"name":value`.
+    action_member: str
+    card_members: tuple[str, str]
+    ttl_ms: int
+    message_item: str
+    max_messages: int
+    sent_at: str
+    campaign: str
+    corrupt_ttl_ms: int = CORRUPT_TTL_SECONDS * 1000
+
+    @classmethod
+    def build(cls, context: HandoverContext, *, prefix: str, ttl_seconds: int, max_messages: int) -> SaveCall:
+        """The call for `context`; ValueError for a TTL or message limit below one."""
+        if ttl_seconds < 1:
+            raise ValueError("ttl_seconds must be positive")
+        if max_messages < 1:
+            raise ValueError("max_messages must be positive")
+        sent_at = iso_timestamp(context.sent_at)
+        campaign = context.step.campaign
+        return cls(
+            keys=DialogKeys.build(prefix, context.company_id, context.phone),
+            marker=handover_marker_key(prefix, context.company_id, context.history_id),
+            action_member=_member("pendingAction", context.pending_action()),
+            card_members=(_member("lastReactivationAt", sent_at), _member("reactivationCampaign", campaign)),
+            ttl_ms=ttl_seconds * 1000,
+            message_item=_dumps(context.message_item()),
+            max_messages=max_messages,
+            sent_at=sent_at,
+            campaign=campaign,
+        )
+
+    def key_names(self) -> list[str]:
+        """KEYS, in the script's order."""
+        return [self.keys.dialog, self.keys.messages, self.keys.client, self.keys.corrupt, self.marker]
+
+    def arguments(self, dialog: StoredValue) -> list[Any]:
+        """ARGV, in the script's order, for the dialog as read; its value goes along only when it is replaced, for
+        the script to check that it is still the same."""
+        replace = dialog.needs_replacing
+        return [
+            self.action_member,
+            self.ttl_ms,
+            self.message_item,
+            self.max_messages,
+            *self.card_members,
+            self.sent_at,
+            self.campaign,
+            self.corrupt_ttl_ms,
+            "1" if replace else "0",
+            dialog.kind,
+            dialog.raw if replace else "",
+        ]
+
+    def run(self, client: redis.Redis, dialog: StoredValue) -> SaveReply:
+        """Run save.lua once against the dialog as read."""
+        return SaveReply.parse(SAVE_SCRIPT(client, self.key_names(), self.arguments(dialog)))
+
+
 # --- the hand-over -------------------------------------------------------------------------------------------------
 
 
@@ -406,71 +329,14 @@ def save_context(
     Raises ContextConflict when other writers won every round (retry later), redis.RedisError when Redis is
     unreachable (retry later). Never raises for what it finds in the admin's keys.
     """
-    if ttl_seconds < 1:
-        raise ValueError("ttl_seconds must be positive")
-    if max_messages < 1:
-        raise ValueError("max_messages must be positive")
-    keys = DialogKeys.build(prefix, context.company_id, context.phone)
-    marker = handover_marker_key(prefix, context.company_id, context.history_id)
-    item = _dumps(context.message_item())
-    sent_at = iso_timestamp(context.sent_at)
+    call = SaveCall.build(context, prefix=prefix, ttl_seconds=ttl_seconds, max_messages=max_messages)
     where = {"company_id": context.company_id, "history_id": context.history_id, "phone": mask_phone(context.phone)}
-
-    action_member = _member("pendingAction", context.pending_action())
-    card_members = [_member("lastReactivationAt", sent_at), _member("reactivationCampaign", context.step.campaign)]
-
     for attempt in range(1, max_attempts + 1):
-        dialog_type, dialog_raw = _read(client, keys.dialog)
-        replace = dialog_type != "none" and (dialog_type != "string" or _as_object_bytes(dialog_raw) is None)
-        outcome = [
-            _text(v)
-            for v in SAVE_SCRIPT(
-                client,
-                [keys.dialog, keys.messages, keys.client, keys.corrupt, marker],
-                [
-                    action_member,
-                    ttl_seconds * 1000,
-                    item,
-                    max_messages,
-                    *card_members,
-                    sent_at,
-                    context.step.campaign,
-                    CORRUPT_TTL_SECONDS * 1000,
-                    "1" if replace else "0",
-                    dialog_type,
-                    dialog_raw if replace else "",
-                ],
-            )
-        ]
-        if outcome[0] == "conflict":
-            _backoff(attempt)
-            continue
-        if outcome[0] == "done":
-            log.info("context already handed over", extra=where)
-            return SaveResult(already_saved=True, attempts=attempt)
-
-        moved = keys.corrupt if outcome[1] == "1" else None
-        messages_status: MessagesStatus = "appended" if outcome[2] == "appended" else "wrongtype"
-        client_status: ClientStatus = outcome[3]  # type: ignore[assignment]
-        if moved:
-            log.warning(
-                "dialog value was not a JSON object; moved aside",
-                extra={**where, "moved_to": mask_key(moved), "redis_type": dialog_type, "length": len(dialog_raw)},
-            )
-        if messages_status == "wrongtype":
-            log.warning("messages key is not a list; message not appended", extra=where)
-        if client_status in ("invalid", "wrongtype"):
-            log.warning(
-                "client card is not a JSON object or hash; left alone", extra={**where, "client": client_status}
-            )
-        log.info("context handed over", extra={**where, "attempts": attempt, "client": client_status})
-        return SaveResult(
-            already_saved=False,
-            attempts=attempt,
-            moved_aside_to=moved,
-            messages=messages_status,
-            client=client_status,
-        )
+        dialog = StoredValue.read(client, call.keys.dialog)
+        reply = call.run(client, dialog)
+        if reply.status != "conflict":
+            return _saved(reply, call=call, dialog=dialog, attempt=attempt, where=where)
+        _backoff(attempt)
     log.warning(
         "context hand-over lost every compare-and-set round on a broken dialog",
         extra={**where, "attempts": max_attempts},
@@ -478,12 +344,30 @@ def save_context(
     raise ContextConflict(f"history {context.history_id}: the dialog kept changing during {max_attempts} attempts")
 
 
+def _saved(reply: SaveReply, *, call: SaveCall, dialog: StoredValue, attempt: int, where: dict[str, Any]) -> SaveResult:
+    """Log what the script did and say it as a SaveResult."""
+    if reply.status == "done":
+        log.info("context already handed over", extra=where)
+        return SaveResult(already_saved=True, attempts=attempt)
+    moved = call.keys.corrupt if reply.moved_aside else None
+    if moved:
+        log.warning(
+            "dialog value was not a JSON object; moved aside",
+            extra={**where, "moved_to": mask_key(moved), "redis_type": dialog.kind, "length": len(dialog.raw)},
+        )
+    if reply.messages == "wrongtype":
+        log.warning("messages key is not a list; message not appended", extra=where)
+    if reply.client in ("invalid", "wrongtype"):
+        log.warning("client card is not a JSON object or hash; left alone", extra={**where, "client": reply.client})
+    log.info("context handed over", extra={**where, "attempts": attempt, "client": reply.client})
+    return SaveResult(
+        already_saved=False, attempts=attempt, moved_aside_to=moved, messages=reply.messages, client=reply.client
+    )
+
+
 def read_pending_action(client: redis.Redis, *, prefix: str, company_id: int, phone: str) -> dict[str, Any] | None:
     """This product's pendingAction in the client's dialog, or None (no dialog, another action, not JSON)."""
-    kind, raw = _read(client, dialog_key(prefix, company_id, phone))
-    if kind != "string":
-        return None
-    dialog = _as_object_bytes(raw)
+    dialog = StoredValue.read(client, dialog_key(prefix, company_id, phone)).as_object()
     action = dialog.get("pendingAction") if dialog else None
     if isinstance(action, dict) and action.get("type") == PENDING_ACTION_TYPE:
         return action

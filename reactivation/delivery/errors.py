@@ -1,0 +1,84 @@
+"""What a send ends in when it is not a success, each outcome telling the caller exactly what it may do next.
+
+- `TransientSendError`: calling again cannot double the message (the request never reached the provider, the
+  provider refused it for now, or the gateway de-duplicates by idempotency key). Retry later; `retry_after`
+  (seconds) is the provider's hint when it gave one. `maybe_delivered` marks the one case where it may have
+  gone out (the gateway gave no answer): when retries run out, such a row is `unknown`; otherwise `failed`.
+- `PermanentSendError`: not delivered and never will be as asked (bad number format, bad token, missing
+  template...). Final: the row is `failed`. `affects_all_messages` says the cause is the account or the
+  configuration, not this client, so every other message will fail the same way.
+- `SendSkipped`: not delivered for a reason about the recipient that retrying cannot fix (Meta's per-user
+  marketing limit, a number not on WhatsApp, a recipient who stopped marketing messages). Final: the row is
+  `skipped` with `reason`. Never retried, so a limit does not turn into a retry storm.
+- `SendOutcomeUnknown`: the provider may or may not have delivered it (a Cloud API request that timed out after
+  it was sent, a 2xx answer without a message id). Never retried automatically: for marketing messages a lost
+  message beats a doubled one. Final: the row is `unknown`.
+
+`InvalidSendRequest` (a ValueError) is raised when building a request from unusable data; nothing is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import KW_ONLY, dataclass
+from enum import StrEnum
+
+
+class InvalidSendRequest(ValueError):
+    """The data cannot make a message (phone not E.164, empty text...); nothing was sent."""
+
+
+# Dataclasses, so that each outcome declares only the fields of its own and the base holds the shared ones.
+# eq=False keeps exceptions compared and hashed by identity, as exceptions are.
+@dataclass(eq=False)
+class SendError(Exception):
+    """Base of the outcomes other than success. `code` is the provider's error code (Meta's, or the HTTP status),
+    `status_code` the HTTP status when there was an answer; str(error) is safe to store and log."""
+
+    message: str
+    _: KW_ONLY
+    provider: str
+    code: str | None = None
+    status_code: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+
+@dataclass(eq=False, kw_only=True)
+class TransientSendError(SendError):
+    """Retrying cannot double the message; retry after `retry_after` seconds if given.
+
+    `maybe_delivered` is True when no answer came back (a gateway read timeout): the gateway's idempotency key
+    makes the retry safe, but if retries run out the row should end `unknown`, not `failed`.
+    """
+
+    retry_after: float | None = None
+    maybe_delivered: bool = False
+
+
+@dataclass(eq=False, kw_only=True)
+class PermanentSendError(SendError):
+    """Not delivered and never will be as asked; final (`failed`)."""
+
+    affects_all_messages: bool = False
+
+
+class SkipReason(StrEnum):
+    """Why the provider declined a recipient; stored as the row's skip reason."""
+
+    MARKETING_LIMIT = "whatsapp_marketing_limit"
+    UNDELIVERABLE = "whatsapp_undeliverable"
+    MARKETING_OPT_OUT = "whatsapp_marketing_opt_out"
+    REENGAGEMENT_REQUIRED = "whatsapp_reengagement_required"
+    EXPERIMENT = "whatsapp_experiment"
+
+
+@dataclass(eq=False, kw_only=True)
+class SendSkipped(SendError):
+    """Not delivered for a reason about the recipient; final (`skipped` with `reason`), never retried."""
+
+    reason: SkipReason
+
+
+class SendOutcomeUnknown(SendError):
+    """The message may have been delivered; final (`unknown`), never retried automatically."""
