@@ -87,7 +87,7 @@ def db(pg_engine: Engine) -> Iterator[Session]:
 
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
-    return f"sqlite:///{tmp_path / 'reactivation.storage.db'}"
+    return f"sqlite:///{tmp_path / 'reactivation.db'}"
 
 
 @pytest.fixture

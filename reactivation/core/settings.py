@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The embedded default keeps every file it writes under one folder that git ignores.
 DATA_DIR = Path("var")
-DEFAULT_DATABASE_URL = f"sqlite:///{DATA_DIR / 'reactivation.storage.db'}"
+DEFAULT_DATABASE_URL = f"sqlite:///{DATA_DIR / 'reactivation.db'}"
 DEFAULT_OUTBOX_PATH = DATA_DIR / "outbox.jsonl"
 # The Gemini API's own current Flash model (the 2.0 models are shut down, 2.5 Flash is deprecated).
 DEFAULT_GEMINI_MODEL = "gemini-3.8-flash"
