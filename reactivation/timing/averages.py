@@ -327,7 +327,7 @@ def calculate_averages(
     if postgres:
         # One job per company at a time; a second waits instead of interleaving its upserts.
         session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended('reactivation.timing.averages:' || :c, 0))"),
+            text("SELECT pg_advisory_xact_lock(hashtextextended('reactivation.averages:' || :c, 0))"),
             {"c": str(company_id)},
         )
     state = session.get(AveragesState, company_id, with_for_update=postgres)
