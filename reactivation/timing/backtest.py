@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from reactivation.storage.companies import load_company
 from reactivation.storage.models import Service
-from reactivation.timing.averages import (
+from reactivation.timing.averages.postgres import (
     PERSONAL_WINDOW_DAYS,
     SERVICE_WINDOW_DAYS,
     interval_series,

@@ -21,7 +21,7 @@ from reactivation.storage.models import (
     ServiceIntervalCount,
     ServiceReactivationInterval,
 )
-from reactivation.timing.averages import (
+from reactivation.timing.averages.postgres import (
     PERSONAL_WINDOW_DAYS,
     SERVICE_WINDOW_DAYS,
     _pg_share_bounds,
