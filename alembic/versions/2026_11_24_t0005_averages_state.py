@@ -2,7 +2,7 @@
 
 One row per company recording the averages job's last run: when it ran (the reference time it was given), when
 it last recomputed everything, and the highest appointments_cache id it had seen. The next run recomputes the
-personal intervals only for clients whose visits changed since (see reactivation/averages.py).
+personal intervals only for clients whose visits changed since (see reactivation/timing/averages/job.py).
 
 Revision ID: t0005
 Revises: t0004

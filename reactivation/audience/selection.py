@@ -210,7 +210,7 @@ def _keep(session: Session, reference: _Reference, rows: Sequence[Any], limit: i
     """The first `limit` rows that no probe excluded and no opt-out covers, as DueClients, in order.
 
     Phones are normalized (the slow part: phonenumbers) only for rows that may be returned, and checked against
-    the opt-outs exactly: the SQL phone key already excluded every opt-out it can read (see generated.py).
+    the opt-outs exactly: the SQL phone key already excluded every opt-out it can read (see computed_columns.py).
     """
     candidates = [r for r in rows if not (r.booked_by_client or r.booked_by_phone or r.visited_since)]
     kept: list[DueClient] = []
@@ -279,67 +279,94 @@ def recheck_client(
     if client.blacklisted:
         return Skip.BLACKLISTED
     phone = try_normalize_phone(client.phone)
+    if _client_opted_out(session, client, phone=phone):
+        return Skip.OPTED_OUT
+    moved = _lapse_moved(client, lapse_date=lapse_date)
+    if moved is not None:
+        return moved
+    if _flow_stopped(session, client, lapse_date=lapse_date):
+        # The client said no (or booked) in this lapse: its flow is over.
+        return Skip.FLOW_STOPPED
+    after = _instant(local_midnight(lapse_date + timedelta(days=1), company.tz), postgres=is_postgres(session))
+    if _visited_after(session, client, after=after):
+        return Skip.VISITED_SINCE
+    booked = _latest_booking_after(session, client, after=after)
+    if booked is not None:
+        return Skip.UPCOMING_BOOKING if as_aware(booked) > now else Skip.BOOKED_SINCE
+    if phone is None:
+        return Skip.INVALID_PHONE
+    return None
+
+
+def _client_opted_out(session: Session, client: Client, *, phone: str | None) -> bool:
+    """Whether an opt-out of the company names this client, their E.164 phone or their phone key."""
     opt_out_phones = {p for p in (phone, client.phone_key) if p}
     opted_out = session.execute(
         select(OptOut.phone).where(
-            OptOut.company_id == company_id,
-            or_(OptOut.client_id == client_id, OptOut.phone.in_(sorted(opt_out_phones))),
+            OptOut.company_id == client.company_id,
+            or_(OptOut.client_id == client.id, OptOut.phone.in_(sorted(opt_out_phones))),
         )
     ).first()
-    if opted_out is not None:
-        return Skip.OPTED_OUT
+    return opted_out is not None
+
+
+def _lapse_moved(client: Client, *, lapse_date: date) -> Skip | None:
+    """Why the client's last visit no longer identifies the claimed lapse, if it does not."""
     if client.last_visit_date is None or client.visit_count <= 0:
         return Skip.NO_VISIT
     if client.last_visit_date > lapse_date:
         return Skip.VISITED_SINCE
     if client.last_visit_date != lapse_date:
         return Skip.LAPSE_CHANGED
+    return None
 
+
+def _flow_stopped(session: Session, client: Client, *, lapse_date: date) -> bool:
+    """Whether a real (not dry-run) row of this lapse stopped its flow."""
+    h = ReactivationHistory
     stopped = session.execute(
-        select(ReactivationHistory.id)
+        select(h.id)
         .where(
-            ReactivationHistory.company_id == company_id,
-            ReactivationHistory.client_id == client_id,
-            ReactivationHistory.last_visit_date == lapse_date,
-            ReactivationHistory.dry_run.is_(False),
-            ReactivationHistory.flow_stopped_reason.is_not(None),
+            h.company_id == client.company_id,
+            h.client_id == client.id,
+            h.last_visit_date == lapse_date,
+            h.dry_run.is_(False),
+            h.flow_stopped_reason.is_not(None),
         )
         .limit(1)
     ).first()
-    if stopped is not None:
-        # The client said no (or booked) in this lapse: its flow is over.
-        return Skip.FLOW_STOPPED
+    return stopped is not None
 
-    postgres = is_postgres(session)
-    after = _instant(local_midnight(lapse_date + timedelta(days=1), company.tz), postgres=postgres)
+
+def _visited_after(session: Session, client: Client, *, after: datetime) -> bool:
+    """Whether appointments_cache holds an attended visit of the client at or after `after`."""
+    a = AppointmentCache
     visited = session.execute(
-        select(AppointmentCache.id)
+        select(a.id)
         .where(
-            AppointmentCache.company_id == company_id,
-            AppointmentCache.client_id == client_id,
-            AppointmentCache.attendance == 1,
-            AppointmentCache.appointment_datetime >= after,
+            a.company_id == client.company_id,
+            a.client_id == client.id,
+            a.attendance == 1,
+            a.appointment_datetime >= after,
         )
         .limit(1)
     ).first()
-    if visited is not None:
-        return Skip.VISITED_SINCE
-    by_whom = [Booking.client_id == client_id]
+    return visited is not None
+
+
+def _latest_booking_after(session: Session, client: Client, *, after: datetime) -> datetime | None:
+    """The latest booking at or after `after` that is not deleted, matched by client id or by phone key."""
+    by_whom = [Booking.client_id == client.id]
     if client.phone_key:
         by_whom.append(Booking.client_phone_key == client.phone_key)
-    latest = session.execute(
+    return session.execute(
         select(func.max(Booking.datetime)).where(
-            Booking.company_id == company_id,
+            Booking.company_id == client.company_id,
             or_(*by_whom),
             or_(Booking.status.is_(None), Booking.status != "deleted"),
             Booking.datetime >= after,
         )
     ).scalar()
-    if latest is not None:
-        return Skip.UPCOMING_BOOKING if as_aware(latest) > now else Skip.BOOKED_SINCE
-    if phone is None:
-        return Skip.INVALID_PHONE
-    return None
 
 
 # --- the query ----------------------------------------------------------------------------------------------------
@@ -395,67 +422,133 @@ def _industry_table(reference: _Reference) -> Any:
 
 
 def _due_query(reference: _Reference, *, postgres: bool, cap: int | None, floor: Decimal | None) -> Any:
-    company_id = reference.company.id
-    today = reference.today
+    """The due selection, one statement: the candidates (cheap filters, the waterfall's interval, the step taken
+    so far), the step due for each, ranked by value (the top `cap`), and then the per-row probes of the ranked."""
+    candidates = _candidates(reference, postgres=postgres, floor=floor)
+    ranked = _ranked(candidates, grace=reference.grace, cap=cap)
+    return _probed(ranked, reference, postgres=postgres)
+
+
+def _candidates(reference: _Reference, *, postgres: bool, floor: Decimal | None) -> Any:
+    """The clients that pass the cheap filters, each with its value, days inactive, the interval the waterfall
+    gives in SQL, and the latest step already taken in its lapse."""
     c = Client
     p = ClientPersonalizedInterval
     s = ServiceReactivationInterval
-    h = ReactivationHistory
+    company_id = reference.company.id
     industry = _industry_table(reference)
-    service_id = c.last_service_id
+    previous = _previous_step(reference, floor=floor)
+    candidates: Any = (
+        select(
+            c.id,
+            c.phone_key,
+            c.last_visit_date,
+            c.total_spent,
+            # Ordering on a float: the same order as numeric(12,2) (53 bits hold 12 digits), far cheaper to sort.
+            cast(c.total_spent, Float).label("value"),
+            c.last_service_id.label("service_id"),
+            _days_between(reference.today, c.last_visit_date, postgres=postgres).label("days_inactive"),
+            _waterfall_days(industry).label("interval_days"),
+            previous.column.label("previous_step"),
+        )
+        .outerjoin(p, _usable_personal(company_id))
+        .outerjoin(s, _usable_service(company_id))
+        .outerjoin(industry, industry.c.service_id == c.last_service_id)
+    )
+    if previous.lapses is not None:
+        lapses = previous.lapses
+        candidates = candidates.outerjoin(
+            lapses, and_(lapses.c.client_id == c.id, lapses.c.last_visit_date == c.last_visit_date)
+        )
+    return candidates.where(*_eligible(reference, postgres=postgres, floor=floor)).subquery("base")
 
+
+@dataclass(frozen=True)
+class _PreviousStep:
+    """The latest step already taken in a client's current lapse: a column of `lapses` (joined to the clients),
+    or a scalar probe per client when `lapses` is None."""
+
+    column: Any
+    lapses: Any | None
+
+
+def _previous_step(reference: _Reference, *, floor: Decimal | None) -> _PreviousStep:
+    """The step taken so far in each candidate's lapse: from the open lapses grouped once, or, within a value
+    floor, probed per client."""
+    h = ReactivationHistory
+    company_id = reference.company.id
     # A lapse whose flow stopped (a negative reply, an opt-out, a booking) counts as if its last step were taken;
     # dry-run rows are no contact at all.
     step_taken = case((h.flow_stopped_reason.is_not(None), int(Step.WIN_BACK)), else_=h.step)
     real = h.dry_run.is_(False)
     if floor is None:
         # Every client: one pass over the lapses still open, hashed.
-        lapse = (
+        lapses = (
             select(h.client_id, h.last_visit_date, func.max(step_taken).label("previous_step"))
             .where(
                 h.company_id == company_id,
                 real,
-                h.last_visit_date >= today - timedelta(days=reference.max_inactive),
+                h.last_visit_date >= reference.today - timedelta(days=reference.max_inactive),
             )
             .group_by(h.client_id, h.last_visit_date)
             .subquery("lapse")
         )
-        previous_step: Any = lapse.c.previous_step
-    else:
-        # A few thousand clients: one probe each into the unique (company, client, lapse, step) index.
-        lapse = None
-        previous_step = (
-            select(func.max(step_taken))
-            .where(h.company_id == company_id, real, h.client_id == c.id, h.last_visit_date == c.last_visit_date)
-            .scalar_subquery()
-        )
-    # Only usable personal and salon rows take part in the join (a smaller hash on a million clients); the raw
-    # rows are joined again below for the returned clients, so that the evidence can say why one was passed over.
-    usable_personal = and_(
+        return _PreviousStep(column=lapses.c.previous_step, lapses=lapses)
+    # A few thousand clients: one probe each into the unique (company, client, lapse, step) index.
+    probe = (
+        select(func.max(step_taken))
+        .where(h.company_id == company_id, real, h.client_id == Client.id, h.last_visit_date == Client.last_visit_date)
+        .scalar_subquery()
+    )
+    return _PreviousStep(column=probe, lapses=None)
+
+
+# Only usable personal and salon rows take part in the candidates' join (a smaller hash on a million clients); the
+# raw rows are joined again for the ranked clients, so that the evidence can say why one was passed over.
+
+
+def _usable_personal(company_id: int) -> ColumnElement[bool]:
+    """A personal row the waterfall's level 1 accepts for the client's last service."""
+    p = ClientPersonalizedInterval
+    return and_(
         p.company_id == company_id,
-        p.client_id == c.id,
-        p.service_id == service_id,
+        p.client_id == Client.id,
+        p.service_id == Client.last_service_id,
         p.visit_count >= MIN_PERSONAL_INTERVALS + 1,
         p.consistency_score >= MIN_CONSISTENCY,
         p.consistency_score <= 1,
         p.personal_interval_days.between(MIN_INTERVAL_DAYS, MAX_INTERVAL_DAYS),
     )
-    usable_service = and_(
+
+
+def _usable_service(company_id: int) -> ColumnElement[bool]:
+    """A salon row the waterfall's level 2 accepts for the client's last service."""
+    s = ServiceReactivationInterval
+    return and_(
         s.company_id == company_id,
-        s.service_id == service_id,
+        s.service_id == Client.last_service_id,
         s.is_active.is_(True),
         s.sample_size >= MIN_SERVICE_SAMPLE,
         s.median_interval_days.between(MIN_INTERVAL_DAYS, MAX_INTERVAL_DAYS),
     )
-    interval_days = func.coalesce(
-        p.personal_interval_days,
-        s.median_interval_days,
+
+
+def _waterfall_days(industry: Any) -> ColumnElement[int]:
+    """The waterfall in SQL: the personal median, else the salon's, else the industry's, else the universal days."""
+    return func.coalesce(
+        ClientPersonalizedInterval.personal_interval_days,
+        ServiceReactivationInterval.median_interval_days,
         case((industry.c.days.between(MIN_INTERVAL_DAYS, MAX_INTERVAL_DAYS), industry.c.days)),
         UNIVERSAL_DAYS,
     )
-    days_inactive = _days_between(today, c.last_visit_date, postgres=postgres)
 
-    contact = and_(h.status.not_in(NOT_A_CONTACT), real)
+
+def _eligible(reference: _Reference, *, postgres: bool, floor: Decimal | None) -> list[ColumnElement[bool]]:
+    """The exclusions checked over the company's clients: blacklisted, never visited, inactive too long or not
+    long enough for any step, opted out (by phone key or by id), below the value floor, or contacted lately."""
+    c = Client
+    company_id = reference.company.id
+    today = reference.today
     conditions = [
         c.company_id == company_id,
         c.blacklisted.is_(False),
@@ -469,36 +562,28 @@ def _due_query(reference: _Reference, *, postgres: bool, cap: int | None, floor:
         conditions.append(c.total_spent >= floor)
     if reference.contact_cutoff is not None:
         cutoff = _instant(reference.contact_cutoff, postgres=postgres)
-        # "claimed or sent since the cutoff": a row is claimed before it is sent, so this is
-        # coalesce(message_sent_at, created_at) >= cutoff written so that either timestamp can use an index.
-        recent = or_(h.created_at >= cutoff, h.message_sent_at >= cutoff)
-        conditions += [
-            ~select(literal(1)).where(h.company_id == company_id, h.client_id == c.id, contact, recent).exists(),
-            ~select(literal(1)).where(h.company_id == company_id, h.phone == c.phone_key, contact, recent).exists(),
-        ]
+        conditions += _not_contacted_since(cutoff, company_id=company_id)
+    return conditions
 
-    base: Any = (
-        select(
-            c.id,
-            c.phone_key,
-            c.last_visit_date,
-            c.total_spent,
-            # Ordering on a float: the same order as numeric(12,2) (53 bits hold 12 digits), far cheaper to sort.
-            cast(c.total_spent, Float).label("value"),
-            service_id.label("service_id"),
-            days_inactive.label("days_inactive"),
-            interval_days.label("interval_days"),
-            previous_step.label("previous_step"),
-        )
-        .outerjoin(p, usable_personal)
-        .outerjoin(s, usable_service)
-        .outerjoin(industry, industry.c.service_id == service_id)
-    )
-    if lapse is not None:
-        base = base.outerjoin(lapse, and_(lapse.c.client_id == c.id, lapse.c.last_visit_date == c.last_visit_date))
-    base = base.where(*conditions).subquery("base")
-    k = (base.c.days_inactive - reference.grace) // base.c.interval_days
-    stepped = select(base, case((k >= len(Step), len(Step)), else_=k).label("step")).subquery("stepped")
+
+def _not_contacted_since(cutoff: datetime, *, company_id: int) -> list[ColumnElement[bool]]:
+    """No real contact claimed or sent since `cutoff`, neither to the client nor to their phone."""
+    h = ReactivationHistory
+    contact = and_(h.status.not_in(NOT_A_CONTACT), h.dry_run.is_(False))
+    # "claimed or sent since the cutoff": a row is claimed before it is sent, so this is
+    # coalesce(message_sent_at, created_at) >= cutoff written so that either timestamp can use an index.
+    recent = or_(h.created_at >= cutoff, h.message_sent_at >= cutoff)
+    return [
+        ~select(literal(1)).where(h.company_id == company_id, h.client_id == Client.id, contact, recent).exists(),
+        ~select(literal(1)).where(h.company_id == company_id, h.phone == Client.phone_key, contact, recent).exists(),
+    ]
+
+
+def _ranked(candidates: Any, *, grace: int, cap: int | None) -> Any:
+    """The step due for each candidate, k = min(3, ⌊(days_inactive − grace) / interval⌋), kept when k ≥ 1 and
+    above the step already taken; highest value first, then longest inactive, then id; the top `cap` if given."""
+    k = (candidates.c.days_inactive - grace) // candidates.c.interval_days
+    stepped = select(candidates, case((k >= len(Step), len(Step)), else_=k).label("step")).subquery("stepped")
     ranked = (
         select(stepped)
         .where(stepped.c.step >= 1, stepped.c.step > func.coalesce(stepped.c.previous_step, 0))
@@ -507,25 +592,20 @@ def _due_query(reference: _Reference, *, postgres: bool, cap: int | None, floor:
     # A LIMIT (or OFFSET 0) keeps PostgreSQL from flattening this subquery: the probes below then run only on
     # the ranked rows, and with a cap the sort keeps just the top `cap` (a bounded heap, not a full sort).
     ranked = ranked.limit(cap) if cap is not None else ranked.offset(0)
-    top = ranked.subquery("ranked")
+    return ranked.subquery("ranked")
 
+
+def _probed(top: Any, reference: _Reference, *, postgres: bool) -> Any:
+    """The ranked rows with what the pipeline needs (name, phone, the raw personal and salon rows) and the three
+    per-row probes: a booking by client id, one by phone, an attended visit, each since the lapse began."""
+    c = Client
+    p = ClientPersonalizedInterval
+    s = ServiceReactivationInterval
     b = Booking
     a = AppointmentCache
-    if postgres:
-        # The first instant of the local day after the last visit, as timestamptz: the probes stay index ranges.
-        next_day = func.timezone(reference.company.tz.key, cast(top.c.last_visit_date + 1, DateTime()))
-        booking_after = b.datetime >= next_day
-        visit_after = a.appointment_datetime >= next_day
-    else:
-        modifier = _utc_offset_modifier(reference.company.tz, today)
-        booking_after = func.date(b.datetime, modifier) > top.c.last_visit_date
-        visit_after = func.date(a.appointment_datetime, modifier) > top.c.last_visit_date
+    company_id = reference.company.id
+    booking_after, visit_after = _after_lapse(top, reference, postgres=postgres)
     active = or_(b.status.is_(None), b.status != "deleted")
-
-    def probe(*where: Any) -> ColumnElement[bool]:
-        # A scalar sub-select in the select list runs once per ranked row, as an index probe.
-        return select(literal_column("1")).where(*where).limit(1).scalar_subquery().is_not(None)
-
     return (
         select(
             top,
@@ -538,11 +618,13 @@ def _due_query(reference: _Reference, *, postgres: bool, cap: int | None, floor:
             s.median_interval_days,
             s.sample_size,
             s.is_active,
-            probe(b.company_id == company_id, b.client_id == top.c.id, booking_after, active).label("booked_by_client"),
-            probe(b.company_id == company_id, b.client_phone_key == top.c.phone_key, booking_after, active).label(
+            _probe(b.company_id == company_id, b.client_id == top.c.id, booking_after, active).label(
+                "booked_by_client"
+            ),
+            _probe(b.company_id == company_id, b.client_phone_key == top.c.phone_key, booking_after, active).label(
                 "booked_by_phone"
             ),
-            probe(a.company_id == company_id, a.client_id == top.c.id, a.attendance == 1, visit_after).label(
+            _probe(a.company_id == company_id, a.client_id == top.c.id, a.attendance == 1, visit_after).label(
                 "visited_since"
             ),
         )
@@ -551,6 +633,26 @@ def _due_query(reference: _Reference, *, postgres: bool, cap: int | None, floor:
         .outerjoin(s, and_(s.company_id == company_id, s.service_id == top.c.service_id))
         .order_by(top.c.value.desc(), top.c.last_visit_date.asc(), top.c.id.asc())
     )
+
+
+def _after_lapse(top: Any, reference: _Reference, *, postgres: bool) -> tuple[Any, Any]:
+    """A booking, and a visit, on a local day after the ranked row's last visit."""
+    b = Booking
+    a = AppointmentCache
+    if postgres:
+        # The first instant of the local day after the last visit, as timestamptz: the probes stay index ranges.
+        next_day = func.timezone(reference.company.tz.key, cast(top.c.last_visit_date + 1, DateTime()))
+        return b.datetime >= next_day, a.appointment_datetime >= next_day
+    modifier = _utc_offset_modifier(reference.company.tz, reference.today)
+    return (
+        func.date(b.datetime, modifier) > top.c.last_visit_date,
+        func.date(a.appointment_datetime, modifier) > top.c.last_visit_date,
+    )
+
+
+def _probe(*where: Any) -> ColumnElement[bool]:
+    # A scalar sub-select in the select list runs once per ranked row, as an index probe.
+    return select(literal_column("1")).where(*where).limit(1).scalar_subquery().is_not(None)
 
 
 def _first_title(raw: Any) -> str | None:

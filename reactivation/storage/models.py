@@ -223,7 +223,7 @@ class ServiceIntervalCount(Base):
 
     The salon medians' raw material, kept between runs of the averages job on PostgreSQL: an incremental run
     recounts only the intervals that end on or after the first day whose visits may have changed, and keeps the
-    rest (see reactivation/averages.py). Intervals that start before the salon window are dropped.
+    rest (see reactivation/timing/averages/postgres.py). Intervals that start before the salon window are dropped.
     """
 
     __tablename__ = "service_interval_counts"

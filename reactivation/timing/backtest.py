@@ -33,15 +33,15 @@ from sqlalchemy.orm import Session
 
 from reactivation.storage.companies import load_company
 from reactivation.storage.models import Service
-from reactivation.timing.averages import (
+from reactivation.timing.averages.stats import (
     PERSONAL_WINDOW_DAYS,
     SERVICE_WINDOW_DAYS,
     interval_series,
-    load_visit_days,
     percentile_cont,
     personal_stats,
     service_stats,
 )
+from reactivation.timing.averages.visits import load_visit_days
 from reactivation.timing.industry import IndustryMatch, IndustryStandard, load_standards, match_industry
 from reactivation.timing.waterfall import Interval, PersonalRhythm, ServiceAverage, Source, choose_interval
 

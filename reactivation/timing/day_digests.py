@@ -9,7 +9,7 @@ last LATE_DAYS was recomputed every week, whether anything of theirs had changed
 
 A day with no stored digest (the first run after an upgrade, or a day nobody had booked) counts as changed when
 it now holds rows, so the rule only ever recomputes more than needed, never less. Changes to days before the
-stored range are not seen here; the monthly full run heals them (see reactivation.timing.averages).
+stored range are not seen here; the monthly full run heals them (see reactivation.timing.averages.job).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Four levels, the first that applies wins:
 
 1. `personal`: the client's own median interval for the service, when `client_personalized_intervals` holds at
    least MIN_PERSONAL_INTERVALS intervals between attended visits of the last 12 months and their consistency
-   score (see `averages.consistency_score`) is at least MIN_CONSISTENCY. Confidence 0.9 × consistency.
+   score (see `averages.stats.consistency_score`) is at least MIN_CONSISTENCY. Confidence 0.9 × consistency.
 2. `service_average`: the salon's median interval for the service over the last 6 months, when it rests on at
    least MIN_SERVICE_SAMPLE intervals and the averages job marked it active. Confidence 0.85.
 3. `industry_standard`: the category the service title matches (`industry.match_industry`). The row's confidence.

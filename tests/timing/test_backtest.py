@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from reactivation.storage.companies import UnknownCompany
-from reactivation.timing.averages import compute_averages, interval_series
+from reactivation.timing.averages.stats import compute_averages, interval_series
 from reactivation.timing.backtest import (
     TOLERANCE_DAYS,
     Case,
