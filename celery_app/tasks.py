@@ -22,9 +22,9 @@ from reactivation.compliance import retention
 from reactivation.flow import campaign, pipeline, planning, sweeps
 from reactivation.flow.pipeline import Continue, Outcome, RetryLater, Stop
 from reactivation.outcomes import attribution
+from reactivation.outcomes.attribution import mark_booking_created as mark_booking_created_domain
 from reactivation.replies.handler import handle_reply as handle_reply_domain
-from reactivation.replies.handler import mark_booking_created as mark_booking_created_domain
-from reactivation.storage.companies import load_company
+from reactivation.storage.companies import company_ids, load_company
 from reactivation.storage.company_settings import CompanyConfigError
 from reactivation.storage.db import TRANSIENT_DB_ERRORS
 from reactivation.timing import averages
@@ -180,7 +180,7 @@ def sweep() -> dict[str, int]:
     rt = runtime()
     totals = {"unknown": 0, "expired": 0, "resumed": 0, "handover": 0}
     with rt.session() as session:
-        companies = sweeps.company_ids(session)
+        companies = company_ids(session)
     for company_id in companies:
         with rt.session() as session:
             found = sweeps.sweep_company(session, company_id=company_id, now=_now())
@@ -211,7 +211,7 @@ def plan_averages() -> int:
     rt = runtime()
     now = _now()
     with rt.session() as session:
-        companies = sweeps.company_ids(session)
+        companies = company_ids(session)
 
         def start_if_due(company_id: int) -> int:
             local = load_company(session, company_id=company_id).local_now(now)
@@ -228,7 +228,7 @@ def attribute_bookings(company_id: int | None = None) -> int:
     """Link bookings made within the attribution window to the message before them."""
     rt = runtime()
     with rt.session() as session:
-        companies = [company_id] if company_id is not None else sweeps.company_ids(session)
+        companies = [company_id] if company_id is not None else company_ids(session)
 
     def attribute(company: int) -> int:
         with rt.session() as session:
@@ -242,7 +242,7 @@ def retention_sweep() -> int:
     """Anonymize message texts and phones older than each company's retention period."""
     rt = runtime()
     with rt.session() as session:
-        companies = sweeps.company_ids(session)
+        companies = company_ids(session)
 
     def anonymize(company: int) -> int:
         with rt.session() as session:

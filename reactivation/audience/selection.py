@@ -39,7 +39,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -65,6 +64,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from reactivation.core.instants import as_aware, local_midnight, naive_utc
 from reactivation.core.phones import try_normalize_phone
+from reactivation.core.vocabulary import SkipReason as Skip
+from reactivation.core.vocabulary import Status, Step
+from reactivation.storage.bookings import not_cancelled
 from reactivation.storage.companies import CompanyConfig, load_company
 from reactivation.storage.db import is_postgres, pg_local_settings
 from reactivation.storage.models import (
@@ -78,7 +80,7 @@ from reactivation.storage.models import (
     ServiceReactivationInterval,
 )
 from reactivation.timing.industry import IndustryMatch, load_standards, match_industry
-from reactivation.timing.steps import Step, due_date, next_step
+from reactivation.timing.steps import due_date, next_step
 from reactivation.timing.waterfall import (
     MAX_INTERVAL_DAYS,
     MIN_CONSISTENCY,
@@ -98,22 +100,7 @@ WORK_MEM = "64MB"
 # Each round of a limited selection looks at this many times more of the most valuable clients than the last.
 PREFIX_FACTOR = 8
 # History statuses that do not count as a contact for the minimum gap between messages.
-NOT_A_CONTACT = ("skipped", "failed")
-
-
-class Skip(StrEnum):
-    """Why a client is not (or no longer) to be contacted; stored as the history row's skip_reason."""
-
-    CLIENT_GONE = "client_gone"
-    BLACKLISTED = "blacklisted"
-    OPTED_OUT = "opted_out"
-    NO_VISIT = "no_visit"
-    LAPSE_CHANGED = "lapse_changed"
-    VISITED_SINCE = "visited_since"
-    UPCOMING_BOOKING = "upcoming_booking"
-    BOOKED_SINCE = "booked_since"
-    INVALID_PHONE = "invalid_phone"
-    FLOW_STOPPED = "flow_stopped"
+NOT_A_CONTACT = (Status.SKIPPED, Status.FAILED)
 
 
 @dataclass(frozen=True)
@@ -331,7 +318,7 @@ def recheck_client(
         select(func.max(Booking.datetime)).where(
             Booking.company_id == company_id,
             or_(*by_whom),
-            or_(Booking.status.is_(None), Booking.status != "deleted"),
+            not_cancelled(),
             Booking.datetime >= after,
         )
     ).scalar()
@@ -520,7 +507,7 @@ def _due_query(reference: _Reference, *, postgres: bool, cap: int | None, floor:
         modifier = _utc_offset_modifier(reference.company.tz, today)
         booking_after = func.date(b.datetime, modifier) > top.c.last_visit_date
         visit_after = func.date(a.appointment_datetime, modifier) > top.c.last_visit_date
-    active = or_(b.status.is_(None), b.status != "deleted")
+    active = not_cancelled()
 
     def probe(*where: Any) -> ColumnElement[bool]:
         # A scalar sub-select in the select list runs once per ranked row, as an index probe.

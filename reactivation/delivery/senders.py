@@ -34,7 +34,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -44,11 +43,11 @@ import httpx
 from reactivation.core.logs import scrub
 from reactivation.core.phones import mask_phone
 from reactivation.core.settings import Settings
-from reactivation.timing.steps import Step
+from reactivation.core.vocabulary import SkipReason, Step
 
 log = logging.getLogger(__name__)
 
-# WhatsApp's own limit for a text body; this product's messages are far shorter (steps.MAX_MESSAGE_LENGTH).
+# WhatsApp's own limit for a text body; this product's messages are far shorter (vocabulary.MAX_MESSAGE_LENGTH).
 MAX_TEXT_LENGTH = 4096
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -182,16 +181,6 @@ class PermanentSendError(SendError):
     ) -> None:
         super().__init__(message, provider=provider, code=code, status_code=status_code)
         self.affects_all_messages = affects_all_messages
-
-
-class SkipReason(StrEnum):
-    """Why the provider declined a recipient; stored as the row's skip reason."""
-
-    MARKETING_LIMIT = "whatsapp_marketing_limit"
-    UNDELIVERABLE = "whatsapp_undeliverable"
-    MARKETING_OPT_OUT = "whatsapp_marketing_opt_out"
-    REENGAGEMENT_REQUIRED = "whatsapp_reengagement_required"
-    EXPERIMENT = "whatsapp_experiment"
 
 
 class SendSkipped(SendError):

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -22,12 +22,14 @@ from reactivation.audience.holdout import in_holdout
 from reactivation.audience.selection import DueClient, due_clients
 from reactivation.compliance.consent import consented_phones
 from reactivation.core.phones import InvalidPhone, normalize_phone
+from reactivation.core.vocabulary import RunStatus, SkipReason, Status
 from reactivation.flow.planning import get_or_create_run, mark_run
-from reactivation.runtime import Runtime
 from reactivation.storage import history
 from reactivation.storage.companies import CompanyConfig, load_company
-from reactivation.storage.history import Status
 from reactivation.storage.models import CampaignRun, ReactivationHistory
+
+if TYPE_CHECKING:
+    from reactivation.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,9 @@ CLAIM_BATCH = 100
 # Due clients asked for beyond the capacity, for the few that turn out skipped (an invalid phone, no consent).
 SELECTION_MARGIN = 20
 # Planned rows that do not take a place of the daily limit.
-_NOT_COUNTED = (Status.SKIPPED.value, Status.HOLDOUT.value, "over_limit")
+# A due client past today's daily limit: planned but never claimed (not a history status: no row is written).
+OVER_LIMIT = "over_limit"
+_NOT_COUNTED = (Status.SKIPPED, Status.HOLDOUT, OVER_LIMIT)
 
 
 @dataclass
@@ -103,17 +107,21 @@ def plan_rows(
         if capacity <= 0:
             # Over today's limit: not claimed at all (not even held out or skipped), so that tomorrow's run can
             # still reach this client and the control group stays drawn from the clients that were in reach.
-            row["status"] = "over_limit"
+            row["status"] = OVER_LIMIT
             yield row
             continue
         try:
             row["phone"] = normalize_phone(client.phone, client_id=client.client_id)
         except InvalidPhone as exc:
-            row.update(status=Status.SKIPPED.value, skip_reason="invalid_phone", error=history.cut(str(exc), 300))
+            row.update(
+                status=Status.SKIPPED.value,
+                skip_reason=SkipReason.INVALID_PHONE.value,
+                error=history.cut(str(exc), 300),
+            )
             yield row
             continue
         if consented is not None and row["phone"] not in consented:
-            row.update(status=Status.SKIPPED.value, skip_reason="no_consent")
+            row.update(status=Status.SKIPPED.value, skip_reason=SkipReason.NO_CONSENT.value)
             yield row
             continue
         if in_holdout(
@@ -212,7 +220,7 @@ def run_campaign(
         else:
             run = get_or_create_run(session, company_id=company_id, run_date=day, trigger=trigger)
             run_id = run.id
-            mark_run(session, run_id=run_id, company_id=company_id, status="running", started_at=now)
+            mark_run(session, run_id=run_id, company_id=company_id, status=RunStatus.RUNNING, started_at=now)
         capacity = company.settings.daily_limit - (
             claimed_today(session, company_id=company_id, run_id=run_id) if run_id else 0
         )
@@ -222,7 +230,7 @@ def run_campaign(
     result = CampaignResult(company_id=company_id, run_date=day, run_id=run_id, due=len(due))
     to_insert = []
     for row in rows:
-        if row["status"] == "over_limit":
+        if row["status"] == OVER_LIMIT:
             result.over_limit += 1
         else:
             to_insert.append(row)
@@ -247,7 +255,7 @@ def run_campaign(
                 session,
                 run_id=run_id,
                 company_id=company_id,
-                status="done",
+                status=RunStatus.DONE,
                 finished_at=datetime.now(UTC),
                 due_count=result.due,
                 claimed_count=claimed_today(session, company_id=company_id, run_id=run_id),

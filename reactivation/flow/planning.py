@@ -14,6 +14,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from reactivation.core.vocabulary import RunStatus
 from reactivation.storage.companies import CompanyConfig, company_config
 from reactivation.storage.company_settings import CompanyConfigError
 from reactivation.storage.db import is_postgres
@@ -66,7 +67,7 @@ def create_run(session: Session, *, company_id: int, run_date: date, trigger: st
         "run_date": run_date,
         "trigger": trigger,
         "dry_run": dry_run,
-        "status": "planned",
+        "status": RunStatus.PLANNED,
     }
     dialect = postgresql if is_postgres(session) else sqlite
     statement = (
@@ -94,8 +95,8 @@ def stale_planned_runs(session: Session, *, now: datetime) -> list[PlannedRun]:
     rows = session.execute(
         select(CampaignRun.id, CampaignRun.company_id, CampaignRun.run_date).where(
             or_(
-                and_(CampaignRun.status == "planned", CampaignRun.created_at < now - STALE_PLANNED_RUN),
-                and_(CampaignRun.status == "running", CampaignRun.started_at < now - STALE_RUNNING_RUN),
+                and_(CampaignRun.status == RunStatus.PLANNED, CampaignRun.created_at < now - STALE_PLANNED_RUN),
+                and_(CampaignRun.status == RunStatus.RUNNING, CampaignRun.started_at < now - STALE_RUNNING_RUN),
             )
         )
     ).all()

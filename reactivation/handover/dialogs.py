@@ -44,8 +44,8 @@ from typing import Any, Literal
 import redis
 
 from reactivation.core.phones import mask_phone
+from reactivation.core.vocabulary import Step
 from reactivation.handover.keys import DialogKeys, dialog_key, handover_marker_key, key_digits, mask_key
-from reactivation.timing.steps import Step
 
 log = logging.getLogger(__name__)
 
