@@ -2,8 +2,8 @@
 
 Claims are `INSERT … ON CONFLICT DO NOTHING` on the unique key (company, client, lapse, step): a second
 dispatch for the same company and date, or two at once, claims nothing new. Rows are claimed and committed
-in batches and each batch is handed to `on_claimed` right after its commit, so that follow-up work is only
-enqueued once it is visible, and a crash mid-run leaves claimed rows that the sweep picks up.
+in batches and each batch is handed to `on_claimed` once its commit is done (`after_commit`), so that follow-up work
+is only enqueued once it is visible, and a crash mid-run leaves claimed rows that the sweep picks up.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -26,6 +27,7 @@ from reactivation.core.vocabulary import RunStatus, SkipReason, Status
 from reactivation.flow.planning import get_or_create_run, mark_run
 from reactivation.storage import history
 from reactivation.storage.companies import CompanyConfig, load_company
+from reactivation.storage.db import after_commit
 from reactivation.storage.models import CampaignRun, ReactivationHistory
 
 if TYPE_CHECKING:
@@ -239,16 +241,16 @@ def run_campaign(
         with rt.session() as session:
             new_ids = history.claim(session, batch)
             claimed = _ids_with_status(session, company_id, new_ids, Status.CLAIMED)
+            if claimed:
+                # The chains start once this batch is committed, never before: they must find their rows.
+                after_commit(session, partial(on_claimed, claimed))
+        result.claimed.extend(claimed)
         result.already_claimed += len(batch) - len(new_ids)
         for row in batch:
             if row["status"] == Status.HOLDOUT.value:
                 result.holdout += 1
             elif row["status"] == Status.SKIPPED.value:
                 result.skipped[row["skip_reason"]] = result.skipped.get(row["skip_reason"], 0) + 1
-        # Committed: now the chains may start.
-        if claimed:
-            result.claimed.extend(claimed)
-            on_claimed(claimed)
     if run_id is not None:
         with rt.session() as session:
             mark_run(

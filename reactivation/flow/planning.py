@@ -27,6 +27,9 @@ STALE_PLANNED_RUN = timedelta(minutes=10)
 # Longer than run_campaign's hard time limit (16 minutes): a run still 'running' after this was cut off (a
 # database outage beyond its retries, a killed worker) and is started again; its claims are idempotent.
 STALE_RUNNING_RUN = timedelta(minutes=20)
+# The weekly averages job: Sunday, 03:00–03:59 in the company's own time zone, a quiet hour for a salon.
+AVERAGES_WEEKDAY = 6
+AVERAGES_HOUR = 3
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,25 @@ class PlannedRun:
 def run_is_due(*, local_now: datetime, send_time: time) -> bool:
     """True once the company's local send time has come on its local date."""
     return local_now.time() >= send_time
+
+
+def averages_due(session: Session, *, now: datetime) -> list[int]:
+    """The companies, enabled or not, whose weekly averages job is due this hour (local time Sunday 03:xx).
+
+    A company with unusable settings is logged and left out, so that it never stops the others' jobs."""
+    due: list[int] = []
+    for row in session.scalars(select(Company).order_by(Company.id)):
+        try:
+            local = company_config(row).local_now(now)
+        except CompanyConfigError as exc:
+            log.error(
+                "company skipped: invalid settings",
+                extra={"job": "plan_averages", "company_id": row.id, "error": exc.problem},
+            )
+            continue
+        if local.weekday() == AVERAGES_WEEKDAY and local.hour == AVERAGES_HOUR:
+            due.append(row.id)
+    return due
 
 
 def plan_runs(session: Session, *, now: datetime) -> list[PlannedRun]:
