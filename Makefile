@@ -17,13 +17,17 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/reactivation demo
 
+# The layers contract first: an import that breaks a layer fails the run at once (CI runs `make test`).
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	scripts/ensure-services.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check reactivation celery_app tests bench alembic
+	$(BIN)/ruff format --check reactivation celery_app tests bench alembic
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP)
 	scripts/ensure-services.sh

@@ -32,9 +32,9 @@ from sqlalchemy.orm import Session
 
 from bench.common import REDIS_URL, Figure, bench_database
 from reactivation.core.settings import DEFAULT_GEMINI_MODEL, RateLimit
+from reactivation.core.vocabulary import Status
 from reactivation.messaging.gemini import API_VERSION
 from reactivation.storage.db import make_engine
-from reactivation.storage.history import Status
 from reactivation.storage.models import ReactivationHistory
 from tests.fake_gateway import FakeGatewayProcess
 from tests.fake_gemini import TEST_API_KEY, FakeGemini

@@ -11,7 +11,8 @@ from reactivation.core.logs import configure_logging
 from reactivation.core.settings import Settings, get_settings
 from reactivation.runtime import Runtime
 
-app = Celery("reactivation", include=["celery_app.tasks"])
+# Every task is a ReactivationTask: retried on a lost database or Redis connection (celery_app.base).
+app = Celery("reactivation", include=["celery_app.tasks"], task_cls="celery_app.base:ReactivationTask")
 
 _runtime: Runtime | None = None
 

@@ -8,17 +8,26 @@ from celery.schedules import crontab
 from kombu import Queue
 
 from reactivation.core.settings import Settings
+from reactivation.core.vocabulary import ChainStep
 
 QUEUES = ("default", "gemini", "whatsapp")
 
+
+def task_name(step: ChainStep) -> str:
+    """The Celery task that runs a chain step."""
+    return f"reactivation.{step.value}"
+
+
+# Everything else, the per-company jobs included, goes to the default queue.
 ROUTES = {
-    "reactivation.generate_message": {"queue": "gemini"},
-    "reactivation.send_message": {"queue": "whatsapp"},
+    task_name(ChainStep.GENERATE_MESSAGE): {"queue": "gemini"},
+    task_name(ChainStep.SEND_MESSAGE): {"queue": "whatsapp"},
 }
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # The tick's period comes from BEAT_TICK_SECONDS (default 300).
     "plan-campaigns": {"task": "reactivation.plan_campaigns", "schedule": 300.0},
+    # Each per-company job below sends one task per company.
     "sweep-stuck-rows": {"task": "reactivation.sweep", "schedule": 900.0},
     # Hourly; the task picks the companies whose local time is Sunday 03:xx.
     "plan-averages": {"task": "reactivation.plan_averages", "schedule": crontab(minute=0)},

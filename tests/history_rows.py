@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from reactivation.core.phones import normalize_phone
+from reactivation.core.vocabulary import Step
 from reactivation.storage.models import Client, ReactivationHistory
-from reactivation.timing.steps import Step
 
 
 def make_history(

@@ -16,14 +16,13 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from reactivation.core.settings import Settings
+from reactivation.core.vocabulary import Status, Step
 from reactivation.flow import planning
 from reactivation.messaging.names import first_name
 from reactivation.messaging.validation import validate_message
 from reactivation.runtime import Runtime
 from reactivation.storage.company_settings import CompanyConfigError
-from reactivation.storage.history import Status
 from reactivation.storage.models import CampaignRun, Client, Company
-from reactivation.timing.steps import Step
 from tests.chains import claim, rows, run_chain
 from tests.factories import make_client
 from tests.fake_gateway import FakeGateway
@@ -214,9 +213,9 @@ def test_the_scheduled_jobs_skip_a_company_with_bad_settings_and_serve_the_other
     assert started == 2
     skipped = [r for r in caplog.records if r.getMessage() == "company skipped: invalid settings"]
     assert [(r.job, r.company_id) for r in skipped] == [("plan_averages", 2)]  # type: ignore[attr-defined]
-    # And the nightly jobs go through every company too
-    assert tasks.attribute_bookings.run() == 0
-    assert tasks.retention_sweep.run() == 0
+    # And the hourly and nightly jobs send one task per company, each of which serves its company or logs it
+    assert tasks.attribute_bookings.run() == 3
+    assert tasks.retention_sweep.run() == 3
     assert [r.job for r in caplog.records if r.getMessage() == "company skipped: invalid settings"] == [  # type: ignore[attr-defined]
         "plan_averages",
         "attribute_bookings",

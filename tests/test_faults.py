@@ -26,7 +26,8 @@ import redis
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from reactivation.storage.history import FINAL, Status
+from reactivation.core.vocabulary import Status
+from reactivation.storage.history import FINAL
 from reactivation.storage.models import ReactivationHistory
 from tests.fake_gateway import FakeGateway
 from tests.fake_gemini import TEST_API_KEY, FakeGemini, Reply

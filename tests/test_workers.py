@@ -20,8 +20,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from reactivation.core.settings import Settings
+from reactivation.core.vocabulary import Status
 from reactivation.handover.keys import dialog_key
-from reactivation.storage.history import FINAL, Status
+from reactivation.storage.history import FINAL
 from reactivation.storage.models import ReactivationHistory
 from tests.conftest import REDIS_URL
 from tests.fake_gateway import FakeGateway

@@ -17,11 +17,10 @@ from typing import Any
 from reactivation.audience.selection import DueClient
 from reactivation.core.limiter import Limiter
 from reactivation.core.phones import mask_phone
-from reactivation.flow.pipeline import message_request
-from reactivation.messaging.composing import ComposedMessage, RateLimited, compose_message
+from reactivation.core.vocabulary import Step
+from reactivation.messaging.composing import ComposedMessage, MessageRequest, RateLimited, compose_message
 from reactivation.messaging.gemini import GeminiWriter
 from reactivation.storage.companies import CompanyConfig
-from reactivation.timing.steps import Step
 from reactivation.timing.waterfall import Source
 
 
@@ -121,7 +120,7 @@ def with_messages(
     """
     rows: list[PreviewRow] = []
     for due in clients:
-        request = message_request(company, due, client_name=due.name)
+        request = MessageRequest.for_contact(company, due, client_name=due.name)
         composed = compose_message(request, writer=writer, limiter=limiter, defer_when_limited=False)
         # Without deferring compose_message always writes a message; the type says it could not be RateLimited.
         assert not isinstance(composed, RateLimited)

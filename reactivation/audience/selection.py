@@ -39,7 +39,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -65,6 +64,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from reactivation.core.instants import as_aware, local_midnight, naive_utc
 from reactivation.core.phones import try_normalize_phone
+from reactivation.core.vocabulary import SkipReason, Status, Step
+from reactivation.storage.bookings import not_cancelled
 from reactivation.storage.companies import CompanyConfig, load_company
 from reactivation.storage.db import is_postgres, pg_local_settings
 from reactivation.storage.models import (
@@ -78,7 +79,7 @@ from reactivation.storage.models import (
     ServiceReactivationInterval,
 )
 from reactivation.timing.industry import IndustryMatch, load_standards, match_industry
-from reactivation.timing.steps import Step, due_date, next_step
+from reactivation.timing.steps import due_date, next_step
 from reactivation.timing.waterfall import (
     MAX_INTERVAL_DAYS,
     MIN_CONSISTENCY,
@@ -98,22 +99,7 @@ WORK_MEM = "64MB"
 # Each round of a limited selection looks at this many times more of the most valuable clients than the last.
 PREFIX_FACTOR = 8
 # History statuses that do not count as a contact for the minimum gap between messages.
-NOT_A_CONTACT = ("skipped", "failed")
-
-
-class Skip(StrEnum):
-    """Why a client is not (or no longer) to be contacted; stored as the history row's skip_reason."""
-
-    CLIENT_GONE = "client_gone"
-    BLACKLISTED = "blacklisted"
-    OPTED_OUT = "opted_out"
-    NO_VISIT = "no_visit"
-    LAPSE_CHANGED = "lapse_changed"
-    VISITED_SINCE = "visited_since"
-    UPCOMING_BOOKING = "upcoming_booking"
-    BOOKED_SINCE = "booked_since"
-    INVALID_PHONE = "invalid_phone"
-    FLOW_STOPPED = "flow_stopped"
+NOT_A_CONTACT = (Status.SKIPPED, Status.FAILED)
 
 
 @dataclass(frozen=True)
@@ -263,7 +249,7 @@ def reference_today(company: CompanyConfig, now: datetime) -> date:
 
 def recheck_client(
     session: Session, *, company_id: int, client_id: int, lapse_date: date, now: datetime
-) -> Skip | None:
+) -> SkipReason | None:
     """Why this client must not get the step now (None when nothing changed that stops it).
 
     For the pipeline, before each step of a claimed row: the client may have opted out, booked, visited,
@@ -275,26 +261,26 @@ def recheck_client(
     company = load_company(session, company_id=company_id)
     client = session.execute(select(Client).where(Client.company_id == company_id, Client.id == client_id)).scalar()
     if client is None:
-        return Skip.CLIENT_GONE
+        return SkipReason.CLIENT_GONE
     if client.blacklisted:
-        return Skip.BLACKLISTED
+        return SkipReason.BLACKLISTED
     phone = try_normalize_phone(client.phone)
     if _client_opted_out(session, client, phone=phone):
-        return Skip.OPTED_OUT
+        return SkipReason.OPTED_OUT
     moved = _lapse_moved(client, lapse_date=lapse_date)
     if moved is not None:
         return moved
     if _flow_stopped(session, client, lapse_date=lapse_date):
         # The client said no (or booked) in this lapse: its flow is over.
-        return Skip.FLOW_STOPPED
+        return SkipReason.FLOW_STOPPED
     after = _instant(local_midnight(lapse_date + timedelta(days=1), company.tz), postgres=is_postgres(session))
     if _visited_after(session, client, after=after):
-        return Skip.VISITED_SINCE
+        return SkipReason.VISITED_SINCE
     booked = _latest_booking_after(session, client, after=after)
     if booked is not None:
-        return Skip.UPCOMING_BOOKING if as_aware(booked) > now else Skip.BOOKED_SINCE
+        return SkipReason.UPCOMING_BOOKING if as_aware(booked) > now else SkipReason.BOOKED_SINCE
     if phone is None:
-        return Skip.INVALID_PHONE
+        return SkipReason.INVALID_PHONE
     return None
 
 
@@ -310,14 +296,14 @@ def _client_opted_out(session: Session, client: Client, *, phone: str | None) ->
     return opted_out is not None
 
 
-def _lapse_moved(client: Client, *, lapse_date: date) -> Skip | None:
+def _lapse_moved(client: Client, *, lapse_date: date) -> SkipReason | None:
     """Why the client's last visit no longer identifies the claimed lapse, if it does not."""
     if client.last_visit_date is None or client.visit_count <= 0:
-        return Skip.NO_VISIT
+        return SkipReason.NO_VISIT
     if client.last_visit_date > lapse_date:
-        return Skip.VISITED_SINCE
+        return SkipReason.VISITED_SINCE
     if client.last_visit_date != lapse_date:
-        return Skip.LAPSE_CHANGED
+        return SkipReason.LAPSE_CHANGED
     return None
 
 
@@ -363,7 +349,7 @@ def _latest_booking_after(session: Session, client: Client, *, after: datetime) 
         select(func.max(Booking.datetime)).where(
             Booking.company_id == client.company_id,
             or_(*by_whom),
-            or_(Booking.status.is_(None), Booking.status != "deleted"),
+            not_cancelled(),
             Booking.datetime >= after,
         )
     ).scalar()
@@ -605,7 +591,7 @@ def _probed(top: Any, reference: _Reference, *, postgres: bool) -> Any:
     a = AppointmentCache
     company_id = reference.company.id
     booking_after, visit_after = _after_lapse(top, reference, postgres=postgres)
-    active = or_(b.status.is_(None), b.status != "deleted")
+    active = not_cancelled()
     return (
         select(
             top,

@@ -19,3 +19,10 @@ def as_aware(moment: datetime) -> datetime:
 def naive_utc(moment: datetime) -> datetime:
     """An aware instant as SQLite keeps it (naive UTC), so that comparisons are between instants."""
     return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def aware_utc(moment: datetime) -> datetime:
+    """An aware instant in UTC; a naive one is refused, since nothing says which zone it was read in."""
+    if moment.tzinfo is None:
+        raise ValueError("`now` must be timezone-aware")
+    return moment.astimezone(UTC)

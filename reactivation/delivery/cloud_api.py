@@ -9,13 +9,13 @@ from typing import Any
 import httpx
 
 from reactivation.core.logs import scrub
+from reactivation.core.vocabulary import SkipReason, Step
 from reactivation.delivery.contract import Clock, SendRequest, SendResult
 from reactivation.delivery.errors import (
     PermanentSendError,
     SendError,
     SendOutcomeUnknown,
     SendSkipped,
-    SkipReason,
     TransientSendError,
 )
 from reactivation.delivery.http_sender import (
@@ -26,7 +26,6 @@ from reactivation.delivery.http_sender import (
     parse_retry_after,
     usable_message_id,
 )
-from reactivation.timing.steps import Step
 
 # Meta's error codes (https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes).
 # Throttling and temporary service errors: the request was refused, retry later.

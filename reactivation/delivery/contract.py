@@ -16,8 +16,8 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from reactivation.core.phones import mask_phone
+from reactivation.core.vocabulary import Step
 from reactivation.delivery.errors import InvalidSendRequest
-from reactivation.timing.steps import Step
 
 # WhatsApp's own limit for a text body; this product's messages are far shorter (steps.MAX_MESSAGE_LENGTH).
 MAX_TEXT_LENGTH = 4096

@@ -20,7 +20,8 @@
 from __future__ import annotations
 
 from dataclasses import KW_ONLY, dataclass
-from enum import StrEnum
+
+from reactivation.core.vocabulary import SkipReason
 
 
 class InvalidSendRequest(ValueError):
@@ -61,16 +62,6 @@ class PermanentSendError(SendError):
     """Not delivered and never will be as asked; final (`failed`)."""
 
     affects_all_messages: bool = False
-
-
-class SkipReason(StrEnum):
-    """Why the provider declined a recipient; stored as the row's skip reason."""
-
-    MARKETING_LIMIT = "whatsapp_marketing_limit"
-    UNDELIVERABLE = "whatsapp_undeliverable"
-    MARKETING_OPT_OUT = "whatsapp_marketing_opt_out"
-    REENGAGEMENT_REQUIRED = "whatsapp_reengagement_required"
-    EXPERIMENT = "whatsapp_experiment"
 
 
 @dataclass(eq=False, kw_only=True)

@@ -2,8 +2,8 @@
 
 Claims are `INSERT … ON CONFLICT DO NOTHING` on the unique key (company, client, lapse, step): a second
 dispatch for the same company and date, or two at once, claims nothing new. Rows are claimed and committed
-in batches and each batch is handed to `on_claimed` right after its commit, so that follow-up work is only
-enqueued once it is visible, and a crash mid-run leaves claimed rows that the sweep picks up.
+in batches and each batch is handed to `on_claimed` once its commit is done (`after_commit`), so that follow-up work
+is only enqueued once it is visible, and a crash mid-run leaves claimed rows that the sweep picks up.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -22,12 +23,15 @@ from reactivation.audience.holdout import in_holdout
 from reactivation.audience.selection import DueClient, due_clients
 from reactivation.compliance.consent import consented_phones
 from reactivation.core.phones import InvalidPhone, normalize_phone
+from reactivation.core.vocabulary import RunStatus, SkipReason, Status
 from reactivation.flow.planning import get_or_create_run, mark_run
-from reactivation.runtime import Runtime
 from reactivation.storage import history
 from reactivation.storage.companies import CompanyConfig, load_company
-from reactivation.storage.history import Status
+from reactivation.storage.db import after_commit
 from reactivation.storage.models import CampaignRun, ReactivationHistory
+
+if TYPE_CHECKING:
+    from reactivation.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +39,9 @@ CLAIM_BATCH = 100
 # Due clients asked for beyond the capacity, for the few that turn out skipped (an invalid phone, no consent).
 SELECTION_MARGIN = 20
 # Planned rows that do not take a place of the daily limit.
-_NOT_COUNTED = (Status.SKIPPED.value, Status.HOLDOUT.value, "over_limit")
+# A due client past today's daily limit: planned but never claimed (not a history status: no row is written).
+OVER_LIMIT = "over_limit"
+_NOT_COUNTED = (Status.SKIPPED, Status.HOLDOUT, OVER_LIMIT)
 
 
 @dataclass
@@ -103,17 +109,21 @@ def plan_rows(
         if capacity <= 0:
             # Over today's limit: not claimed at all (not even held out or skipped), so that tomorrow's run can
             # still reach this client and the control group stays drawn from the clients that were in reach.
-            row["status"] = "over_limit"
+            row["status"] = OVER_LIMIT
             yield row
             continue
         try:
             row["phone"] = normalize_phone(client.phone, client_id=client.client_id)
         except InvalidPhone as exc:
-            row.update(status=Status.SKIPPED.value, skip_reason="invalid_phone", error=history.cut(str(exc), 300))
+            row.update(
+                status=Status.SKIPPED.value,
+                skip_reason=SkipReason.INVALID_PHONE.value,
+                error=history.cut(str(exc), 300),
+            )
             yield row
             continue
         if consented is not None and row["phone"] not in consented:
-            row.update(status=Status.SKIPPED.value, skip_reason="no_consent")
+            row.update(status=Status.SKIPPED.value, skip_reason=SkipReason.NO_CONSENT.value)
             yield row
             continue
         if in_holdout(
@@ -212,7 +222,7 @@ def run_campaign(
         else:
             run = get_or_create_run(session, company_id=company_id, run_date=day, trigger=trigger)
             run_id = run.id
-            mark_run(session, run_id=run_id, company_id=company_id, status="running", started_at=now)
+            mark_run(session, run_id=run_id, company_id=company_id, status=RunStatus.RUNNING, started_at=now)
         capacity = company.settings.daily_limit - (
             claimed_today(session, company_id=company_id, run_id=run_id) if run_id else 0
         )
@@ -222,7 +232,7 @@ def run_campaign(
     result = CampaignResult(company_id=company_id, run_date=day, run_id=run_id, due=len(due))
     to_insert = []
     for row in rows:
-        if row["status"] == "over_limit":
+        if row["status"] == OVER_LIMIT:
             result.over_limit += 1
         else:
             to_insert.append(row)
@@ -231,23 +241,23 @@ def run_campaign(
         with rt.session() as session:
             new_ids = history.claim(session, batch)
             claimed = _ids_with_status(session, company_id, new_ids, Status.CLAIMED)
+            if claimed:
+                # The chains start once this batch is committed, never before: they must find their rows.
+                after_commit(session, partial(on_claimed, claimed))
+        result.claimed.extend(claimed)
         result.already_claimed += len(batch) - len(new_ids)
         for row in batch:
             if row["status"] == Status.HOLDOUT.value:
                 result.holdout += 1
             elif row["status"] == Status.SKIPPED.value:
                 result.skipped[row["skip_reason"]] = result.skipped.get(row["skip_reason"], 0) + 1
-        # Committed: now the chains may start.
-        if claimed:
-            result.claimed.extend(claimed)
-            on_claimed(claimed)
     if run_id is not None:
         with rt.session() as session:
             mark_run(
                 session,
                 run_id=run_id,
                 company_id=company_id,
-                status="done",
+                status=RunStatus.DONE,
                 finished_at=datetime.now(UTC),
                 due_count=result.due,
                 claimed_count=claimed_today(session, company_id=company_id, run_id=run_id),

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import redis
 import tenacity
@@ -25,26 +25,27 @@ from sqlalchemy.orm import Session
 from reactivation.audience.selection import recheck_client
 from reactivation.compliance.optouts import record_opt_out
 from reactivation.core.phones import mask_phone
+from reactivation.core.vocabulary import SkipReason, Status, Step
 from reactivation.delivery.contract import SendRequest, idempotency_key
 from reactivation.delivery.errors import (
     InvalidSendRequest,
     PermanentSendError,
     SendOutcomeUnknown,
     SendSkipped,
-    SkipReason,
     TransientSendError,
 )
-from reactivation.handover.admin_handover import ContextError, HandoverContext, save_context
+from reactivation.handover.admin_handover import ContextError, save_context
+from reactivation.handover.from_history import handover_context
 from reactivation.messaging.composing import ComposedMessage, MessageRequest, RateLimited, compose_message
 from reactivation.messaging.names import first_name
-from reactivation.runtime import Runtime
 from reactivation.storage import history
 from reactivation.storage.companies import CompanyConfig, load_company
 from reactivation.storage.db import TRANSIENT_DB_ERRORS
-from reactivation.storage.history import Status
 from reactivation.storage.models import Client, ReactivationHistory
 from reactivation.timing.sendwindow import SendWindow, is_send_allowed, next_send_time
-from reactivation.timing.steps import Step
+
+if TYPE_CHECKING:
+    from reactivation.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -83,44 +84,45 @@ def backoff(attempt: int, *, base: float = 5.0, cap: float = 300.0) -> float:
     return min(cap, base * 2 ** max(0, attempt - 1))
 
 
-def _recheck(session: Session, row: ReactivationHistory, now: datetime) -> str | None:
+def _recheck(session: Session, row: ReactivationHistory, now: datetime) -> SkipReason | None:
     """The reason this row must not go on, if something changed since it was claimed."""
-    skip = recheck_client(
+    return recheck_client(
         session, company_id=row.company_id, client_id=row.client_id, lapse_date=row.last_visit_date, now=now
     )
-    return None if skip is None else str(skip)
+
+
+def _move(
+    session: Session,
+    ids: tuple[int, int],
+    from_status: Status | tuple[Status, ...],
+    to_status: Status,
+    **values: Any,
+) -> bool:
+    """Move the row `ids` = (company_id, history_id) on, if it is still in `from_status`; False when another worker
+    was first. Every status change of the chain goes through here."""
+    company_id, history_id = ids
+    return history.transition(
+        session, company_id=company_id, history_id=history_id, from_status=from_status, to_status=to_status, **values
+    )
 
 
 def fail_unsent(rt: Runtime, *, company_id: int, history_id: int, error: str) -> Stop:
     """End a row that cannot go on (its company's settings became invalid after the claim) as `failed`, unless
     its message already left: a row in `sending` or `delivered` waits for the sweep or for the settings to be
     fixed, so that a sent message is never recorded as failed."""
+    unsent = (Status.CLAIMED, Status.INTERVAL_SELECTED, Status.GENERATED)
     with rt.session() as session:
-        moved = history.transition(
-            session,
-            company_id=company_id,
-            history_id=history_id,
-            from_status=(Status.CLAIMED, Status.INTERVAL_SELECTED, Status.GENERATED),
-            to_status=Status.FAILED,
-            error=history.cut(error),
-        )
+        moved = _move(session, (company_id, history_id), unsent, Status.FAILED, error=history.cut(error))
     where = {"company_id": company_id, "history_id": history_id}
     if moved:
         log.error("company settings invalid; row not sent", extra=where)
-        return Stop("failed")
+        return Stop(Status.FAILED)
     log.error("company settings invalid; row waits for them to be fixed", extra=where)
     return Stop("company settings invalid")
 
 
-def _skip(session: Session, row: ReactivationHistory, from_status: Status, reason: str) -> Stop:
-    history.transition(
-        session,
-        company_id=row.company_id,
-        history_id=row.id,
-        from_status=from_status,
-        to_status=Status.SKIPPED,
-        skip_reason=reason,
-    )
+def _skip(session: Session, row: ReactivationHistory, from_status: Status, reason: SkipReason) -> Stop:
+    _move(session, (row.company_id, row.id), from_status, Status.SKIPPED, skip_reason=reason)
     log.info("contact skipped", extra={"history_id": row.id, "company_id": row.company_id, "reason": reason})
     return Stop(reason)
 
@@ -150,13 +152,7 @@ def select_interval(rt: Runtime, *, company_id: int, history_id: int, now: datet
         assert row is not None
         if reason := _recheck(session, row, now):
             return _skip(session, row, Status.CLAIMED, reason)
-        history.transition(
-            session,
-            company_id=company_id,
-            history_id=history_id,
-            from_status=Status.CLAIMED,
-            to_status=Status.INTERVAL_SELECTED,
-        )
+        _move(session, (company_id, history_id), Status.CLAIMED, Status.INTERVAL_SELECTED)
     return Continue()
 
 
@@ -177,7 +173,7 @@ def generate_message(rt: Runtime, *, company_id: int, history_id: int, now: date
         client_name = session.scalar(
             select(Client.name).where(Client.company_id == company_id, Client.id == row.client_id)
         )
-        request = message_request(company, row, client_name=client_name)
+        request = MessageRequest.for_contact(company, row, client_name=client_name)
     # No transaction is held open while Gemini thinks.
     composed = compose_message(request, writer=rt.gemini_writer, limiter=rt.gemini_limiter)
     if isinstance(composed, RateLimited):
@@ -187,39 +183,12 @@ def generate_message(rt: Runtime, *, company_id: int, history_id: int, now: date
     return Continue()
 
 
-class Contact(Protocol):
-    """What a message is about: a claimed history row, or a due client not yet claimed (the preview)."""
-
-    @property
-    def client_id(self) -> int: ...
-    @property
-    def step(self) -> int: ...
-    @property
-    def last_service_name(self) -> str | None: ...
-    @property
-    def last_visit_date(self) -> date: ...
-
-
-def message_request(company: CompanyConfig, contact: Contact, *, client_name: str | None) -> MessageRequest:
-    """What generate_message composes a contact's message from; `reactivation preview` builds the same."""
-    return MessageRequest(
-        company_name=company.name,
-        client_name=client_name,
-        # As the claim stores it on the row, so that a preview of a due client asks for the same message.
-        service_title=history.cut(contact.last_service_name, history.MAX_SERVICE_NAME),
-        step=Step(contact.step),
-        client_id=contact.client_id,
-        lapse_date=contact.last_visit_date,
-    )
-
-
 def _record_message(session: Session, *, company_id: int, history_id: int, composed: ComposedMessage) -> None:
-    history.transition(
+    _move(
         session,
-        company_id=company_id,
-        history_id=history_id,
-        from_status=Status.INTERVAL_SELECTED,
-        to_status=Status.GENERATED,
+        (company_id, history_id),
+        Status.INTERVAL_SELECTED,
+        Status.GENERATED,
         message_text=composed.text,
         generator=composed.generator,
         variant=composed.variant,
@@ -256,12 +225,11 @@ def send_message(rt: Runtime, *, company_id: int, history_id: int, now: datetime
         if not slot.acquired:
             return RetryLater(min(slot.wait_seconds, rt.settings.max_countdown_seconds), "whatsapp rate limit")
         request = _send_request(row, company, session)
-        if not history.transition(
+        if not _move(
             session,
-            company_id=company_id,
-            history_id=history_id,
-            from_status=Status.GENERATED,
-            to_status=Status.SENDING,
+            (company_id, history_id),
+            Status.GENERATED,
+            Status.SENDING,
             sending_started_at=now,
             attempts=row.attempts + 1,
             provider=rt.sender_for(row.dry_run).provider,
@@ -322,7 +290,7 @@ def _deliver(rt: Runtime, request: SendRequest, *, attempt: int, dry_run: bool, 
                         source="whatsapp",
                         now=now,
                     )
-        return _end_send(rt, request, Status.SKIPPED, skip_reason=str(exc.reason))
+        return _end_send(rt, request, Status.SKIPPED, skip_reason=exc.reason)
     except SendOutcomeUnknown as exc:
         return _end_send(rt, request, Status.UNKNOWN, error=history.cut(str(exc)))
     except (PermanentSendError, InvalidSendRequest) as exc:
@@ -347,7 +315,7 @@ def _deliver(rt: Runtime, request: SendRequest, *, attempt: int, dry_run: bool, 
 
 def _end_send(rt: Runtime, request: SendRequest, status: Status, **values: object) -> Stop:
     _record_answer(rt, request, to_status=status, **values)
-    return Stop(str(status))
+    return Stop(status)
 
 
 def _recording() -> tenacity.Retrying:
@@ -369,26 +337,7 @@ def _record_answer(rt: Runtime, request: SendRequest, *, to_status: Status, **va
     """Move the row out of `sending` to what the gateway's answer means, retrying a dropped connection."""
     for attempt in _recording():
         with attempt, rt.session() as session:
-            history.transition(
-                session,
-                company_id=request.company_id,
-                history_id=request.history_id,
-                from_status=Status.SENDING,
-                to_status=to_status,
-                **values,
-            )
-
-
-def _fail(session: Session, row: ReactivationHistory, from_status: Status, error: str) -> Stop:
-    history.transition(
-        session,
-        company_id=row.company_id,
-        history_id=row.id,
-        from_status=from_status,
-        to_status=Status.FAILED,
-        error=history.cut(error),
-    )
-    return Stop("failed")
+            _move(session, (request.company_id, request.history_id), Status.SENDING, to_status, **values)
 
 
 # --- persist_history ------------------------------------------------------------------------------------------
@@ -404,12 +353,11 @@ def persist_history(rt: Runtime, *, company_id: int, history_id: int, now: datet
         sent_at = row.message_sent_at or now
         company = load_company(session, company_id=company_id)
         local_day = sent_at.astimezone(company.tz).date()
-        history.transition(
+        _move(
             session,
-            company_id=company_id,
-            history_id=history_id,
-            from_status=Status.DELIVERED,
-            to_status=Status.SENT,
+            (company_id, history_id),
+            Status.DELIVERED,
+            Status.SENT,
             message_sent_at=sent_at,
             inactive_days=(local_day - row.last_visit_date).days,
         )
@@ -452,23 +400,3 @@ def save_handover(rt: Runtime, *, company_id: int, history_id: int, now: datetim
             session, company_id=company_id, history_id=history_id, context_saved_at=now, context_error=None
         )
     return Stop("done")
-
-
-def handover_context(row: ReactivationHistory) -> HandoverContext:
-    """What the AI admin gets for this sent row."""
-    assert row.phone and row.message_text and row.message_sent_at
-    return HandoverContext(
-        company_id=row.company_id,
-        phone=row.phone,
-        history_id=row.id,
-        step=Step(row.step),
-        message=row.message_text,
-        sent_at=row.message_sent_at,
-        days_inactive=row.inactive_days,
-        last_visit_date=row.last_visit_date,
-        interval_days=row.interval_days,
-        interval_source=row.interval_source,
-        confidence=float(row.confidence_score) if row.confidence_score is not None else None,
-        suggested_service_id=row.last_service_id,
-        suggested_service_name=row.last_service_name,
-    )

@@ -14,6 +14,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from reactivation.core.vocabulary import RunStatus
 from reactivation.storage.companies import CompanyConfig, company_config
 from reactivation.storage.company_settings import CompanyConfigError
 from reactivation.storage.db import is_postgres
@@ -26,6 +27,9 @@ STALE_PLANNED_RUN = timedelta(minutes=10)
 # Longer than run_campaign's hard time limit (16 minutes): a run still 'running' after this was cut off (a
 # database outage beyond its retries, a killed worker) and is started again; its claims are idempotent.
 STALE_RUNNING_RUN = timedelta(minutes=20)
+# The weekly averages job: Sunday, 03:00–03:59 in the company's own time zone, a quiet hour for a salon.
+AVERAGES_WEEKDAY = 6
+AVERAGES_HOUR = 3
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,25 @@ class PlannedRun:
 def run_is_due(*, local_now: datetime, send_time: time) -> bool:
     """True once the company's local send time has come on its local date."""
     return local_now.time() >= send_time
+
+
+def averages_due(session: Session, *, now: datetime) -> list[int]:
+    """The companies, enabled or not, whose weekly averages job is due this hour (local time Sunday 03:xx).
+
+    A company with unusable settings is logged and left out, so that it never stops the others' jobs."""
+    due: list[int] = []
+    for row in session.scalars(select(Company).order_by(Company.id)):
+        try:
+            local = company_config(row).local_now(now)
+        except CompanyConfigError as exc:
+            log.error(
+                "company skipped: invalid settings",
+                extra={"job": "plan_averages", "company_id": row.id, "error": exc.problem},
+            )
+            continue
+        if local.weekday() == AVERAGES_WEEKDAY and local.hour == AVERAGES_HOUR:
+            due.append(row.id)
+    return due
 
 
 def plan_runs(session: Session, *, now: datetime) -> list[PlannedRun]:
@@ -66,7 +89,7 @@ def create_run(session: Session, *, company_id: int, run_date: date, trigger: st
         "run_date": run_date,
         "trigger": trigger,
         "dry_run": dry_run,
-        "status": "planned",
+        "status": RunStatus.PLANNED,
     }
     dialect = postgresql if is_postgres(session) else sqlite
     statement = (
@@ -94,8 +117,8 @@ def stale_planned_runs(session: Session, *, now: datetime) -> list[PlannedRun]:
     rows = session.execute(
         select(CampaignRun.id, CampaignRun.company_id, CampaignRun.run_date).where(
             or_(
-                and_(CampaignRun.status == "planned", CampaignRun.created_at < now - STALE_PLANNED_RUN),
-                and_(CampaignRun.status == "running", CampaignRun.started_at < now - STALE_RUNNING_RUN),
+                and_(CampaignRun.status == RunStatus.PLANNED, CampaignRun.created_at < now - STALE_PLANNED_RUN),
+                and_(CampaignRun.status == RunStatus.RUNNING, CampaignRun.started_at < now - STALE_RUNNING_RUN),
             )
         )
     ).all()

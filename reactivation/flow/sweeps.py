@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from reactivation.storage.history import Status
-from reactivation.storage.models import Company, ReactivationHistory
+from reactivation.core.vocabulary import ChainStep, SkipReason, Status
+from reactivation.storage.models import ReactivationHistory
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,10 @@ EXPIRE_AFTER = timedelta(days=3)
 
 # Where a resumed chain starts, by the row's status.
 RESUME_FROM = {
-    Status.CLAIMED: "select_interval",
-    Status.INTERVAL_SELECTED: "generate_message",
-    Status.GENERATED: "send_message",
-    Status.DELIVERED: "persist_history",
+    Status.CLAIMED: ChainStep.SELECT_INTERVAL,
+    Status.INTERVAL_SELECTED: ChainStep.GENERATE_MESSAGE,
+    Status.GENERATED: ChainStep.SEND_MESSAGE,
+    Status.DELIVERED: ChainStep.PERSIST_HISTORY,
 }
 
 
@@ -43,12 +43,8 @@ class SweepResult:
     unknown: int = 0
     expired: int = 0
     # (company_id, history_id, first step of the chain to run)
-    resume: list[tuple[int, int, str]] = field(default_factory=list)
+    resume: list[tuple[int, int, ChainStep]] = field(default_factory=list)
     handover: list[tuple[int, int]] = field(default_factory=list)
-
-
-def company_ids(session: Session) -> list[int]:
-    return list(session.scalars(select(Company.id).order_by(Company.id)))
 
 
 def sweep_company(session: Session, *, company_id: int, now: datetime) -> SweepResult:
@@ -75,7 +71,7 @@ def sweep_company(session: Session, *, company_id: int, now: datetime) -> SweepR
     expired = session.execute(
         update(history)
         .where(mine, history.status.in_(unsent), history.created_at < now - EXPIRE_AFTER)
-        .values(status=Status.SKIPPED.value, skip_reason="expired", updated_at=now)
+        .values(status=Status.SKIPPED.value, skip_reason=SkipReason.EXPIRED.value, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     result.expired = expired.rowcount  # type: ignore[attr-defined]

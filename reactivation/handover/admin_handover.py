@@ -44,9 +44,9 @@ from typing import Any, Literal, cast, get_args
 import redis
 
 from reactivation.core.phones import mask_phone
+from reactivation.core.vocabulary import Step
 from reactivation.handover.keys import DialogKeys, dialog_key, handover_marker_key, key_digits, mask_key
 from reactivation.handover.scripts import CLEAR_SCRIPT, READ_SCRIPT, SAVE_SCRIPT
-from reactivation.timing.steps import Step
 
 log = logging.getLogger(__name__)
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal
+from typing import Literal, Protocol
 
 from reactivation.core.limiter import Limiter
+from reactivation.core.vocabulary import Step
 from reactivation.messaging.gemini import PROMPT_VERSION, GeminiWriter, NotWritten, PromptFacts
 from reactivation.messaging.names import first_name as parse_first_name
 from reactivation.messaging.templates import render_template
 from reactivation.messaging.validation import validate_message
-from reactivation.timing.steps import Step
+from reactivation.storage import history
+from reactivation.storage.companies import CompanyConfig
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,19 @@ log = logging.getLogger(__name__)
 NO_KEY = "no_key"
 
 Generator = Literal["gemini", "template"]
+
+
+class Contact(Protocol):
+    """What a message is about: a claimed history row, or a due client not yet claimed (the preview)."""
+
+    @property
+    def client_id(self) -> int: ...
+    @property
+    def step(self) -> int: ...
+    @property
+    def last_service_name(self) -> str | None: ...
+    @property
+    def last_visit_date(self) -> date: ...
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,19 @@ class MessageRequest:
     step: Step
     client_id: int
     lapse_date: date  # the last visit this contact is about
+
+    @classmethod
+    def for_contact(cls, company: CompanyConfig, contact: Contact, *, client_name: str | None) -> MessageRequest:
+        """What the pipeline's generate step composes a contact's message from; `reactivation preview` the same."""
+        return cls(
+            company_name=company.name,
+            client_name=client_name,
+            # As the claim stores it on the row, so that a preview of a due client asks for the same message.
+            service_title=history.cut(contact.last_service_name, history.MAX_SERVICE_NAME),
+            step=Step(contact.step),
+            client_id=contact.client_id,
+            lapse_date=contact.last_visit_date,
+        )
 
     def __repr__(self) -> str:  # the raw name is personal data; keep it out of logs and tracebacks
         return (

@@ -30,9 +30,9 @@ from google.genai import types
 from reactivation.core.errors import PermanentError, TransientError
 from reactivation.core.limiter import Limiter
 from reactivation.core.settings import Settings
+from reactivation.core.vocabulary import Step
 from reactivation.messaging.russian import clean_title
 from reactivation.messaging.validation import ValidationResult, validate_message
-from reactivation.timing.steps import Step
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from reactivation.core.vocabulary import Step
 from reactivation.messaging.russian import clean_title, decline_title, mid_sentence
 from reactivation.messaging.validation import validate_message
-from reactivation.timing.steps import Step
 
 # A salon name longer than this does not fit in a greeting.
 _MAX_SALON = 40

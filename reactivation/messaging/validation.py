@@ -11,7 +11,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from reactivation.timing.steps import MAX_MESSAGE_LENGTH, Step
+from reactivation.core.vocabulary import MAX_MESSAGE_LENGTH, Step
 
 # Reasons a message is rejected: stable codes, recorded on the history row as "rejected:<reason>,<reason>".
 EMPTY = "empty"

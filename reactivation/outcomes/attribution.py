@@ -21,37 +21,38 @@ format. The SQL strips separators and reads the Russian/Kazakh national forms (8
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Integer, String, and_, case, func, literal, or_, select, union, update
+from sqlalchemy import ColumnElement, Integer, String, and_, case, func, literal, select, union, update
 from sqlalchemy.orm import QueryableAttribute, Session
 
+from reactivation.core.instants import aware_utc
 from reactivation.core.phones import mask_phone, normalize_phone
+from reactivation.core.vocabulary import Status
+from reactivation.handover.admin_handover import clear_pending_action
+from reactivation.storage.bookings import not_cancelled
 from reactivation.storage.companies import load_company
 from reactivation.storage.db import is_postgres
+from reactivation.storage.history import latest_sent_message
 from reactivation.storage.models import Booking, ReactivationHistory
+
+if TYPE_CHECKING:
+    from reactivation.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-SENT = "sent"
-HOLDOUT = "holdout"
 # Bookings are looked for this far behind the attribution window, so that an hourly run that missed a few weeks
 # (or a sync that delivered bookings late) still links them, while each run reads a bounded slice of the tables.
 CATCH_UP_DAYS = 60
 _SEPARATORS = (" ", "-", "(", ")", ".", "+", "\u00a0", "/")
 
 
-def _utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        raise ValueError("`now` must be timezone-aware")
-    return moment.astimezone(UTC)
-
-
 def contact_time() -> ColumnElement[datetime]:
     """When a contact happened: the send time of a sent message, the would-be send time of a hold-out row."""
     h = ReactivationHistory
     would_send = case((h.send_after > h.created_at, h.send_after), else_=h.created_at)
-    return case((h.status == HOLDOUT, would_send), else_=h.message_sent_at)
+    return case((h.status == Status.HOLDOUT, would_send), else_=h.message_sent_at)
 
 
 def e164_sql(column: QueryableAttribute[str | None] | ColumnElement[str | None], *, country: str) -> ColumnElement[str]:
@@ -85,15 +86,11 @@ def _after_within(
     )
 
 
-def _not_cancelled() -> ColumnElement[bool]:
-    return or_(Booking.status.is_(None), Booking.status != "deleted")
-
-
 def attribute_bookings(session: Session, *, company_id: int, now: datetime) -> int:
     """Link every attributable booking to its contact (see the module docstring); returns how many were linked."""
     company = load_company(session, company_id=company_id)
     days = company.settings.attribution_days
-    now = _utc(now)
+    now = aware_utc(now)
     horizon = now - timedelta(days=days + CATCH_UP_DAYS)
     h, b = ReactivationHistory, Booking
     at = contact_time()
@@ -102,7 +99,13 @@ def attribute_bookings(session: Session, *, company_id: int, now: datetime) -> i
     # read twice and then plan its joins blind, as nested loops over thousands of rows.
     contacts = (
         select(h.id, h.client_id, h.phone, h.booking_created, at.label("at"))
-        .where(h.company_id == company_id, h.status.in_([SENT, HOLDOUT]), at.is_not(None), at <= now, at >= horizon)
+        .where(
+            h.company_id == company_id,
+            h.status.in_([Status.SENT, Status.HOLDOUT]),
+            at.is_not(None),
+            at <= now,
+            at >= horizon,
+        )
         .subquery("contacts")
     )
     # NOT IN over a small list becomes a hashed lookup; history has no index on booking_id.
@@ -111,7 +114,7 @@ def attribute_bookings(session: Session, *, company_id: int, now: datetime) -> i
         select(b.id, b.client_id, e164_sql(b.client_phone, country=company.country).label("phone"), b.created_at)
         .where(
             b.company_id == company_id,
-            _not_cancelled(),
+            not_cancelled(),
             b.created_at <= now,
             b.created_at > horizon,
             b.id.not_in(linked_bookings),
@@ -170,32 +173,6 @@ def attribute_bookings(session: Session, *, company_id: int, now: datetime) -> i
     return linked
 
 
-def latest_sent_message(
-    session: Session, *, company_id: int, phone_e164: str, now: datetime, days: int, lock: bool = False
-) -> ReactivationHistory | None:
-    """The client's latest message sent within the last `days` days (by E.164 phone), or None.
-
-    What the reply handler falls back to when Redis lost the pendingAction, and what `link_booking` links.
-    """
-    h = ReactivationHistory
-    now = _utc(now)
-    statement = (
-        select(h)
-        .where(
-            h.company_id == company_id,
-            h.phone == phone_e164,
-            h.status == SENT,
-            h.message_sent_at <= now,
-            h.message_sent_at >= now - timedelta(days=days),
-        )
-        .order_by(h.message_sent_at.desc(), h.id.desc())
-        .limit(1)
-    )
-    if lock and is_postgres(session):
-        statement = statement.with_for_update()
-    return session.execute(statement).scalar_one_or_none()
-
-
 def link_booking(session: Session, *, company_id: int, phone_e164: str, booking_id: int, now: datetime) -> int | None:
     """Link a booking the AI admin just made to the client's latest message sent within the attribution window.
 
@@ -205,7 +182,7 @@ def link_booking(session: Session, *, company_id: int, phone_e164: str, booking_
     """
     company = load_company(session, company_id=company_id)
     phone = normalize_phone(phone_e164, region=company.country)
-    now = _utc(now)
+    now = aware_utc(now)
     h = ReactivationHistory
     existing = session.scalar(select(h.id).where(h.company_id == company_id, h.booking_id == booking_id).limit(1))
     if existing is not None:
@@ -237,3 +214,22 @@ def link_booking(session: Session, *, company_id: int, phone_e164: str, booking_
         return None
     log.info("booking linked", extra={"company_id": company_id, "history_id": row.id, "booking_id": booking_id})
     return int(row.id)
+
+
+def mark_booking_created(rt: Runtime, *, company_id: int, phone: str, booking_id: int, now: datetime) -> dict[str, Any]:
+    """The AI admin's call after a booking: link it to the client's latest message within the attribution window
+    and clear the pendingAction."""
+    if isinstance(booking_id, bool) or not isinstance(booking_id, int) or booking_id <= 0:
+        raise ValueError(f"booking id must be a positive integer, got {booking_id!r}")
+    with rt.session() as session:
+        company = load_company(session, company_id=company_id)
+        e164 = normalize_phone(phone, region=company.country)
+        history_id = link_booking(session, company_id=company_id, phone_e164=e164, booking_id=booking_id, now=now)
+    cleared = (
+        clear_pending_action(
+            rt.redis, prefix=rt.settings.redis_key_prefix, company_id=company_id, phone=e164, history_id=history_id
+        )
+        if history_id is not None
+        else False
+    )
+    return {"linked": history_id is not None, "history_id": history_id, "pending_action_cleared": cleared}

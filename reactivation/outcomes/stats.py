@@ -25,10 +25,10 @@ from sqlalchemy import Integer, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from reactivation.core.instants import as_aware, local_midnight
-from reactivation.outcomes.attribution import HOLDOUT, SENT, contact_time
+from reactivation.core.vocabulary import Status, Step
+from reactivation.outcomes.attribution import contact_time
 from reactivation.storage.companies import load_company
 from reactivation.storage.models import ReactivationHistory
-from reactivation.timing.steps import Step
 
 CONFIDENCE = 0.95
 BREAKDOWNS = {
@@ -154,7 +154,7 @@ def _count(condition: Any) -> Any:
 def _funnels(session: Session, company_id: int, start: datetime | None, end: datetime | None) -> dict[str, Any]:
     h = ReactivationHistory
     keys = (h.step, h.interval_source, h.generator, h.variant)
-    where = (h.company_id == company_id, h.status == SENT, _in_period(h.message_sent_at, start, end))
+    where = (h.company_id == company_id, h.status == Status.SENT, _in_period(h.message_sent_at, start, end))
     grouped = session.execute(
         select(
             *keys,
@@ -239,11 +239,15 @@ def _holdout(session: Session, company_id: int, start: datetime | None, end: dat
     h = ReactivationHistory
     lapses = (
         select(
-            _count(h.status == SENT).label("sent"),
-            _count(h.status == HOLDOUT).label("held"),
+            _count(h.status == Status.SENT).label("sent"),
+            _count(h.status == Status.HOLDOUT).label("held"),
             func.max(case((h.booking_created.is_(True), 1), else_=0)).label("booked"),
         )
-        .where(h.company_id == company_id, h.status.in_([SENT, HOLDOUT]), _in_period(contact_time(), start, end))
+        .where(
+            h.company_id == company_id,
+            h.status.in_([Status.SENT, Status.HOLDOUT]),
+            _in_period(contact_time(), start, end),
+        )
         .group_by(h.client_id, h.last_visit_date)
         .subquery()
     )

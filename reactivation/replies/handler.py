@@ -1,4 +1,5 @@
-"""What the AI admin calls: a client's reply (`handle_reply`) and a booking it made (`mark_booking_created`).
+"""What the AI admin calls when a client writes back (`handle_reply`; a booking it made is an outcome:
+`reactivation.outcomes.attribution.mark_booking_created`).
 
 The reply handler finds the reactivation the reply answers: the `pendingAction` in Redis, or, when Redis lost
 it, the client's latest message sent within the attribution window. It classifies the reply, records it on
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -20,15 +21,18 @@ from reactivation.compliance.consent import revoke_consent
 from reactivation.compliance.optouts import record_opt_out
 from reactivation.core.errors import ExternalError
 from reactivation.core.phones import mask_phone, normalize_phone
+from reactivation.core.vocabulary import Status
 from reactivation.handover.admin_handover import clear_pending_action, read_pending_action
-from reactivation.outcomes.attribution import latest_sent_message, link_booking
+from reactivation.handover.from_history import handover_context
 from reactivation.replies.admin_prompt import build_enriched_prompt
-from reactivation.replies.classify import ReplyLabel, classify
-from reactivation.runtime import Runtime
+from reactivation.replies.classify import EmptyReply, ReplyLabel, classify
 from reactivation.storage import history
 from reactivation.storage.companies import CompanyConfig, load_company
-from reactivation.storage.history import Status
+from reactivation.storage.history import latest_sent_message
 from reactivation.storage.models import Client, ReactivationHistory
+
+if TYPE_CHECKING:
+    from reactivation.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +41,6 @@ MAX_REPLY_LENGTH = 2000
 # Gemini's answer to a one-word classification must come quickly; past it the rules decide.
 CLASSIFY_TIMEOUT_SECONDS = 8.0
 CLASSIFY_INSTRUCTION = "Ты классифицируешь ответы клиентов салона красоты. Отвечаешь одним словом-меткой."
-
-
-class EmptyReply(ValueError):
-    def __init__(self) -> None:
-        super().__init__("the reply is empty")
 
 
 @dataclass(frozen=True)
@@ -106,24 +105,6 @@ def handle_reply(rt: Runtime, *, company_id: int, phone: str, text: str, now: da
     return result
 
 
-def mark_booking_created(rt: Runtime, *, company_id: int, phone: str, booking_id: int, now: datetime) -> dict[str, Any]:
-    """Link a booking to the client's latest message within the attribution window; clear the pendingAction."""
-    if isinstance(booking_id, bool) or not isinstance(booking_id, int) or booking_id <= 0:
-        raise ValueError(f"booking id must be a positive integer, got {booking_id!r}")
-    with rt.session() as session:
-        company = load_company(session, company_id=company_id)
-        e164 = normalize_phone(phone, region=company.country)
-        history_id = link_booking(session, company_id=company_id, phone_e164=e164, booking_id=booking_id, now=now)
-    cleared = (
-        clear_pending_action(
-            rt.redis, prefix=rt.settings.redis_key_prefix, company_id=company_id, phone=e164, history_id=history_id
-        )
-        if history_id is not None
-        else False
-    )
-    return {"linked": history_id is not None, "history_id": history_id, "pending_action_cleared": cleared}
-
-
 def find_reactivation(rt: Runtime, *, company: CompanyConfig, phone: str, now: datetime) -> Reactivation | None:
     """The reactivation this phone's reply answers: Redis's pendingAction first, then the latest sent message."""
     pending = read_pending_action(rt.redis, prefix=rt.settings.redis_key_prefix, company_id=company.id, phone=phone)
@@ -137,8 +118,6 @@ def find_reactivation(rt: Runtime, *, company: CompanyConfig, phone: str, now: d
         )
         if row is None:
             return None
-        from reactivation.flow.pipeline import handover_context
-
         return Reactivation(row, handover_context(row).pending_action(), from_redis=False)
 
 

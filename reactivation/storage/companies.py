@@ -55,3 +55,8 @@ def load_company(session: Session, *, company_id: int) -> CompanyConfig:
     if row is None:
         raise UnknownCompany(company_id)
     return company_config(row)
+
+
+def company_ids(session: Session) -> list[int]:
+    """Every company's id, enabled or not, in order."""
+    return list(session.scalars(select(Company.id).order_by(Company.id)))

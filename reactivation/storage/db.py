@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -54,10 +54,16 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, future=True)
 
 
+# Where session_scope keeps the work to do after its commit, in the session's `info`.
+_AFTER_COMMIT = "reactivation.after_commit"
+
+
 @contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One transaction: commit on success, roll back on error, always close."""
+    """One transaction: commit on success, roll back on error, always close; then, only once committed, what was
+    handed to `after_commit` inside it."""
     session = factory()
+    session.info[_AFTER_COMMIT] = []
     try:
         yield session
         session.commit()
@@ -65,7 +71,19 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.rollback()
         raise
     finally:
+        actions: list[Callable[[], object]] = session.info.pop(_AFTER_COMMIT)
         session.close()
+    for action in actions:
+        action()
+
+
+def after_commit(session: Session, action: Callable[[], object]) -> None:
+    """Run `action` once this session's transaction has committed (never when it rolls back): how follow-up work,
+    such as a task about rows written here, is started only when those rows are visible to it."""
+    actions = session.info.get(_AFTER_COMMIT)
+    if actions is None:
+        raise RuntimeError("after_commit needs a session opened by session_scope (Runtime.session)")
+    actions.append(action)
 
 
 def is_postgres(session_or_engine: Session | Engine) -> bool:

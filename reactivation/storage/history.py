@@ -8,30 +8,17 @@ whose row count says who won.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
-from enum import StrEnum
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from reactivation.core.instants import aware_utc
+from reactivation.core.vocabulary import Status
 from reactivation.storage.db import is_postgres
 from reactivation.storage.models import ReactivationHistory
-
-
-class Status(StrEnum):
-    CLAIMED = "claimed"
-    INTERVAL_SELECTED = "interval_selected"
-    GENERATED = "generated"
-    SENDING = "sending"
-    DELIVERED = "delivered"
-    SENT = "sent"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-    UNKNOWN = "unknown"
-    HOLDOUT = "holdout"
-
 
 IN_FLIGHT = (Status.CLAIMED, Status.INTERVAL_SELECTED, Status.GENERATED, Status.SENDING, Status.DELIVERED)
 FINAL = (Status.SENT, Status.SKIPPED, Status.FAILED, Status.UNKNOWN, Status.HOLDOUT)
@@ -100,6 +87,33 @@ def set_fields(session: Session, *, company_id: int, history_id: int, **values: 
         .values(updated_at=func.current_timestamp(), **values)
         .execution_options(synchronize_session=False)
     )
+
+
+def latest_sent_message(
+    session: Session, *, company_id: int, phone_e164: str, now: datetime, days: int, lock: bool = False
+) -> ReactivationHistory | None:
+    """The client's latest message sent within the last `days` days (by E.164 phone), or None.
+
+    What the reply handler falls back to when Redis lost the pendingAction, and what a booking the admin reports is
+    linked to.
+    """
+    now = aware_utc(now)
+    h = ReactivationHistory
+    statement = (
+        select(h)
+        .where(
+            h.company_id == company_id,
+            h.phone == phone_e164,
+            h.status == Status.SENT,
+            h.message_sent_at <= now,
+            h.message_sent_at >= now - timedelta(days=days),
+        )
+        .order_by(h.message_sent_at.desc(), h.id.desc())
+        .limit(1)
+    )
+    if lock and is_postgres(session):
+        statement = statement.with_for_update()
+    return session.execute(statement).scalar_one_or_none()
 
 
 def cut(text: str | None, limit: int = MAX_STORED_TEXT) -> str | None:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Computed,
     Date,
     DateTime,
@@ -31,6 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from reactivation.core.vocabulary import RunStatus, Status
 from reactivation.storage.computed_columns import LastServiceId, phone_key_expression
 
 
@@ -74,6 +76,10 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# The statuses the database accepts on a history row (migration t0010 wrote the same list, frozen).
+HISTORY_STATUS_CHECK = "status IN (" + ", ".join(f"'{status}'" for status in Status) + ")"
 
 
 class Base(DeclarativeBase):
@@ -287,8 +293,8 @@ class CampaignRun(Base):
     company_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     # The company's local date the run is for.
     run_date: Mapped[dt.date] = mapped_column(Date, nullable=False)
-    # planned -> running -> done | failed
-    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="planned")
+    # planned -> running -> done (vocabulary.RunStatus)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=RunStatus.PLANNED.value)
     trigger: Mapped[str] = mapped_column(Text, nullable=False, server_default="beat")
     dry_run: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     due_count: Mapped[int | None] = mapped_column(Integer)
@@ -305,6 +311,7 @@ class ReactivationHistory(Base):
 
     __tablename__ = "client_reactivation_history"
     __table_args__ = (
+        CheckConstraint(HISTORY_STATUS_CHECK, name="status"),
         # Exactly once per client, lapse (identified by its last visit) and step. Dry runs write rows too, and
         # must not take a real contact's place, so the key covers real rows only.
         Index(
@@ -344,9 +351,9 @@ class ReactivationHistory(Base):
     step: Mapped[int] = mapped_column(SmallInteger, nullable=False)
     message_type: Mapped[str] = mapped_column(Text, nullable=False)
     campaign: Mapped[str | None] = mapped_column(Text)
-    # claimed, interval_selected, generated, sending, delivered (in flight);
-    # sent, skipped, failed, unknown, holdout (final).
-    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="claimed")
+    # vocabulary.Status: claimed, interval_selected, generated, sending, delivered (in flight);
+    # sent, skipped, failed, unknown, holdout (final). The database checks it (HISTORY_STATUS_CHECK).
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=Status.CLAIMED.value)
     skip_reason: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")

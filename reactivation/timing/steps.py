@@ -1,51 +1,12 @@
-"""The win-back flow's three steps: what each is called, what it offers, and the AI admin's campaign name."""
+"""When each win-back step falls due: k × interval + grace days after the last visit (the steps themselves are
+reactivation.core.vocabulary.Step)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, timedelta
-from enum import IntEnum
 
-
-class Step(IntEnum):
-    """Step k is due at k × interval + grace days after the last visit."""
-
-    GENTLE = 1
-    OFFER = 2
-    WIN_BACK = 3
-
-    @property
-    def message_type(self) -> str:
-        return _MESSAGE_TYPES[self]
-
-    @property
-    def campaign(self) -> str:
-        """The AI admin's name for it; the seed's 30/60/90-day campaigns."""
-        return _CAMPAIGNS[self]
-
-    @property
-    def discount_percent(self) -> int:
-        return _DISCOUNTS[self]
-
-    @property
-    def max_length(self) -> int:
-        """The longest message of this type, in characters."""
-        return _MAX_LENGTHS[self]
-
-    @classmethod
-    def from_message_type(cls, message_type: str) -> Step:
-        for step, name in _MESSAGE_TYPES.items():
-            if name == message_type:
-                return step
-        raise ValueError(f"unknown message type {message_type!r}; expected gentle, offer or win_back")
-
-
-_MESSAGE_TYPES = {Step.GENTLE: "gentle", Step.OFFER: "offer", Step.WIN_BACK: "win_back"}
-_CAMPAIGNS = {Step.GENTLE: "dormant_30", Step.OFFER: "dormant_60", Step.WIN_BACK: "dormant_90"}
-_DISCOUNTS = {Step.GENTLE: 0, Step.OFFER: 10, Step.WIN_BACK: 20}
-_MAX_LENGTHS = {Step.GENTLE: 150, Step.OFFER: 200, Step.WIN_BACK: 250}
-# Whatever the type, no message is longer than this.
-MAX_MESSAGE_LENGTH = 250
+from reactivation.core.vocabulary import Step
 
 
 def due_after_days(step: Step, *, interval_days: int, grace_days: int) -> int:

@@ -29,12 +29,13 @@ from reactivation.core.phones import InvalidPhone
 from reactivation.core.settings import SettingsError, get_settings
 from reactivation.flow.campaign import run_status
 from reactivation.messaging.composing import NO_KEY
-from reactivation.outcomes.attribution import attribute_bookings
+from reactivation.outcomes.attribution import attribute_bookings, mark_booking_created
 from reactivation.outcomes.stats import campaign_stats
 from reactivation.replies.classify import classify_reply
-from reactivation.replies.handler import handle_reply, mark_booking_created
+from reactivation.replies.handler import handle_reply
 from reactivation.runtime import Runtime
 from reactivation.storage import migrations
+from reactivation.storage.bookings import not_cancelled
 from reactivation.storage.companies import CompanyConfig, UnknownCompany, load_company
 from reactivation.storage.company_settings import CompanyConfigError
 from reactivation.storage.models import AppointmentCache, Booking, Client, Company, Service
@@ -182,7 +183,7 @@ def print_salon_summary(rt: Runtime, *, company_id: int, counts: dict[str, int])
             .where(
                 Booking.company_id == company_id,
                 Booking.datetime > datetime.now().astimezone(),
-                Booking.status != "deleted",
+                not_cancelled(),
             )
         )
         first_visit = session.scalar(

@@ -22,12 +22,15 @@ from sqlalchemy import func, select
 
 from reactivation.core.phones import mask_phone
 from reactivation.core.settings import DATA_DIR, Settings, load_settings
+from reactivation.core.vocabulary import Status, Step
+from reactivation.outcomes.attribution import mark_booking_created
 from reactivation.outcomes.stats import campaign_stats
-from reactivation.replies.handler import handle_reply, mark_booking_created
+from reactivation.replies.handler import handle_reply
 from reactivation.runtime import Runtime
 from reactivation.storage.history import FINAL
 from reactivation.storage.models import Booking, ReactivationHistory
 from reactivation.timing.averages import calculate_averages
+from reactivation.timing.waterfall import Source
 from reactivation.tools.bulk import load_salon
 from reactivation.tools.synthetic import generate_salon
 
@@ -100,12 +103,12 @@ def run_demo(rt: Runtime, console: Console, *, now: datetime | None = None) -> D
                 .order_by(ReactivationHistory.id)
             )
         )
-    sent = [r for r in rows if r.status == "sent"]
+    sent = [r for r in rows if r.status == Status.SENT]
     replies = _simulate_replies(rt, sent, now=now)
     with rt.session() as session:
         stats = campaign_stats(session, company_id=COMPANY_ID, since=None, until=None)
     examples = []
-    for message_type in ("gentle", "offer", "win_back"):
+    for message_type in (step.message_type for step in Step):
         example = next((r for r in sent if r.message_type == message_type), None)
         if example is not None and example.message_text:
             examples.append((message_type, example.message_text))
@@ -120,7 +123,9 @@ def run_demo(rt: Runtime, console: Console, *, now: datetime | None = None) -> D
         stats=stats,
         outbox=OUTBOX,
         generator=", ".join(f"{name} {count}" for name, count in generators.items()) or "-",
-        not_sent=Counter(f"{r.status}: {r.skip_reason or (r.error or '-')[:60]}" for r in rows if r.status != "sent"),
+        not_sent=Counter(
+            f"{r.status}: {r.skip_reason or (r.error or '-')[:60]}" for r in rows if r.status != Status.SENT
+        ),
     )
 
 
@@ -197,7 +202,7 @@ def print_summary(console: Console, result: DemoResult, *, gemini: bool) -> None
     coverage = Table(title="Who is due, and which interval said so (waterfall coverage)")
     for column in ("interval source", "clients", "share"):
         coverage.add_column(column, justify="left" if column == "interval source" else "right")
-    for source in ("personal", "service_average", "industry_standard", "universal"):
+    for source in Source:
         count = result.sources.get(source, 0)
         coverage.add_row(source, str(count), f"{count / total:.0%}")
     console.print(coverage)
@@ -205,7 +210,7 @@ def print_summary(console: Console, result: DemoResult, *, gemini: bool) -> None
     steps = Table(title="Messages sent, by step")
     for column in ("step", "messages"):
         steps.add_column(column)
-    for message_type in ("gentle", "offer", "win_back"):
+    for message_type in (step.message_type for step in Step):
         steps.add_row(message_type, str(result.steps.get(message_type, 0)))
     console.print(steps)
     if result.not_sent:

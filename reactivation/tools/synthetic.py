@@ -15,6 +15,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
+from reactivation.storage.bookings import CANCELLED
+
 # (title as the booking system writes it, true rhythm in days, price in roubles)
 CATALOG: list[tuple[str, int, int]] = [
     ("Стрижка мужская", 28, 1500),
@@ -292,7 +294,7 @@ def _client(
     bookings: list[SyntheticBooking] = []
     if archetype != "lapsed" and attended and rng.random() < 0.12:
         when = _at_hour(rng, today + timedelta(days=rng.randint(1, 21)))
-        status = "deleted" if rng.random() < 0.25 else rng.choice(["confirmed", "new"])
+        status = CANCELLED if rng.random() < 0.25 else rng.choice(["confirmed", "new"])
         created = _at_hour(rng, today - timedelta(days=rng.randint(0, 10)))
         bookings.append(SyntheticBooking(next(booking_ids), client_id, phone, when, status, created))
     return client, visits, bookings

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from reactivation.audience.selection import DueClient, Skip, due_clients, recheck_client
+from reactivation.audience.selection import DueClient, due_clients, recheck_client
+from reactivation.core.vocabulary import SkipReason as Skip
+from reactivation.core.vocabulary import Step
 from reactivation.storage.models import (
     Client,
     ClientPersonalizedInterval,
@@ -22,7 +24,6 @@ from reactivation.storage.models import (
     ServiceReactivationInterval,
 )
 from reactivation.timing.averages import calculate_averages
-from reactivation.timing.steps import Step
 from reactivation.timing.waterfall import Source
 from reactivation.tools.bulk import load_salon
 from reactivation.tools.synthetic import generate_salon

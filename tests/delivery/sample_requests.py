@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from reactivation.core.vocabulary import Step
 from reactivation.delivery.contract import SendRequest, idempotency_key
-from reactivation.timing.steps import Step
 
 NOW = datetime(2025, 4, 15, 7, 0, tzinfo=UTC)
 PHONE = "+79001234567"

@@ -5,20 +5,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from reactivation.core.vocabulary import SkipReason, Step
 from reactivation.delivery.cloud_api import (
     CloudApiSender,
     CloudTemplates,
     classify_cloud_api_error,
     template_parameters,
 )
-from reactivation.delivery.errors import (
-    PermanentSendError,
-    SendOutcomeUnknown,
-    SendSkipped,
-    SkipReason,
-    TransientSendError,
-)
-from reactivation.timing.steps import Step
+from reactivation.delivery.errors import PermanentSendError, SendOutcomeUnknown, SendSkipped, TransientSendError
 from tests.delivery.sample_requests import NOW, PHONE, clock, request
 from tests.fake_gateway import FakeGateway
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from reactivation.core.vocabulary import Step
 from reactivation.delivery.contract import idempotency_key
 from reactivation.delivery.errors import InvalidSendRequest
-from reactivation.timing.steps import Step
 from tests.delivery.sample_requests import request
 
 

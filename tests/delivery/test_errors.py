@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
+from reactivation.core.vocabulary import SkipReason
 from reactivation.delivery.errors import (
     PermanentSendError,
     SendError,
     SendOutcomeUnknown,
     SendSkipped,
-    SkipReason,
     TransientSendError,
 )
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from reactivation.core.settings import load_settings
+from reactivation.core.vocabulary import Step
 from reactivation.delivery.cloud_api import CloudApiSender
 from reactivation.delivery.factory import make_sender
 from reactivation.delivery.gateway import GatewaySender
 from reactivation.delivery.outbox import OutboxSender
-from reactivation.timing.steps import Step
 from tests.delivery.sample_requests import clock, request
 from tests.fake_gateway import FakeGateway
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from reactivation.core.vocabulary import Step
 from reactivation.delivery.errors import PermanentSendError
 from reactivation.delivery.outbox import OutboxSender, read_outbox
-from reactivation.timing.steps import Step
 from tests.delivery.sample_requests import PHONE, clock, request
 
 

@@ -10,12 +10,12 @@ from sqlalchemy.orm import Session
 
 from reactivation.compliance.optouts import record_opt_out
 from reactivation.core.settings import Settings, load_settings
+from reactivation.core.vocabulary import Status
 from reactivation.flow import campaign, pipeline, sweeps
 from reactivation.flow.campaign import run_campaign
 from reactivation.flow.pipeline import Continue, RetryLater, Stop
 from reactivation.handover.admin_handover import read_pending_action
 from reactivation.runtime import Runtime
-from reactivation.storage.history import Status
 from reactivation.storage.models import OptOut, ReactivationHistory
 from tests.chains import STEPS, claim, rows, run_chain
 from tests.fake_gateway import FakeGateway

@@ -18,6 +18,7 @@ import fakeredis
 import pytest
 import redis
 
+from reactivation.core.vocabulary import Step
 from reactivation.handover.admin_handover import (
     CORRUPT_TTL_SECONDS,
     ContextConflict,
@@ -32,7 +33,6 @@ from reactivation.handover.admin_handover import (
 )
 from reactivation.handover.keys import DialogKeys, handover_marker_key
 from reactivation.handover.scripts import SAVE_SCRIPT
-from reactivation.timing.steps import Step
 from tests.conftest import REDIS_URL
 
 PHONE = "+79001234567"

@@ -13,6 +13,7 @@ from limits.storage import MemoryStorage
 
 from reactivation.core.limiter import Limiter, gemini_limiter
 from reactivation.core.settings import RateLimit, Settings, load_settings
+from reactivation.core.vocabulary import Step
 from reactivation.messaging.composing import (
     ComposedMessage,
     MessageRequest,
@@ -23,7 +24,6 @@ from reactivation.messaging.composing import (
 from reactivation.messaging.gemini import GeminiWriter
 from reactivation.messaging.templates import variant_number
 from reactivation.messaging.validation import validate_message
-from reactivation.timing.steps import Step
 from tests.fake_gemini import FakeGemini, Reply, settings_for
 
 SALON = "Салон «Бархат»"

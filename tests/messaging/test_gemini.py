@@ -11,6 +11,7 @@ import pytest
 
 from reactivation.core.logs import KeyValueFormatter
 from reactivation.core.settings import load_settings
+from reactivation.core.vocabulary import Step
 from reactivation.messaging.gemini import (
     API_VERSION,
     GeminiWriter,
@@ -21,7 +22,6 @@ from reactivation.messaging.gemini import (
     gemini_writer,
 )
 from reactivation.messaging.validation import validate_message
-from reactivation.timing.steps import Step
 from tests.fake_gemini import TEST_API_KEY, FakeGemini, Reply, good_message, settings_for
 
 FACTS = PromptFacts(step=Step.OFFER, first_name="Мария", service_title="Стрижка мужская", company_name="Салон «Бархат»")

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reactivation.core.vocabulary import Step
 from reactivation.messaging.names import first_name
 from reactivation.messaging.templates import VARIANTS, render_template, render_variant, variant_number
 from reactivation.messaging.validation import validate_message
-from reactivation.timing.steps import Step
 from reactivation.tools.synthetic import FIRST_NAMES_F, FIRST_NAMES_M, SURNAMES
 from tests.titles import ALL_TITLES, CATALOG_TITLES, INDUSTRY_NAMES, SALONS
 

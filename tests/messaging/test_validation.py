@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reactivation.core.vocabulary import Step
 from reactivation.messaging.validation import (
     DATE,
     DISCOUNT_MISSING,
@@ -31,7 +32,6 @@ from reactivation.messaging.validation import (
     UNEXPECTED_DISCOUNT,
     validate_message,
 )
-from reactivation.timing.steps import Step
 
 NAME = "Мария"
 SALON = "Салон «Бархат»"

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reactivation.core.phones import InvalidPhone
-from reactivation.outcomes.attribution import attribute_bookings, latest_sent_message, link_booking
+from reactivation.outcomes.attribution import attribute_bookings, link_booking
 from reactivation.storage.companies import UnknownCompany
 from reactivation.storage.models import ReactivationHistory
 from tests.factories import make_booking, make_client, make_company
@@ -304,22 +304,6 @@ def test_link_booking_refuses_bad_input(db: Session) -> None:
         link_booking(db, company_id=company.id, phone_e164="не телефон", booking_id=1, now=NOW)
     with pytest.raises(UnknownCompany):
         link_booking(db, company_id=987654321, phone_e164="+79005551234", booking_id=1, now=NOW)
-
-
-def test_latest_sent_message_is_what_the_reply_handler_falls_back_to(db: Session) -> None:
-    # given a sent gentle message, a later failed offer, and another company's message to the same phone
-    company, other = make_company(db), make_company(db)
-    client = make_client(db, company.id, last_visit=LAST_VISIT, phone="+79005551234")
-    gentle = make_history(db, client, sent_at=SENT_AT, step=1)
-    make_history(db, client, sent_at=None, status="failed", step=2, created_at=SENT_AT + timedelta(days=2))
-    stranger = make_client(db, other.id, last_visit=LAST_VISIT, phone="+79005551234")
-    make_history(db, stranger, sent_at=SENT_AT + timedelta(days=1))
-    now = SENT_AT + timedelta(days=3)
-    # then the company's latest *sent* message is found, and nothing once the window has passed
-    found = latest_sent_message(db, company_id=company.id, phone_e164="+79005551234", now=now, days=7)
-    assert found is not None and found.id == gentle.id
-    late = SENT_AT + timedelta(days=8)
-    assert latest_sent_message(db, company_id=company.id, phone_e164="+79005551234", now=late, days=7) is None
 
 
 def test_link_booking_on_sqlite(sqlite_db: Session) -> None:

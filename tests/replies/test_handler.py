@@ -17,9 +17,10 @@ from reactivation.flow import pipeline
 from reactivation.flow.campaign import run_campaign
 from reactivation.handover.admin_handover import read_pending_action
 from reactivation.handover.keys import dialog_key
-from reactivation.outcomes.attribution import attribute_bookings
+from reactivation.outcomes.attribution import attribute_bookings, mark_booking_created
 from reactivation.outcomes.stats import campaign_stats
-from reactivation.replies.handler import EmptyReply, handle_reply, mark_booking_created
+from reactivation.replies.classify import EmptyReply
+from reactivation.replies.handler import handle_reply
 from reactivation.runtime import Runtime
 from reactivation.storage.companies import UnknownCompany
 from reactivation.storage.models import Client, OptOut, ReactivationHistory

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import re
+from datetime import date
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from reactivation.core.vocabulary import Status
 from reactivation.storage import migrations
 from reactivation.storage.db import make_engine
-from reactivation.storage.models import Base
+from reactivation.storage.models import HISTORY_STATUS_CHECK, Base, ReactivationHistory
 from tests.conftest import RUN_ID, create_database, drop_database
+from tests.factories import make_client, make_company
+from tests.history_rows import make_history
 
 REQUIRED_COLUMNS = {
     "companies": {"id", "name", "timezone", "country", "enabled", "settings"},
@@ -185,3 +194,33 @@ def test_json_columns_are_jsonb_on_postgres(pg_engine: Engine) -> None:
     assert types["companies.settings"] == "jsonb"
     assert types["clients.last_services"] == "jsonb"
     assert types["appointments_cache.service_ids"] == "jsonb"
+
+
+def _checked_statuses(engine: Engine) -> set[str]:
+    """The statuses the database's CHECK on the history table accepts, as it reports the constraint."""
+    checks = inspect(engine).get_check_constraints(ReactivationHistory.__tablename__)
+    [status_check] = [c for c in checks if c["name"] == "ck_client_reactivation_history_status"]
+    return set(re.findall(r"'([a-z_]+)'", status_check["sqltext"]))
+
+
+def _refuses_an_unknown_status(session: Session) -> None:
+    company = make_company(session)
+    client = make_client(session, company.id, last_visit=date(2026, 1, 20))
+    make_history(session, client, sent_at=None, status=Status.HOLDOUT)
+    with pytest.raises(IntegrityError, match=r"ck_client_reactivation_history_status|CHECK constraint failed"):
+        make_history(session, client, sent_at=None, status="senttt", step=2)
+    session.rollback()
+
+
+def test_the_latest_status_check_agrees_with_the_vocabulary_on_postgres(pg_engine: Engine, db: Session) -> None:
+    # The migrations wrote their list of statuses out; the enum is the code's. They must say the same.
+    assert _checked_statuses(pg_engine) == {status.value for status in Status}
+    assert set(re.findall(r"'([a-z_]+)'", HISTORY_STATUS_CHECK)) == {status.value for status in Status}
+    _refuses_an_unknown_status(db)
+
+
+def test_the_latest_status_check_agrees_with_the_vocabulary_on_sqlite(sqlite_db: Session) -> None:
+    engine = sqlite_db.get_bind()
+    assert isinstance(engine, Engine)
+    assert _checked_statuses(engine) == {status.value for status in Status}
+    _refuses_an_unknown_status(sqlite_db)

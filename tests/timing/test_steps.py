@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reactivation.timing.steps import Step, due_date, highest_due_step, next_step
+from reactivation.core.vocabulary import Step
+from reactivation.timing.steps import due_date, highest_due_step, next_step
 
 
 @pytest.mark.parametrize(

@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 from reactivation.audience.selection import due_clients
 from reactivation.core.phones import mask_phone
 from reactivation.core.settings import get_settings
+from reactivation.core.vocabulary import Step
 from reactivation.messaging.names import first_name
 from reactivation.messaging.validation import validate_message
 from reactivation.storage.models import ClientPersonalizedInterval, ReactivationHistory, ServiceReactivationInterval
-from reactivation.timing.steps import Step
 from reactivation.tools import cli
 from tests.conftest import REDIS_URL
 from tests.factories import every, make_client, make_company, make_service, make_visits
