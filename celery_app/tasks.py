@@ -64,8 +64,9 @@ def _infra_countdown(task: Task) -> float:
 
 
 def _run_step(func: Callable[..., Outcome], task: Task, company_id: int, history_id: int) -> Outcome:
+    now = _now()
     try:
-        return func(runtime(), company_id=company_id, history_id=history_id, now=_now())
+        return func(runtime(), company_id=company_id, history_id=history_id, now=now)
     except TRANSIENT_INFRA_ERRORS as exc:
         log.warning(
             "step cut by a lost connection; retrying",
@@ -73,7 +74,7 @@ def _run_step(func: Callable[..., Outcome], task: Task, company_id: int, history
         )
         return RetryLater(_infra_countdown(task), "database or redis unavailable")
     except CompanyConfigError as exc:
-        return pipeline.fail_unsent(runtime(), company_id=company_id, history_id=history_id, error=str(exc))
+        return pipeline.fail_unsent(runtime(), company_id=company_id, history_id=history_id, error=str(exc), now=now)
 
 
 def _follow(task: Task, outcome: Outcome) -> str:

@@ -12,7 +12,8 @@ import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 from typing import Any
 
 from sqlalchemy import func, select
@@ -201,6 +202,7 @@ def run_campaign(
     trigger: str = "task",
 ) -> CampaignResult:
     """Select, claim and hand over one company's campaign for `run_date` (default: its local today)."""
+    started = monotonic()
     with rt.session() as session:
         company = load_company(session, company_id=company_id)
         day = run_date or company.local_today(now)
@@ -210,7 +212,7 @@ def run_campaign(
             # A dry run does not take the day's run: the real one must still happen.
             run_id = None
         else:
-            run = get_or_create_run(session, company_id=company_id, run_date=day, trigger=trigger)
+            run = get_or_create_run(session, company_id=company_id, run_date=day, trigger=trigger, now=now)
             run_id = run.id
             mark_run(session, run_id=run_id, company_id=company_id, status="running", started_at=now)
         capacity = company.settings.daily_limit - (
@@ -248,7 +250,8 @@ def run_campaign(
                 run_id=run_id,
                 company_id=company_id,
                 status="done",
-                finished_at=datetime.now(UTC),
+                # The run's own clock moved on by the time it took, so that one run keeps one reference.
+                finished_at=now + timedelta(seconds=monotonic() - started),
                 due_count=result.due,
                 claimed_count=claimed_today(session, company_id=company_id, run_id=run_id),
                 holdout_count=result.holdout,
