@@ -320,6 +320,7 @@ def test_neither_the_token_nor_the_phone_reach_the_logs(gateway: FakeGateway, ca
 # --- the fake gateway in its own process --------------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 def test_the_fake_gateway_runs_as_a_separate_process() -> None:
     with FakeGatewayProcess(lifetime=60, fail_fraction=0.5) as fake:
         with GatewaySender(fake.url, clock=clock) as sender:
@@ -530,6 +531,7 @@ for n in range(int(sys.argv[2]), int(sys.argv[2]) + 200):
 """
 
 
+@pytest.mark.subprocess
 def test_concurrent_writers_never_interleave_lines(tmp_path: Path) -> None:
     # given two processes and four threads appending to the same outbox at once
     path = tmp_path / "outbox.jsonl"
