@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv lint typecheck bench clean
+.PHONY: demo test test-fast venv lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	scripts/ensure-services.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Everything but the tests that start processes (Celery workers, beat, flower, the demo, the CLI, python -c).
+test-fast: $(STAMP)
+	scripts/ensure-services.sh
+	$(BIN)/pytest -m "not subprocess" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check reactivation celery_app tests bench alembic

@@ -63,10 +63,11 @@ def send_after_commit(session: Session, signatures: Iterable[Signature]) -> None
 
 
 def _run_step(func: Callable[..., Outcome], company_id: int, history_id: int) -> Outcome:
+    now = _now()
     try:
-        return func(runtime(), company_id=company_id, history_id=history_id, now=_now())
+        return func(runtime(), company_id=company_id, history_id=history_id, now=now)
     except CompanyConfigError as exc:
-        return pipeline.fail_unsent(runtime(), company_id=company_id, history_id=history_id, error=str(exc))
+        return pipeline.fail_unsent(runtime(), company_id=company_id, history_id=history_id, error=str(exc), now=now)
 
 
 def _follow(task: Task, outcome: Outcome) -> str:

@@ -2,6 +2,10 @@
 transaction per test rolled back at its end, and a Redis key prefix per session, cleaned up afterwards.
 
 PostgreSQL and Redis must be reachable (`make test` starts them): a missing service fails the run loudly.
+
+Two guards hold for every test: a statement that takes the database's clock fails it (tests/clock_guard.py), and
+so does starting a subprocess without the `subprocess` marker (tests/subprocesses.py). `TEST_CLOCK_OFFSET_DAYS=N`
+runs the whole suite with the process clock N days ahead (tests/clock_offset.py).
 """
 
 from __future__ import annotations
@@ -19,11 +23,46 @@ from reactivation.core.settings import Settings, load_settings
 from reactivation.runtime import Runtime
 from reactivation.storage import migrations
 from reactivation.storage.db import make_engine
+from tests import clock_offset, subprocesses
+from tests.clock_guard import database_clock_forbidden
 from tests.fake_gateway import FakeGateway
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RUN_ID = uuid.uuid4().hex[:10]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    clock_offset.start(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    clock_offset.stop(config)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    return clock_offset.header(config)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    clock_offset.skip_what_cannot_move(config, items)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _database_clock_forbidden() -> Iterator[None]:
+    """Every instant the code under test writes comes from its `now`, never from the database's clock."""
+    with database_clock_forbidden():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _subprocesses_need_their_marker(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that starts a subprocess says so (`@pytest.mark.subprocess`), so that `make test-fast` leaves it out."""
+    if request.node.get_closest_marker(subprocesses.MARKER) is not None:
+        yield
+        return
+    with subprocesses.refused(request.node.nodeid):
+        yield
 
 
 def _pg_url(database: str) -> str:

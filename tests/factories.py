@@ -109,6 +109,8 @@ def make_booking(
     phone: str | None = None,
     created_at: datetime | None = None,
 ) -> Booking:
+    """A booking for `when`, made `created_at` (by default the day before: attribution reads when it was made, so a
+    test's booking never takes the database's clock)."""
     booking = Booking(
         id=next_id(),
         company_id=company_id if company_id is not None else client.company_id,  # type: ignore[union-attr]
@@ -116,9 +118,8 @@ def make_booking(
         client_phone=phone if phone is not None else (client.phone if client else None),
         datetime=when,
         status=status,
+        created_at=created_at if created_at is not None else when - timedelta(days=1),
     )
-    if created_at is not None:
-        booking.created_at = created_at
     session.add(booking)
     session.flush()
     return booking

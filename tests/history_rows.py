@@ -50,6 +50,8 @@ def make_history(
     )
     # A hold-out row is created at the moment it would have been sent.
     row.created_at = fields.get("created_at", moment - timedelta(minutes=5) if status == "sent" else moment)
+    # Last written when it was sent (or created): the row's own instants, never the database's clock.
+    row.updated_at = fields.get("updated_at", sent_at if status == "sent" and sent_at else row.created_at)
     session.add(row)
     session.flush()
     return row

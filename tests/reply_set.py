@@ -11,7 +11,10 @@ DATA = Path(__file__).parent / "data"
 REPLIES_TSV = DATA / "replies.tsv"
 # Written after the rules and never used to tune them: the honest estimate of how they generalize.
 BLIND_TSV = DATA / "replies_blind.tsv"
+# Rows of REPLIES_TSV the rules label wrongly today, each with the label they give (see load_known_failures).
+KNOWN_FAILURES_TSV = DATA / "replies_known_failures.tsv"
 LABELS = ("positive", "negative", "neutral", "opt_out")
+OPT_OUT = "opt_out"
 
 
 @dataclass(frozen=True)
@@ -61,3 +64,45 @@ def score_by_label(rows: Iterable[LabeledReply], classify: Callable[[str], str])
             total[key] += 1
             correct[key] += hit
     return {key: Score(correct[key], total[key]) for key in correct}
+
+
+@dataclass(frozen=True)
+class KnownFailure:
+    """A row of the labeled set the rules get wrong today, and the label they give it."""
+
+    line: int
+    text: str
+    label: str
+
+
+def load_known_failures(path: Path, rows: Iterable[LabeledReply]) -> dict[int, KnownFailure]:
+    """Rows of `line<TAB>text<TAB>label` under a header line (`#` lines are comments), by line of the labeled set.
+
+    Each must name a row of `rows` by its line and its exact text (an edit of the set that moves or changes the row
+    makes the entry stale, and that is an error), with a label other than the right one. An opt-out is never a known
+    failure, either way: the rules must hear every request to stop and invent none.
+    """
+    by_line = {row.line: row for row in rows}
+    known: dict[int, KnownFailure] = {}
+    numbered = enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+    content = [(n, line) for n, line in numbered if line.strip() and not line.startswith("#")]
+    for number, line in content[1:]:
+        where = f"{path.name}:{number}"
+        fields = line.split("\t")
+        if len(fields) != 3 or not fields[0].isdigit():
+            raise ValueError(f"{where}: expected line<TAB>text<TAB>label, got {line!r}")
+        entry = KnownFailure(int(fields[0]), fields[1], fields[2])
+        row = by_line.get(entry.line)
+        if row is None or row.text != entry.text:
+            held = "nothing" if row is None else repr(row.text)
+            raise ValueError(f"{where}: line {entry.line} of the labeled set holds {held}, not {entry.text!r}")
+        if entry.label not in LABELS:
+            raise ValueError(f"{where}: unknown label {entry.label!r}")
+        if entry.label == row.label:
+            raise ValueError(f"{where}: {entry.label!r} is the right label, so line {entry.line} is no failure")
+        if OPT_OUT in (entry.label, row.label):
+            raise ValueError(f"{where}: an opt-out is never a known failure (line {entry.line}, {row.label})")
+        if entry.line in known:
+            raise ValueError(f"{where}: line {entry.line} is listed twice")
+        known[entry.line] = entry
+    return known

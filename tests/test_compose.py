@@ -12,6 +12,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.subprocess
 def test_compose_file_matches_the_compose_specification() -> None:
     checker = Path(sys.executable).with_name("check-jsonschema")
     result = subprocess.run(
@@ -59,6 +60,7 @@ def test_compose_has_every_process() -> None:
 
 
 @pytest.mark.parametrize(("service", "command"), _commands())
+@pytest.mark.subprocess
 def test_each_service_command_is_one_the_cli_and_celery_accept(service: str, command: list[str]) -> None:
     program, *args = command
     module = "celery" if program == "celery" else "reactivation.tools.cli"

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from reactivation.core.vocabulary import Status
 from reactivation.storage.history import FINAL
 from reactivation.storage.models import ReactivationHistory
+from tests import clock_offset
 from tests.fake_gateway import FakeGateway
 from tests.fake_gemini import TEST_API_KEY, FakeGemini, Reply
 from tests.salon import Salon, build_salon
@@ -44,7 +45,7 @@ from tests.workers import (
     worker_env,
 )
 
-pytestmark = pytest.mark.workers
+pytestmark = [pytest.mark.workers, pytest.mark.subprocess]
 
 PREFIX = "faults:"
 WORKERS = ["fault-a", "fault-b"]
@@ -88,6 +89,8 @@ class RedisServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # Its own clock, whatever the suite's (redis-server does not run under libfaketime).
+            env=clock_offset.server_env(),
         )
         log.close()  # the child has its own copy
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)

@@ -4,12 +4,12 @@ SQLite with the in-process Redis stand-in and the outbox. The one place tests us
 from __future__ import annotations
 
 import json
-from datetime import date
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from time_machine import TimeMachineFixture
 from typer.testing import CliRunner
 
 from reactivation.core.settings import get_settings
@@ -36,9 +36,11 @@ def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[n
     get_settings.cache_clear()
 
 
-def test_inline_campaign_runs_the_chains_in_process(embedded) -> None:  # type: ignore[no-untyped-def]
+def test_inline_campaign_runs_the_chains_in_process(embedded, time_machine: TimeMachineFixture) -> None:  # type: ignore[no-untyped-def]
     engine, outbox = embedded
-    salon = build_salon(engine, due=6, today=date.today())
+    salon = build_salon(engine, due=6)
+    # The command takes the wall clock: it is the salon's day, whatever day the suite runs on.
+    time_machine.move_to(salon.now, tick=True)
     result = CliRunner().invoke(cli.app, ["campaign", "run", "--company", str(salon.company_id), "--inline"])
     assert result.exit_code == 0, result.output
     assert "claimed 6" in result.output
@@ -55,7 +57,7 @@ def test_inline_campaign_runs_the_chains_in_process(embedded) -> None:  # type: 
 
 def test_without_a_broker_dispatch_asks_for_inline(embedded) -> None:  # type: ignore[no-untyped-def]
     engine, _ = embedded
-    salon = build_salon(engine, due=1, today=date.today(), extras=False)
+    salon = build_salon(engine, due=1, extras=False)
     result = CliRunner().invoke(cli.app, ["campaign", "run", "--company", str(salon.company_id)])
     assert result.exit_code == 2 and "--inline" in result.output
 

@@ -39,7 +39,7 @@ from tests.workers import (
     worker_env,
 )
 
-pytestmark = pytest.mark.workers
+pytestmark = [pytest.mark.workers, pytest.mark.subprocess]
 
 ADMIN_FIELDS = {
     "state": "active",

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from celery import Celery
@@ -205,7 +205,10 @@ def settle(engine: Engine, company_id: int, *, quiet: float = 3.0, timeout: floa
 
 
 def half_an_hour_passes(engine: Engine, company_id: int) -> None:
-    """Age the rows still in flight past the sweep's threshold, as if the clock had moved on."""
+    """Age the rows still in flight past the sweep's threshold, as if the clock had moved on.
+
+    From this process's clock, which the workers share (also when the suite runs with the clock moved): the
+    database's own now() is another clock."""
     with Session(engine) as session:
         session.execute(
             update(ReactivationHistory)
@@ -213,6 +216,6 @@ def half_an_hour_passes(engine: Engine, company_id: int) -> None:
                 ReactivationHistory.company_id == company_id,
                 ReactivationHistory.status.in_([s.value for s in IN_FLIGHT]),
             )
-            .values(updated_at=func.now() - (sweeps.STALE_AFTER + timedelta(minutes=1)))
+            .values(updated_at=datetime.now(UTC) - (sweeps.STALE_AFTER + timedelta(minutes=1)))
         )
         session.commit()

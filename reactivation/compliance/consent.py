@@ -211,6 +211,7 @@ def import_consents(
                 "granted_at": grant.granted_at,
                 "source": grant.source,
                 "text_version": grant.text_version,
+                "created_at": now,
             }
         )
     if new_rows:

@@ -43,7 +43,7 @@ def anonymize_old_history(session: Session, *, company_id: int, now: datetime) -
             error=None,
             context_error=None,
             anonymized_at=now,
-            updated_at=func.current_timestamp(),
+            updated_at=now,
         )
         .returning(h.id)
         .execution_options(synchronize_session=False)

@@ -12,8 +12,9 @@ import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -211,6 +212,7 @@ def run_campaign(
     trigger: str = "task",
 ) -> CampaignResult:
     """Select, claim and hand over one company's campaign for `run_date` (default: its local today)."""
+    started = monotonic()
     with rt.session() as session:
         company = load_company(session, company_id=company_id)
         day = run_date or company.local_today(now)
@@ -220,7 +222,7 @@ def run_campaign(
             # A dry run does not take the day's run: the real one must still happen.
             run_id = None
         else:
-            run = get_or_create_run(session, company_id=company_id, run_date=day, trigger=trigger)
+            run = get_or_create_run(session, company_id=company_id, run_date=day, trigger=trigger, now=now)
             run_id = run.id
             mark_run(session, run_id=run_id, company_id=company_id, status=RunStatus.RUNNING, started_at=now)
         capacity = company.settings.daily_limit - (
@@ -258,7 +260,8 @@ def run_campaign(
                 run_id=run_id,
                 company_id=company_id,
                 status=RunStatus.DONE,
-                finished_at=datetime.now(UTC),
+                # The run's own clock moved on by the time it took, so that one run keeps one reference.
+                finished_at=now + timedelta(seconds=monotonic() - started),
                 due_count=result.due,
                 claimed_count=claimed_today(session, company_id=company_id, run_id=run_id),
                 holdout_count=result.holdout,

@@ -96,23 +96,31 @@ def _move(
     ids: tuple[int, int],
     from_status: Status | tuple[Status, ...],
     to_status: Status,
+    *,
+    now: datetime,
     **values: Any,
 ) -> bool:
     """Move the row `ids` = (company_id, history_id) on, if it is still in `from_status`; False when another worker
     was first. Every status change of the chain goes through here."""
     company_id, history_id = ids
     return history.transition(
-        session, company_id=company_id, history_id=history_id, from_status=from_status, to_status=to_status, **values
+        session,
+        company_id=company_id,
+        history_id=history_id,
+        from_status=from_status,
+        to_status=to_status,
+        now=now,
+        **values,
     )
 
 
-def fail_unsent(rt: Runtime, *, company_id: int, history_id: int, error: str) -> Stop:
+def fail_unsent(rt: Runtime, *, company_id: int, history_id: int, error: str, now: datetime) -> Stop:
     """End a row that cannot go on (its company's settings became invalid after the claim) as `failed`, unless
     its message already left: a row in `sending` or `delivered` waits for the sweep or for the settings to be
     fixed, so that a sent message is never recorded as failed."""
     unsent = (Status.CLAIMED, Status.INTERVAL_SELECTED, Status.GENERATED)
     with rt.session() as session:
-        moved = _move(session, (company_id, history_id), unsent, Status.FAILED, error=history.cut(error))
+        moved = _move(session, (company_id, history_id), unsent, Status.FAILED, now=now, error=history.cut(error))
     where = {"company_id": company_id, "history_id": history_id}
     if moved:
         log.error("company settings invalid; row not sent", extra=where)
@@ -121,8 +129,10 @@ def fail_unsent(rt: Runtime, *, company_id: int, history_id: int, error: str) ->
     return Stop("company settings invalid")
 
 
-def _skip(session: Session, row: ReactivationHistory, from_status: Status, reason: SkipReason) -> Stop:
-    _move(session, (row.company_id, row.id), from_status, Status.SKIPPED, skip_reason=reason)
+def _skip(
+    session: Session, row: ReactivationHistory, from_status: Status, reason: SkipReason, *, now: datetime
+) -> Stop:
+    _move(session, (row.company_id, row.id), from_status, Status.SKIPPED, now=now, skip_reason=reason)
     log.info("contact skipped", extra={"history_id": row.id, "company_id": row.company_id, "reason": reason})
     return Stop(reason)
 
@@ -151,8 +161,8 @@ def select_interval(rt: Runtime, *, company_id: int, history_id: int, now: datet
             return outcome
         assert row is not None
         if reason := _recheck(session, row, now):
-            return _skip(session, row, Status.CLAIMED, reason)
-        _move(session, (company_id, history_id), Status.CLAIMED, Status.INTERVAL_SELECTED)
+            return _skip(session, row, Status.CLAIMED, reason, now=now)
+        _move(session, (company_id, history_id), Status.CLAIMED, Status.INTERVAL_SELECTED, now=now)
     return Continue()
 
 
@@ -168,7 +178,7 @@ def generate_message(rt: Runtime, *, company_id: int, history_id: int, now: date
             return outcome
         assert row is not None
         if reason := _recheck(session, row, now):
-            return _skip(session, row, Status.INTERVAL_SELECTED, reason)
+            return _skip(session, row, Status.INTERVAL_SELECTED, reason, now=now)
         company = load_company(session, company_id=company_id)
         client_name = session.scalar(
             select(Client.name).where(Client.company_id == company_id, Client.id == row.client_id)
@@ -179,16 +189,19 @@ def generate_message(rt: Runtime, *, company_id: int, history_id: int, now: date
     if isinstance(composed, RateLimited):
         return RetryLater(min(composed.wait_seconds, rt.settings.max_countdown_seconds), "gemini rate limit")
     with rt.session() as session:
-        _record_message(session, company_id=company_id, history_id=history_id, composed=composed)
+        _record_message(session, company_id=company_id, history_id=history_id, composed=composed, now=now)
     return Continue()
 
 
-def _record_message(session: Session, *, company_id: int, history_id: int, composed: ComposedMessage) -> None:
+def _record_message(
+    session: Session, *, company_id: int, history_id: int, composed: ComposedMessage, now: datetime
+) -> None:
     _move(
         session,
         (company_id, history_id),
         Status.INTERVAL_SELECTED,
         Status.GENERATED,
+        now=now,
         message_text=composed.text,
         generator=composed.generator,
         variant=composed.variant,
@@ -212,12 +225,12 @@ def send_message(rt: Runtime, *, company_id: int, history_id: int, now: datetime
             return outcome
         assert row is not None
         if reason := _recheck(session, row, now):
-            return _skip(session, row, Status.GENERATED, reason)
+            return _skip(session, row, Status.GENERATED, reason, now=now)
         company = load_company(session, company_id=company_id)
         window = SendWindow.for_company(company)
         if not row.dry_run and not is_send_allowed(now, window):
             opens = next_send_time(now, window)
-            history.set_fields(session, company_id=company_id, history_id=history_id, send_after=opens)
+            history.set_fields(session, company_id=company_id, history_id=history_id, now=now, send_after=opens)
             log.info("outside the send window; waiting", extra={"history_id": history_id, "opens": opens.isoformat()})
             return Stop("waiting for the send window")
         sender_key = company.settings.sender_id or str(company_id)
@@ -230,6 +243,7 @@ def send_message(rt: Runtime, *, company_id: int, history_id: int, now: datetime
             (company_id, history_id),
             Status.GENERATED,
             Status.SENDING,
+            now=now,
             sending_started_at=now,
             attempts=row.attempts + 1,
             provider=rt.sender_for(row.dry_run).provider,
@@ -266,11 +280,12 @@ def _deliver(rt: Runtime, request: SendRequest, *, attempt: int, dry_run: bool, 
                 rt,
                 request,
                 to_status=final,
+                now=now,
                 error=history.cut(f"gave up after {attempt} attempts: {exc}"),
             )
             return Stop(f"transient error, {final}")
         # The gateway de-duplicates by idempotency key, so sending again after a failed attempt is safe.
-        _record_answer(rt, request, to_status=Status.GENERATED, error=history.cut(str(exc)))
+        _record_answer(rt, request, to_status=Status.GENERATED, now=now, error=history.cut(str(exc)))
         # Backoff, never sooner than the server asked: an outage answering "Retry-After: 1" would otherwise use up
         # every attempt within seconds, and a gateway down for a minute would fail the whole run.
         countdown = max(exc.retry_after or 0.0, backoff(attempt))
@@ -290,17 +305,18 @@ def _deliver(rt: Runtime, request: SendRequest, *, attempt: int, dry_run: bool, 
                         source="whatsapp",
                         now=now,
                     )
-        return _end_send(rt, request, Status.SKIPPED, skip_reason=exc.reason)
+        return _end_send(rt, request, Status.SKIPPED, now=now, skip_reason=exc.reason)
     except SendOutcomeUnknown as exc:
-        return _end_send(rt, request, Status.UNKNOWN, error=history.cut(str(exc)))
+        return _end_send(rt, request, Status.UNKNOWN, now=now, error=history.cut(str(exc)))
     except (PermanentSendError, InvalidSendRequest) as exc:
         if getattr(exc, "affects_all_messages", False):
             log.error("sender misconfigured: every message will fail", extra={"error": str(exc)})
-        return _end_send(rt, request, Status.FAILED, error=history.cut(str(exc)))
+        return _end_send(rt, request, Status.FAILED, now=now, error=history.cut(str(exc)))
     _record_answer(
         rt,
         request,
         to_status=Status.DELIVERED,
+        now=now,
         provider_message_id=result.provider_message_id,
         # The step's own clock (the time it was given), so one run has one reference time.
         message_sent_at=now,
@@ -313,8 +329,8 @@ def _deliver(rt: Runtime, request: SendRequest, *, attempt: int, dry_run: bool, 
     return Continue()
 
 
-def _end_send(rt: Runtime, request: SendRequest, status: Status, **values: object) -> Stop:
-    _record_answer(rt, request, to_status=status, **values)
+def _end_send(rt: Runtime, request: SendRequest, status: Status, *, now: datetime, **values: object) -> Stop:
+    _record_answer(rt, request, to_status=status, now=now, **values)
     return Stop(status)
 
 
@@ -333,11 +349,11 @@ def _recording() -> tenacity.Retrying:
     )
 
 
-def _record_answer(rt: Runtime, request: SendRequest, *, to_status: Status, **values: object) -> None:
+def _record_answer(rt: Runtime, request: SendRequest, *, to_status: Status, now: datetime, **values: object) -> None:
     """Move the row out of `sending` to what the gateway's answer means, retrying a dropped connection."""
     for attempt in _recording():
         with attempt, rt.session() as session:
-            _move(session, (request.company_id, request.history_id), Status.SENDING, to_status, **values)
+            _move(session, (request.company_id, request.history_id), Status.SENDING, to_status, now=now, **values)
 
 
 # --- persist_history ------------------------------------------------------------------------------------------
@@ -358,6 +374,7 @@ def persist_history(rt: Runtime, *, company_id: int, history_id: int, now: datet
             (company_id, history_id),
             Status.DELIVERED,
             Status.SENT,
+            now=now,
             message_sent_at=sent_at,
             inactive_days=(local_day - row.last_visit_date).days,
         )
@@ -392,11 +409,11 @@ def save_handover(rt: Runtime, *, company_id: int, history_id: int, now: datetim
         )
         with rt.session() as session:
             history.set_fields(
-                session, company_id=company_id, history_id=history_id, context_error=history.cut(str(exc), 500)
+                session, company_id=company_id, history_id=history_id, now=now, context_error=history.cut(str(exc), 500)
             )
         return Stop("hand-over failed")
     with rt.session() as session:
         history.set_fields(
-            session, company_id=company_id, history_id=history_id, context_saved_at=now, context_error=None
+            session, company_id=company_id, history_id=history_id, now=now, context_saved_at=now, context_error=None
         )
     return Stop("done")

@@ -76,20 +76,24 @@ def plan_runs(session: Session, *, now: datetime) -> list[PlannedRun]:
         local_now = company.local_now(now)
         if not run_is_due(local_now=local_now, send_time=company.settings.send_time):
             continue
-        run_id = create_run(session, company_id=company.id, run_date=local_now.date(), trigger="beat")
+        run_id = create_run(session, company_id=company.id, run_date=local_now.date(), trigger="beat", now=now)
         if run_id is not None:
             planned.append(PlannedRun(run_id, company.id, local_now.date()))
     return planned
 
 
-def create_run(session: Session, *, company_id: int, run_date: date, trigger: str, dry_run: bool = False) -> int | None:
-    """Insert the run for (company, date); None when it already exists (someone else planned it)."""
+def create_run(
+    session: Session, *, company_id: int, run_date: date, trigger: str, now: datetime, dry_run: bool = False
+) -> int | None:
+    """Insert the run for (company, date), created at `now`; None when it already exists (someone else planned it)."""
     values = {
         "company_id": company_id,
         "run_date": run_date,
         "trigger": trigger,
         "dry_run": dry_run,
         "status": RunStatus.PLANNED,
+        # The planner's clock, which stale_planned_runs compares it with later.
+        "created_at": now,
     }
     dialect = postgresql if is_postgres(session) else sqlite
     statement = (
@@ -102,10 +106,10 @@ def create_run(session: Session, *, company_id: int, run_date: date, trigger: st
 
 
 def get_or_create_run(
-    session: Session, *, company_id: int, run_date: date, trigger: str, dry_run: bool = False
+    session: Session, *, company_id: int, run_date: date, trigger: str, now: datetime, dry_run: bool = False
 ) -> CampaignRun:
-    """The run for (company, date), created if missing (a dispatch by hand)."""
-    create_run(session, company_id=company_id, run_date=run_date, trigger=trigger, dry_run=dry_run)
+    """The run for (company, date), created at `now` if missing (a dispatch by hand)."""
+    create_run(session, company_id=company_id, run_date=run_date, trigger=trigger, now=now, dry_run=dry_run)
     return session.execute(
         select(CampaignRun).where(CampaignRun.company_id == company_id, CampaignRun.run_date == run_date)
     ).scalar_one()

@@ -163,7 +163,7 @@ def attribute_bookings(session: Session, *, company_id: int, now: datetime) -> i
             booking_id=winners.c.booking_id,
             booking_created_at=winners.c.booked_at,
             flow_stopped_reason=func.coalesce(h.flow_stopped_reason, "booking"),
-            updated_at=func.current_timestamp(),
+            updated_at=now,
         )
         .returning(h.id)
         .execution_options(synchronize_session=False)
@@ -201,7 +201,7 @@ def link_booking(session: Session, *, company_id: int, phone_e164: str, booking_
             booking_id=booking_id,
             booking_created_at=now,
             flow_stopped_reason=func.coalesce(h.flow_stopped_reason, "booking"),
-            updated_at=func.current_timestamp(),
+            updated_at=now,
         )
         .returning(h.id)
         .execution_options(synchronize_session=False)

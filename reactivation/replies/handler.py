@@ -86,7 +86,7 @@ def handle_reply(rt: Runtime, *, company_id: int, phone: str, text: str, now: da
         }
         if label in (ReplyLabel.NEGATIVE, ReplyLabel.OPT_OUT):
             values["flow_stopped_reason"] = func.coalesce(ReactivationHistory.flow_stopped_reason, label.value)
-        history.set_fields(session, company_id=company_id, history_id=row.id, **values)
+        history.set_fields(session, company_id=company_id, history_id=row.id, now=now, **values)
     if label in (ReplyLabel.NEGATIVE, ReplyLabel.OPT_OUT):
         clear_pending_action(
             rt.redis, prefix=rt.settings.redis_key_prefix, company_id=company_id, phone=e164, history_id=row.id

@@ -2,7 +2,8 @@
 
 Idempotency lives in the database: a claim is `INSERT … ON CONFLICT DO NOTHING` on the unique key
 (company, client, lapse, step), and every status change is a conditional `UPDATE … WHERE status = …`
-whose row count says who won.
+whose row count says who won. Every write stamps its instants with the caller's `now` (the run's clock), never
+the database's: the sweep and attribution compare them with that same clock.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ def claim(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert history rows, skipping any whose (company, client, lapse, step) exists; return the new ids."""
     if not rows:
         return []
+    if any(row.get("created_at") is None or row.get("updated_at") is None for row in rows):
+        # The run's clock, not the database's: the sweep and attribution compare these with the run's `now`.
+        raise ValueError("claimed rows must carry created_at and updated_at from the run's clock")
     dialect = postgresql if is_postgres(session) else sqlite
     statement = (
         dialect.insert(ReactivationHistory)
@@ -62,9 +66,10 @@ def transition(
     history_id: int,
     from_status: Status | Iterable[Status],
     to_status: Status,
+    now: datetime,
     **values: Any,
 ) -> bool:
-    """Move a row from one of `from_status` to `to_status`; False when another worker moved it first."""
+    """Move a row from one of `from_status` to `to_status` at `now`; False when another worker moved it first."""
     allowed = [from_status] if isinstance(from_status, Status) else list(from_status)
     result = session.execute(
         update(ReactivationHistory)
@@ -73,18 +78,18 @@ def transition(
             ReactivationHistory.company_id == company_id,
             ReactivationHistory.status.in_([s.value for s in allowed]),
         )
-        .values(status=to_status.value, updated_at=func.current_timestamp(), **values)
+        .values(status=to_status.value, updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def set_fields(session: Session, *, company_id: int, history_id: int, **values: Any) -> None:
-    """Update fields without touching the status (context results, responses, bookings)."""
+def set_fields(session: Session, *, company_id: int, history_id: int, now: datetime, **values: Any) -> None:
+    """Update fields at `now` without touching the status (context results, responses, bookings)."""
     session.execute(
         update(ReactivationHistory)
         .where(ReactivationHistory.id == history_id, ReactivationHistory.company_id == company_id)
-        .values(updated_at=func.current_timestamp(), **values)
+        .values(updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )
 

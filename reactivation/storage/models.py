@@ -87,6 +87,8 @@ class Base(DeclarativeBase):
 
 
 def _now() -> Any:
+    # The database's clock is only a safety net for rows the booking-system sync writes without the column: every
+    # write of this product sets its instants from the run's `now`, which the rows are later compared with.
     return mapped_column(UTCDateTime(), server_default=func.current_timestamp(), nullable=False)
 
 
@@ -398,6 +400,7 @@ class ReactivationHistory(Base):
     anonymized_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     created_at: Mapped[dt.datetime] = _now()
+    # Set from the run's `now` by every write (see reactivation/storage/history.py); the defaults are a safety net.
     updated_at: Mapped[dt.datetime] = mapped_column(
         UTCDateTime(), server_default=func.current_timestamp(), onupdate=func.now(), nullable=False
     )

@@ -123,16 +123,17 @@ def seed_demo(
 ) -> None:
     """Write a realistic synthetic salon: services, clients with their own rhythms, a year of visits."""
     rt = runtime()
+    day = parse_date(today) or date.today()
     summary = seed_company(
         rt,
         company_id=company,
         clients=clients,
         seed=seed,
-        today=parse_date(today) or date.today(),
+        today=day,
         timezone=timezone,
         replace=replace,
     )
-    print_salon_summary(rt, company_id=company, counts=summary)
+    print_salon_summary(rt, company_id=company, counts=summary, today=day)
 
 
 def seed_company(
@@ -163,7 +164,8 @@ def seed_company(
         return load_salon(session, plan, replace=replace)
 
 
-def print_salon_summary(rt: Runtime, *, company_id: int, counts: dict[str, int]) -> None:
+def print_salon_summary(rt: Runtime, *, company_id: int, counts: dict[str, int], today: date) -> None:
+    """The seeded salon in numbers, counted as of the day it was seeded for (`--today`), not the wall clock."""
     with rt.session() as session:
         company = session.get(Company, company_id)
         lapsed = session.scalar(
@@ -171,7 +173,7 @@ def print_salon_summary(rt: Runtime, *, company_id: int, counts: dict[str, int])
             .select_from(Client)
             .where(
                 Client.company_id == company_id,
-                Client.last_visit_date < date.today() - timedelta(days=30),
+                Client.last_visit_date < today - timedelta(days=30),
             )
         )
         services = session.scalars(
@@ -182,7 +184,7 @@ def print_salon_summary(rt: Runtime, *, company_id: int, counts: dict[str, int])
             .select_from(Booking)
             .where(
                 Booking.company_id == company_id,
-                Booking.datetime > datetime.now().astimezone(),
+                Booking.datetime >= datetime.combine(today + timedelta(days=1), time_of_day(0), tzinfo=UTC),
                 not_cancelled(),
             )
         )

@@ -69,6 +69,7 @@ class Salon:
             interval_days=21,
             interval_source="industry_standard",
             created_at=moment,
+            updated_at=moment,
             message_sent_at=moment if status in ("sent", "delivered", "unknown") else None,
         )
         self.session.add(row)
@@ -104,6 +105,7 @@ def test_each_level_of_the_waterfall(salon: Salon) -> None:
             personal_interval_days=24,
             visit_count=6,
             consistency_score=Decimal("0.90"),
+            last_calculated=NOW,
         )
     )
     average = salon.client(100, salon.manicure)
@@ -115,6 +117,7 @@ def test_each_level_of_the_waterfall(salon: Salon) -> None:
             median_interval_days=26,
             sample_size=40,
             is_active=True,
+            last_calculated=NOW,
         )
     )
     industry = salon.client(100, salon.haircut)
@@ -146,6 +149,7 @@ def test_inconsistent_personal_rows_and_small_samples_fall_through(salon: Salon)
                 personal_interval_days=60,
                 visit_count=6,
                 consistency_score=Decimal("0.40"),
+                last_calculated=NOW,
             ),
             ServiceReactivationInterval(
                 company_id=salon.company_id,
@@ -153,6 +157,7 @@ def test_inconsistent_personal_rows_and_small_samples_fall_through(salon: Salon)
                 median_interval_days=35,
                 sample_size=9,
                 is_active=False,
+                last_calculated=NOW,
             ),
         ]
     )
@@ -232,8 +237,8 @@ def test_opted_out_by_phone_in_any_format_or_by_client(salon: Salon) -> None:
     kept = salon.client(40, phone="+7 900 555 00 02")
     salon.session.add_all(
         [
-            OptOut(company_id=salon.company_id, phone="+79005551234"),
-            OptOut(company_id=salon.company_id, phone="+79990000000", client_id=by_client.id),
+            OptOut(company_id=salon.company_id, phone="+79005551234", created_at=NOW),
+            OptOut(company_id=salon.company_id, phone="+79990000000", client_id=by_client.id, created_at=NOW),
         ]
     )
     salon.session.flush()
@@ -244,7 +249,7 @@ def test_opted_out_by_phone_in_any_format_or_by_client(salon: Salon) -> None:
 def test_opt_out_holds_for_a_phone_the_sql_key_reads_differently(salon: Salon) -> None:
     # A foreign number with its trunk 0 after the country code: normalize_phone drops the 0, the SQL key keeps it.
     exotic = salon.client(40, phone="+44 0 20 7946 0958")
-    salon.session.add(OptOut(company_id=salon.company_id, phone="+442079460958"))
+    salon.session.add(OptOut(company_id=salon.company_id, phone="+442079460958", created_at=NOW))
     salon.session.flush()
     assert exotic.id not in salon.due()
     assert exotic.id not in salon.due(limit=1)
@@ -368,7 +373,7 @@ def test_two_companies_with_identical_data_never_mix(session: Session) -> None:
     a = first.client(40, phone="+79001112233")
     b = second.client(40, phone="+79001112233")
     # Second company: the same phone opted out there, and a booking there.
-    session.add(OptOut(company_id=second.company_id, phone="+79001112233"))
+    session.add(OptOut(company_id=second.company_id, phone="+79001112233", created_at=NOW))
     make_booking(session, None, company_id=second.company_id, phone="+79001112233", when=at_noon(TODAY))
     first_due, second_due = first.due(), second.due()
     assert set(first_due) == {a.id} and b.id not in second_due
@@ -437,7 +442,7 @@ def test_recheck_reasons(salon: Salon) -> None:
     )
     assert check(salon.client(40, blacklisted=True)) == Skip.BLACKLISTED
     opted = salon.client(40, phone="8 900 444 55 66")
-    salon.session.add(OptOut(company_id=salon.company_id, phone="+79004445566"))
+    salon.session.add(OptOut(company_id=salon.company_id, phone="+79004445566", created_at=NOW))
     salon.session.flush()
     assert check(opted) == Skip.OPTED_OUT
     assert check(salon.client(None, visit_count=0)) == Skip.NO_VISIT

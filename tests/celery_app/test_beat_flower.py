@@ -25,7 +25,7 @@ from tests.fake_gateway import FakeGateway
 from tests.salon import build_salon
 from tests.workers import control_app, processes, wait_for_workers, wait_until, worker_env
 
-pytestmark = pytest.mark.workers
+pytestmark = [pytest.mark.workers, pytest.mark.subprocess]
 
 ZONES = ["Asia/Vladivostok", "Europe/Kaliningrad", "America/New_York", "Asia/Kolkata"]
 

@@ -122,6 +122,7 @@ def test_the_sliding_window_count_used_by_the_load_test(
     assert max_in_sliding_window(calls, window) == expected
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(120)
 def test_processes_sharing_redis_never_exceed_the_cap_and_get_close_to_it(redis_prefix: str) -> None:
     # given four processes with endless work sharing a 10-per-second limit in real Redis

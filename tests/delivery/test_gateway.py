@@ -226,6 +226,7 @@ def test_neither_the_token_nor_the_phone_reach_the_logs(gateway: FakeGateway, ca
 # --- the fake gateway in its own process --------------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 def test_the_fake_gateway_runs_as_a_separate_process() -> None:
     with FakeGatewayProcess(lifetime=60, fail_fraction=0.5) as fake:
         with GatewaySender(fake.url, clock=clock) as sender:

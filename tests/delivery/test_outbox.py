@@ -48,6 +48,7 @@ for n in range(int(sys.argv[2]), int(sys.argv[2]) + 200):
 """
 
 
+@pytest.mark.subprocess
 def test_concurrent_writers_never_interleave_lines(tmp_path: Path) -> None:
     # given two processes and four threads appending to the same outbox at once
     path = tmp_path / "outbox.jsonl"

@@ -149,7 +149,7 @@ def test_a_row_found_mid_send_is_never_sent_again_and_the_sweep_marks_it_unknown
         session.execute(
             ReactivationHistory.__table__.update()
             .where(ReactivationHistory.id == history_id)
-            .values(status="sending", sending_started_at=salon.now)
+            .values(status="sending", sending_started_at=salon.now, updated_at=salon.now)
         )
         session.commit()
     # When the task is delivered again
@@ -175,7 +175,7 @@ def test_the_sweep_expires_old_unsent_rows_but_never_one_whose_message_left(
         session.execute(
             ReactivationHistory.__table__.update()
             .where(ReactivationHistory.id == delivered)
-            .values(status="delivered", message_sent_at=salon.now)
+            .values(status="delivered", message_sent_at=salon.now, updated_at=salon.now)
         )
         session.commit()
         # When the sweep runs past the expiry

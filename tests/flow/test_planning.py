@@ -81,11 +81,13 @@ def test_company_send_time_setting(db: Session) -> None:
 
 def test_a_run_by_hand_reuses_the_planned_run(db: Session) -> None:
     company = make_company(db)
-    run_id = create_run(db, company_id=company.id, run_date=date(2026, 11, 23), trigger="beat")
+    now = datetime(2026, 11, 23, 7, 5, tzinfo=UTC)
+    run_id = create_run(db, company_id=company.id, run_date=date(2026, 11, 23), trigger="beat", now=now)
     assert run_id is not None
-    assert create_run(db, company_id=company.id, run_date=date(2026, 11, 23), trigger="cli") is None
-    run = get_or_create_run(db, company_id=company.id, run_date=date(2026, 11, 23), trigger="cli")
-    assert run.id == run_id
+    later = now + timedelta(hours=2)
+    assert create_run(db, company_id=company.id, run_date=date(2026, 11, 23), trigger="cli", now=later) is None
+    run = get_or_create_run(db, company_id=company.id, run_date=date(2026, 11, 23), trigger="cli", now=later)
+    assert run.id == run_id and run.created_at == now
     assert db.scalar(select(func.count()).select_from(CampaignRun).where(CampaignRun.company_id == company.id)) == 1
 
 
@@ -93,11 +95,12 @@ def test_runs_whose_dispatch_was_lost_or_cut_off_are_dispatched_again(db: Sessio
     # Given four runs: planned long ago, planned just now, running far past the task's time limit, running briefly
     now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
     ids = {}
+    planned_at = {"lost": now - timedelta(hours=1), "fresh": now, "cut": now - timedelta(hours=1), "busy": now}
     for name, day in (("lost", 20), ("fresh", 21), ("cut", 22), ("busy", 23)):
         company = make_company(db)
-        ids[name] = create_run(db, company_id=company.id, run_date=date(2026, 11, day), trigger="beat")
-    db.execute(update(CampaignRun).where(CampaignRun.id == ids["lost"]).values(created_at=now - timedelta(hours=1)))
-    db.execute(update(CampaignRun).where(CampaignRun.id == ids["fresh"]).values(created_at=now))
+        ids[name] = create_run(
+            db, company_id=company.id, run_date=date(2026, 11, day), trigger="beat", now=planned_at[name]
+        )
     started_at = {"cut": now - STALE_RUNNING_RUN - timedelta(minutes=1), "busy": now - timedelta(minutes=5)}
     for name, started in started_at.items():
         db.execute(update(CampaignRun).where(CampaignRun.id == ids[name]).values(status="running", started_at=started))

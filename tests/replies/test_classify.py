@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
+from _pytest.mark.structures import ParameterSet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,11 +21,21 @@ from reactivation.replies.classify import (
     model_prompt,
     parse_model_label,
 )
-from tests.reply_set import BLIND_TSV, LABELS, load_replies, score_by_label
+from tests.reply_set import (
+    BLIND_TSV,
+    KNOWN_FAILURES_TSV,
+    LABELS,
+    KnownFailure,
+    LabeledReply,
+    load_known_failures,
+    load_replies,
+    score_by_label,
+)
 from tests.seed_classifier import seed_classify
 
 REPLIES = load_replies()
 BLIND = load_replies(BLIND_TSV)
+KNOWN_FAILURES = load_known_failures(KNOWN_FAILURES_TSV, REPLIES)
 
 P, N, U, OPT = ReplyLabel.POSITIVE, ReplyLabel.NEGATIVE, ReplyLabel.NEUTRAL, ReplyLabel.OPT_OUT
 
@@ -41,23 +55,117 @@ def test_labeled_set_is_big_and_covers_every_label_and_trap() -> None:
     assert len({row.text for row in REPLIES}) == len(REPLIES), "duplicate replies inflate the score"
 
 
-@pytest.mark.parametrize("label", LABELS)
-def test_accuracy_per_label_on_the_labeled_set(label: str) -> None:
-    # when every reply of the set is classified
-    scores = score_by_label(REPLIES, classify_reply)
-    # then each label is recognised in at least 95 % of its replies
-    assert scores[label].accuracy >= 0.95, f"{label}: {scores[label]}"
+# --- The labeled set, row by row, against the known failures ---------------------------------------------------
 
 
-def test_every_opt_out_is_found_and_nothing_else_is_taken_for_one() -> None:
-    # when the set is classified
-    results = [(row, classify_reply(row.text)) for row in REPLIES]
-    # then no opt-out is missed (recall 100 %) ...
-    missed = [row.text for row, got in results if row.label == "opt_out" and got is not OPT]
-    assert missed == []
-    # ... and no plain refusal, question or agreement is taken for one (precision 100 %)
-    false_opt_outs = [row.text for row, got in results if row.label != "opt_out" and got is OPT]
-    assert false_opt_outs == []
+class StillWrong(Exception):
+    """A known failure: the rules still give the label replies_known_failures.tsv records."""
+
+
+def check_labeled_reply(row: LabeledReply, known: KnownFailure | None, classify: Callable[[str], object]) -> None:
+    """Pass when `classify` gives the row its label; raise StillWrong for a known failure that stands as recorded."""
+    got = str(classify(row.text))
+    if known is not None and got == known.label:
+        raise StillWrong(f"line {row.line}: still {got}, {row.label} expected")
+    stale = f"; {KNOWN_FAILURES_TSV.name} records {known.label}, update it" if known else ""
+    assert got == row.label, f"line {row.line} {row.text!r}: {got}, {row.label} expected{stale}"
+
+
+# Cyrillic in ASCII for the case ids (pytest would escape it as \uXXXX).
+_LATIN = {
+    **dict(zip("абвгдезийклмнопрстуфыэ", "abvgdeziiklmnoprstufye", strict=True)),
+    **{"ё": "e", "ж": "zh", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "shch", "ъ": "", "ь": "", "ю": "yu"},
+    "я": "ya",
+}
+
+
+def case_id(row: LabeledReply) -> str:
+    """`<line>-<the text's start in lowercase ASCII>`: unique by the line, readable by the text."""
+    lowered = row.text.lower()
+    latin = "".join(_LATIN.get(c, c if c.isascii() and (c.isalnum() or c == " ") else " ") for c in lowered)
+    return f"{row.line}-{' '.join(latin.split())[:24].rstrip()}"
+
+
+def labeled_cases(rows: list[LabeledReply], known: dict[int, KnownFailure]) -> list[ParameterSet]:
+    """One case per row; a known failure is a strict expected failure, so fixing it forces its entry out."""
+    cases = []
+    for row in rows:
+        entry = known.get(row.line)
+        marks = (
+            [
+                pytest.mark.xfail(
+                    strict=True,
+                    raises=StillWrong,
+                    reason=f"known: the rules say {entry.label}; once right, remove line {row.line} from "
+                    f"{KNOWN_FAILURES_TSV.name}",
+                )
+            ]
+            if entry
+            else []
+        )
+        cases.append(pytest.param(row, entry, id=case_id(row), marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize(("row", "known"), labeled_cases(REPLIES, KNOWN_FAILURES))
+def test_each_labeled_reply(row: LabeledReply, known: KnownFailure | None) -> None:
+    # then the rules give every reply of the set its label, or the wrong one the known failures record
+    check_labeled_reply(row, known, classify_reply)
+
+
+def tiny_set(folder: Path) -> list[LabeledReply]:
+    """A labeled set of three replies, on lines 2 to 4: Да (positive), Дорого (negative), Стоп (opt_out)."""
+    replies = folder / "replies.tsv"
+    replies.write_text("text\tlabel\ttags\nДа\tpositive\t\nДорого\tnegative\t\nСтоп\topt_out\t\n", encoding="utf-8")
+    return load_replies(replies)
+
+
+def test_the_known_failures_mechanism_on_a_tiny_synthetic_set(tmp_path: Path) -> None:
+    # given a set of three replies, and a known-failures file that lists the second as labeled neutral
+    rows = tiny_set(tmp_path)
+    listed = tmp_path / "known.tsv"
+    listed.write_text("# a comment\nline\ttext\tlabel\n3\tДорого\tneutral\n", encoding="utf-8")
+    known = load_known_failures(listed, rows)
+    assert known == {3: KnownFailure(3, "Дорого", "neutral")}
+    right = {row.text: row.label for row in rows}
+
+    def rules_today(text: str) -> str:
+        return {"Дорого": "neutral"}.get(text, right[text])
+
+    # then a right row passes and the known failure is an expected failure ...
+    check_labeled_reply(rows[0], None, rules_today)
+    with pytest.raises(StillWrong):
+        check_labeled_reply(rows[1], known[3], rules_today)
+    [case] = [case for case in labeled_cases(rows, known) if case.id == "3-dorogo"]
+    [mark] = case.marks
+    assert mark.name == "xfail" and mark.kwargs["strict"] is True and mark.kwargs["raises"] is StillWrong
+    # ... which, once the rules get it right, passes: under the strict mark that fails the run
+    check_labeled_reply(rows[1], known[3], right.__getitem__)
+    # and a row that goes wrong in another way, or is not listed, fails plainly
+    with pytest.raises(AssertionError, match="update it"):
+        check_labeled_reply(rows[1], known[3], lambda _text: "positive")
+    with pytest.raises(AssertionError, match="line 2 'Да': neutral, positive expected"):
+        check_labeled_reply(rows[0], None, lambda _text: "neutral")
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("3\tДорого!\tneutral", "holds 'Дорого', not 'Дорого!'"),
+        ("9\tДорого\tneutral", "holds nothing"),
+        ("3\tДорого\tnegative", "is the right label"),
+        ("3\tДорого\tmaybe", "unknown label"),
+        ("3\tДорого\topt_out", "never a known failure"),
+        ("4\tСтоп\tnegative", "never a known failure"),
+        ("three\tДорого\tneutral", "expected line<TAB>text<TAB>label"),
+        ("3\tДорого\tneutral\n3\tДорого\tpositive", "listed twice"),
+    ],
+)
+def test_a_stale_or_wrong_known_failure_is_refused(tmp_path: Path, entry: str, problem: str) -> None:
+    listed = tmp_path / "known.tsv"
+    listed.write_text(f"line\ttext\tlabel\n{entry}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=problem):
+        load_known_failures(listed, tiny_set(tmp_path))
 
 
 def test_plain_refusals_never_become_opt_outs() -> None:

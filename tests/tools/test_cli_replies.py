@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
+from time_machine import TimeMachineFixture
 from typer.testing import CliRunner
 
 from reactivation.core.settings import get_settings
@@ -19,6 +20,8 @@ from tests.factories import make_booking, make_client, make_company
 from tests.history_rows import make_history
 
 runner = CliRunner()
+# The commands take the wall clock; the tests that open the database set it here, whatever day the suite runs on.
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -27,8 +30,9 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-def cli_db(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Session]:
-    """The embedded database the commands open (DATABASE_URL), and a session on it for arranging rows."""
+def cli_db(sqlite_url: str, monkeypatch: pytest.MonkeyPatch, time_machine: TimeMachineFixture) -> Iterator[Session]:
+    """The embedded database the commands open (DATABASE_URL), and a session on it for arranging rows, at NOW."""
+    time_machine.move_to(NOW, tick=True)
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     monkeypatch.delenv("REDIS_URL", raising=False)
     get_settings.cache_clear()
@@ -112,7 +116,7 @@ def arrange_campaign(session: Session) -> int:
     company = make_company(session, settings={"holdout_percent": 50})
     client = make_client(session, company.id, last_visit=date(2026, 1, 10), phone="+79005551234")
     held = make_client(session, company.id, last_visit=date(2026, 1, 10))
-    sent_at = datetime.now(UTC) - timedelta(days=1)
+    sent_at = NOW - timedelta(days=1)
     make_history(session, client, sent_at=sent_at, response_received=True, response_type="positive")
     make_history(session, held, sent_at=None, status="holdout", created_at=sent_at)
     make_booking(
@@ -143,7 +147,7 @@ def test_attribute_then_stats(cli_db: Session) -> None:
     assert result["holdout"]["control"] == {"clients": 1, "bookings": 0, "conversion_rate": 0.0}
     assert set(result) >= {"total", "by_step", "by_source", "by_generator", "by_variant", "holdout"}
     # ... and as the table a salon owner reads
-    code, out, _ = run("stats", "--company", str(company_id), "--since", (date.today() - timedelta(days=3)).isoformat())
+    code, out, _ = run("stats", "--company", str(company_id), "--since", (NOW.date() - timedelta(days=3)).isoformat())
     assert code == 0
     assert "All messages" in out and "step: gentle" in out and "100.0 %" in out
     assert "Control group (nothing sent): 1 clients, 0 booked" in out

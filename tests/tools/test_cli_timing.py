@@ -83,6 +83,7 @@ class Boundaries:
                     personal_interval_days=24,
                     visit_count=6,
                     consistency_score=Decimal("0.90"),
+                    last_calculated=salon.now,
                 )
             )
             session.commit()

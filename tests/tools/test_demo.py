@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REACTIVATION = Path(sys.executable).parent / "reactivation"
 # What a newcomer's shell may hold that would take the demo off the embedded default.
 CONFIGURATION = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "GEMINI_API_KEY", "REDIS_KEY_PREFIX")
@@ -24,6 +26,7 @@ def run_demo(cwd: Path) -> str:
     return done.stdout
 
 
+@pytest.mark.subprocess
 def test_the_demo_runs_twice_from_an_empty_folder_and_keeps_its_files_under_var(tmp_path: Path) -> None:
     # Given an empty folder and no configuration
     # When the demo runs twice in a row
