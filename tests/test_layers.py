@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# Every test here runs lint-imports as a process.
+pytestmark = pytest.mark.subprocess
+
 ROOT = Path(__file__).parents[1]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
