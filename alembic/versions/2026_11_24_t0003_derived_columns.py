@@ -4,7 +4,7 @@
 the booking system wrote in whatever format, so that the due selection joins clients to opt-outs, history and
 bookings by phone in one set-based query. On PostgreSQL they call an immutable PL/pgSQL function; SQLite computes
 the same expression inline (it cannot call application functions from a generated column). The expression is
-the one in reactivation.generated.py (a test checks that both agree). Plus the index the "booked since" probe uses.
+the one in reactivation.generated.py, now reactivation/storage/computed_columns.py (a test checks that both agree). Plus the index the "booked since" probe uses.
 
 Revision ID: t0003
 Revises: 0002
