@@ -19,7 +19,7 @@ A client is due when all of this holds on the reference date `today`:
   visit: that covers an upcoming booking (after the reference time) and one made since the lapse began;
 * no attended visit in appointments_cache on a local day after the last visit (the sync has not caught up).
 
-The interval and step are computed in SQL from the same constants `timing/waterfall.py` and `timing/steps.py` use, and each
+The interval and step are computed in SQL from the constants timing/waterfall.py and timing/steps.py use, and each
 row is then rebuilt in Python by `choose_interval` and `next_step` (the history row and the AI admin get
 the Python evidence; a test checks that both agree). The industry level is resolved in Python once per
 service (from the `services` title of the client's last service id) and handed to the query as a small table.

@@ -120,13 +120,13 @@ class Client(Base):
     company_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     name: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(Text)
-    # E.164 computed by the database from `phone` (see reactivation/storage/computed_columns.py); never written by anyone.
+    # E.164 computed by the database from `phone` (see storage/computed_columns.py); never written by anyone.
     phone_key: Mapped[str | None] = mapped_column(Text, Computed(phone_key_expression("phone"), persisted=True))
     last_visit_date: Mapped[dt.date | None] = mapped_column(Date)
     visit_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     # Most recent first: [{"id": <service yclients_id>, "title": "..."}].
     last_services: Mapped[Any] = mapped_column(JSONType, nullable=False, server_default=text("'[]'"))
-    # The first item's id, computed by the database (see reactivation/storage/computed_columns.py).
+    # The first item's id, computed by the database (see storage/computed_columns.py).
     last_service_id: Mapped[int | None] = mapped_column(
         BigInteger, Computed(LastServiceId("last_services"), persisted=True)
     )
@@ -160,7 +160,7 @@ class Booking(Base):
     company_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     client_id: Mapped[int | None] = mapped_column(BigInteger)
     client_phone: Mapped[str | None] = mapped_column(Text)
-    # E.164 computed by the database from `client_phone` (see reactivation/storage/computed_columns.py).
+    # E.164 computed by the database from `client_phone` (see storage/computed_columns.py).
     client_phone_key: Mapped[str | None] = mapped_column(
         Text, Computed(phone_key_expression("client_phone"), persisted=True)
     )
