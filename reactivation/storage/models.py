@@ -277,7 +277,7 @@ class AveragesState(Base):
 
 
 class AveragesDayDigest(Base):
-    """A digest of one local day's appointment rows as the averages job last read them (see reactivation/timing/day_digests.py)."""
+    """A digest of one local day's appointment rows as the averages job last read them (timing/day_digests.py)."""
 
     __tablename__ = "reactivation_averages_day_digests"
 

@@ -14,7 +14,7 @@ Bad input at any level (a missing, zero, negative, absurd or non-numeric value) 
 never raises. Each result carries evidence for the history row and the AI admin: what the interval rests on, and
 why the levels above it did not apply.
 
-The due selection (`reactivation/audience/selection.py`) evaluates the same rules in SQL to filter and order clients; it uses the
+The due selection (audience/selection.py) evaluates the same rules in SQL to filter and order clients; it uses the
 constants below, and a test checks both agree.
 """
 
