@@ -23,7 +23,7 @@ from reactivation.core.phones import mask_phone, normalize_phone
 from reactivation.handover.dialogs import clear_pending_action, read_pending_action
 from reactivation.outcomes.attribution import latest_sent_message, link_booking
 from reactivation.replies.admin_prompt import build_enriched_prompt
-from reactivation.replies.classify import ReplyLabel, classify
+from reactivation.replies.rules import ReplyLabel, classify
 from reactivation.runtime import Runtime
 from reactivation.storage import history
 from reactivation.storage.companies import CompanyConfig, load_company

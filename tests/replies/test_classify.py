@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reactivation.replies.classify import (
+from reactivation.replies.rules import (
     MAX_ANALYSED_CHARS,
     MODEL_TEXT_LIMIT,
     EmptyReply,
