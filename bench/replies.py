@@ -7,7 +7,7 @@ were written against, on its trap rows, and on the blind set written afterwards 
 from __future__ import annotations
 
 from bench.common import Figure
-from reactivation.replies.rules import classify_reply
+from reactivation.replies.classify import classify_reply
 from tests.reply_set import BLIND_TSV, LABELS, LabeledReply, load_replies, score_by_label
 from tests.seed_classifier import seed_classify
 

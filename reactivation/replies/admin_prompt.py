@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from reactivation.replies.rules import ReplyLabel
+from reactivation.replies.classify import ReplyLabel
 
 # The client's reply as the admin sees it; the rest is kept in the history row (cut there to its own limit).
 PROMPT_REPLY_LIMIT = 1_000

@@ -23,7 +23,7 @@ from reactivation.core.phones import mask_phone, normalize_phone
 from reactivation.handover.dialogs import clear_pending_action, read_pending_action
 from reactivation.outcomes.attribution import latest_sent_message, link_booking
 from reactivation.replies.admin_prompt import build_enriched_prompt
-from reactivation.replies.rules import ReplyLabel, classify
+from reactivation.replies.classify import EmptyReply, ReplyLabel, classify
 from reactivation.runtime import Runtime
 from reactivation.storage import history
 from reactivation.storage.companies import CompanyConfig, load_company
@@ -37,11 +37,6 @@ MAX_REPLY_LENGTH = 2000
 # Gemini's answer to a one-word classification must come quickly; past it the rules decide.
 CLASSIFY_TIMEOUT_SECONDS = 8.0
 CLASSIFY_INSTRUCTION = "Ты классифицируешь ответы клиентов салона красоты. Отвечаешь одним словом-меткой."
-
-
-class EmptyReply(ValueError):
-    def __init__(self) -> None:
-        super().__init__("the reply is empty")
 
 
 @dataclass(frozen=True)

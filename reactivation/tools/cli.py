@@ -31,8 +31,8 @@ from reactivation.flow.campaign import run_status
 from reactivation.messaging.composing import NO_KEY
 from reactivation.outcomes.attribution import attribute_bookings
 from reactivation.outcomes.stats import campaign_stats
+from reactivation.replies.classify import classify_reply
 from reactivation.replies.handler import handle_reply, mark_booking_created
-from reactivation.replies.rules import classify_reply
 from reactivation.runtime import Runtime
 from reactivation.storage import migrations
 from reactivation.storage.companies import CompanyConfig, UnknownCompany, load_company

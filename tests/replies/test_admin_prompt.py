@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from reactivation.replies.admin_prompt import PROMPT_REPLY_LIMIT, build_enriched_prompt
-from reactivation.replies.rules import ReplyLabel
+from reactivation.replies.classify import ReplyLabel
 
 PENDING = {
     "type": "reactivation_response",

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reactivation.replies.rules import (
+from reactivation.replies.classify import (
     MAX_ANALYSED_CHARS,
     MODEL_TEXT_LIMIT,
     EmptyReply,
