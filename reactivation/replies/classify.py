@@ -1,7 +1,9 @@
 """What a client meant by answering a reactivation message: positive, negative, neutral or opt_out.
 
 The entry point. Rules over words, not substrings: normalization.py cleans the reply and cuts it into clauses of
-lemmatized words, lexicon.py holds the words the rules know, rules.py reads the clauses and gives the label.
+lemmatized words, lexicon.py holds the words the rules know, rules.py reads the clauses and gives the label, and
+reasons.py the reason behind a negative or neutral label (and, for not_now, the time it names: times.py).
+`explain_reply` gives all three; `classify_reply` the label alone.
 
 Decisions an admin would make, and that the labeled set in tests/data/replies.tsv follows:
 - opt_out wins over everything: stop words ("стоп", "stop", "отписаться", "спам", "хватит"), "не пишите/не
@@ -34,18 +36,24 @@ import re
 from collections.abc import Callable
 from typing import Literal
 
-from reactivation.replies.labels import ReplyLabel
+from reactivation.replies import reasons
+from reactivation.replies.labels import DEFAULT_REASON, Classification, ReplyLabel, ReplyReason
 from reactivation.replies.normalization import MAX_ANALYSED_CHARS, split_clauses, strip_control
-from reactivation.replies.rules import label_of
+from reactivation.replies.rules import Judgement, judge
 
 __all__ = [
     "MAX_ANALYSED_CHARS",
     "MODEL_TEXT_LIMIT",
+    "Classification",
     "EmptyReply",
     "ReplyLabel",
+    "ReplyReason",
     "classify",
     "classify_reply",
     "classify_reply_with_model",
+    "explain",
+    "explain_reply",
+    "explain_reply_with_model",
     "model_prompt",
     "parse_model_label",
 ]
@@ -60,16 +68,22 @@ class EmptyReply(ValueError):
         super().__init__("the reply is empty: there is nothing to classify")
 
 
-def classify_reply(text: str) -> ReplyLabel:
-    """The label of a client's reply by the rules above; EmptyReply (a ValueError) for an empty text."""
+def _judge(text: str) -> Judgement:
     if not isinstance(text, str):
         raise TypeError(f"reply text must be a string, got {type(text).__name__}")
     if not text.strip():
         raise EmptyReply()
-    clauses = split_clauses(text)
-    if not clauses:
-        return ReplyLabel.NEUTRAL
-    return label_of(clauses)
+    return judge(split_clauses(text))
+
+
+def explain_reply(text: str) -> Classification:
+    """The label, reason and named time of a client's reply by the rules; EmptyReply for an empty text."""
+    return reasons.explain(_judge(text))
+
+
+def classify_reply(text: str) -> ReplyLabel:
+    """The label of a client's reply by the rules above; EmptyReply (a ValueError) for an empty text."""
+    return explain_reply(text).label
 
 
 # --- The model, behind the company setting reply_classifier='gemini' ------------------------------------------
@@ -121,13 +135,15 @@ def parse_model_label(answer: object) -> ReplyLabel | None:
         return None
 
 
-def classify_reply_with_model(text: str, *, ask: Callable[[str], str]) -> ReplyLabel:
+def explain_reply_with_model(text: str, *, ask: Callable[[str], str]) -> Classification:
     """Ask a model (`ask(prompt) -> answer`) for the label; the rules decide when it fails or answers off-script.
 
-    An opt-out found by the rules is final: a model is never allowed to talk the product out of one.
+    An opt-out found by the rules is final: a model is never allowed to talk the product out of one. The reason
+    comes from the rules, for the model's label.
     """
-    by_rules = classify_reply(text)
-    if by_rules is ReplyLabel.OPT_OUT:
+    judgement = _judge(text)
+    by_rules = reasons.explain(judgement)
+    if by_rules.label is ReplyLabel.OPT_OUT:
         return by_rules
     try:
         answer = ask(model_prompt(text))
@@ -138,7 +154,28 @@ def classify_reply_with_model(text: str, *, ask: Callable[[str], str]) -> ReplyL
     if label is None:
         log.warning("reply classifier model answered off-script; using rules", extra={"answer": str(answer)[:40]})
         return by_rules
-    return label
+    if label is by_rules.label:
+        return by_rules
+    found = reasons.reason_for(judgement, label)
+    # The model's label stands even where the rules would have read the reply otherwise.
+    return found if found.label is label else Classification(label, DEFAULT_REASON.get(label))
+
+
+def classify_reply_with_model(text: str, *, ask: Callable[[str], str]) -> ReplyLabel:
+    """The model's label (see explain_reply_with_model)."""
+    return explain_reply_with_model(text, ask=ask).label
+
+
+def explain(
+    text: str,
+    *,
+    classifier: Literal["rules", "gemini"] = "rules",
+    ask: Callable[[str], str] | None = None,
+) -> Classification:
+    """The classification by the company's reply_classifier setting: the rules, or the model over the rules."""
+    if classifier == "gemini" and ask is not None:
+        return explain_reply_with_model(text, ask=ask)
+    return explain_reply(text)
 
 
 def classify(
@@ -148,6 +185,4 @@ def classify(
     ask: Callable[[str], str] | None = None,
 ) -> ReplyLabel:
     """The label by the company's reply_classifier setting: the rules, or the model with the rules as fallback."""
-    if classifier == "gemini" and ask is not None:
-        return classify_reply_with_model(text, ask=ask)
-    return classify_reply(text)
+    return explain(text, classifier=classifier, ask=ask).label

@@ -20,6 +20,7 @@ from reactivation.replies.lexicon import (
     FIXED_LEMMAS,
     GLUED_NE,
     HOMOGLYPHS,
+    RESPELL_LEMMAS,
     SIGNAL_EMOJI,
     TRANSLIT,
     VARIANTS,
@@ -56,6 +57,8 @@ _DATE = re.compile(
     re.IGNORECASE,
 )
 _DASH_WORDS = re.compile(r"(?<!\w)не-а(?!\w)", re.IGNORECASE)
+# "don't", "can't": the English negation as one word the lexicon knows.
+_ENGLISH_NOT = re.compile(r"(?<![^\W\d_])(?:do|does|did|can|won|is|are)n['’]?t(?![^\W\d_])", re.IGNORECASE)
 
 _TOKEN = re.compile(
     r"(?P<special>__(?:time|date|percent|money)__)"
@@ -78,6 +81,7 @@ def prepare(text: str) -> str:
     text = strip_control(text).translate(_EMOJI_MODIFIERS)
     text = _PLACEHOLDERS.sub(" . ", text)
     text = _DASH_WORDS.sub("неа", text)
+    text = _ENGLISH_NOT.sub(" not ", text)
     text = _PERCENT.sub(" __percent__ ", text)
     text = _MONEY.sub(" __money__ ", text)
     text = _TIME.sub(" __time__ ", text)
@@ -109,6 +113,7 @@ class Word:
     imperative: bool
     name: bool  # one of its readings is a first name ("Вере" is also "вера")
     name_first: bool  # its likeliest reading is a first name ("Оле")
+    place: bool = False  # one of its readings is a place name ("Казани", "Сочи")
 
 
 @lru_cache(maxsize=100_000)
@@ -134,6 +139,7 @@ def analyse(word: str) -> Word:
         imperative=any(p.tag.mood == "impr" for p in parses),
         name=any("Name" in p.tag for p in parses),
         name_first="Name" in parses[0].tag,
+        place=any("Geox" in p.tag for p in parses),
     )
 
 
@@ -156,6 +162,30 @@ def translit(word: str) -> str:
     return "".join(out)
 
 
+# A word's skeleton: its vowels as two classes (а/о and е/и/я/э/ы, the ones people confuse), without the soft and
+# hard signs and "й", runs collapsed. Misspellings of a word share its skeleton: "сичас", "сейчас".
+_SKELETON = str.maketrans({**dict.fromkeys("ао", "a"), **dict.fromkeys("еиэяыё", "e"), **dict.fromkeys("ьъй", None)})
+_RUNS = re.compile(r"(.)\1+")
+_CYRILLIC = re.compile(r"[а-я]+")
+
+
+def _skeleton(word: str) -> str:
+    return _RUNS.sub(r"\1", word.translate(_SKELETON))
+
+
+@lru_cache(maxsize=1)
+def _respellings() -> dict[str, str]:
+    """Skeleton → the one form of a key word with it (skeletons shared by two words are left out)."""
+    found: dict[str, dict[str, str]] = {}
+    for lemma in sorted(RESPELL_LEMMAS):
+        if not _CYRILLIC.fullmatch(lemma):
+            continue
+        for form in morphology.parse(lemma)[0].lexeme:
+            word = form.word.replace("ё", "е")
+            found.setdefault(_skeleton(word), {}).setdefault(form.normal_form, word)
+    return {skeleton: next(iter(by_lemma.values())) for skeleton, by_lemma in found.items() if len(by_lemma) == 1}
+
+
 _REPEATS = re.compile(r"([^\W\d_])\1{2,}")
 _DOUBLES = re.compile(r"([^\W\d_])\1")
 
@@ -174,16 +204,22 @@ def normalize_word(raw: str) -> list[str]:
         if collapsed in ENGLISH:
             return list(ENGLISH[collapsed])
         word = translit(word)
+        if not known(word) and known(word + "ь"):
+            word += "ь"  # "podstriglas": the soft sign nobody types in Latin
     word = _REPEATS.sub(r"\1", word)
     for pattern, canonical in VARIANTS:
         if pattern.match(word):
             return [canonical]
+    if len(word) >= 4 and not known(word) and _CYRILLIC.fullmatch(word):
+        word = _respellings().get(_skeleton(word), word)
     if not known(word) and _DOUBLES.search(word):
         single = _DOUBLES.sub(r"\1", word)
         if known(single) or any(p.match(single) for p, _ in VARIANTS):
             return normalize_word(single)
-    if word.startswith("не") and len(word) > 4 and not known(word) and word[2:] in GLUED_NE:
-        return ["не", word[2:]]
+    if word[:2] in {"не", "ни"} and len(word) > 4 and not known(word):
+        rest = normalize_word(word[2:])
+        if len(rest) == 1 and rest[0] in GLUED_NE:
+            return ["не", rest[0]]  # "ненадо", "нинада": "не надо"
     return [word]
 
 

@@ -9,7 +9,7 @@ Negation ("не", "ни") flips the next content word within its clause. Opt-out
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from reactivation.replies.labels import ReplyLabel
@@ -18,19 +18,32 @@ from reactivation.replies.lexicon import (
     ACK,
     ADDRESS,
     AGREE,
+    ANSWER_LATER,
     ASK_VERBS,
+    AUTHORITY,
     BOOK,
     BOOK_PAST,
     BOOK_STEM,
+    BUSY_CONTEXT,
+    BUSY_NOW,
+    BUSY_PLACES,
     CALLBACK,
     DAY_WORDS,
     DEFER,
     ERASE,
     ERASE_OBJECTS,
+    FED_UP,
+    FED_UP_ELSEWHERE,
     FILLERS,
     FOOT_CONTEXT,
+    GO_AWAY,
     HABITUAL,
+    HARDSHIP,
     HOURS,
+    INFO_WORDS,
+    LATER_WORDS,
+    MESSAGES_NOT_WANTED,
+    MONTHS,
     MSG_NOUNS,
     MSG_VERBS,
     NEGATORS,
@@ -41,17 +54,51 @@ from reactivation.replies.lexicon import (
     SARCASM_CUES,
     SARCASM_RUN,
     SARCASM_WORDS,
+    SEASONS,
     SLOT_CUES,
     SLOT_NOUNS,
     STOP_WORDS,
+    TALK,
     TIME_AFTER,
     TIME_PREPOSITIONS,
+    UNHAPPY_NEGATED,
     WANT,
     WEEKDAYS,
+    WRITE_LATER,
 )
 from reactivation.replies.normalization import Clause, Token, Word, known, normalize_word
+from reactivation.replies.times import named_time
 
 # --- Where a rule looks ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplyFacts:
+    """What the rules read once per reply."""
+
+    wrong_number: bool = False  # someone made a mistake ("вы ошиблись номером")
+    busy_context: bool = False  # where the client is busy ("на работе", "за рулём")
+    has_msg: bool = False  # the reply speaks of messages
+    writes: bool = False  # it asks to be written to ("не звоните, лучше напишите")
+    thought: bool = False  # "подумала, что спам": what the client thought, not what they say now
+    names_time: bool = False  # a time for later: "не беспокойте до лета" is not_now, not an opt-out
+
+    @classmethod
+    def of(cls, clauses: list[Clause]) -> ReplyFacts:
+        """The facts of a reply's clauses (already negated)."""
+        tokens = [t for c in clauses for t in c.tokens]
+        return cls(
+            wrong_number=any(t.has("ошибиться") for t in tokens),
+            busy_context=any(t.has(BUSY_CONTEXT) for t in tokens),
+            has_msg=any(_speaks_of_messages(t) and not (t.word and t.word.past) for t in tokens),
+            writes=any(t.has({"писать", "написать"}) and not t.negated for t in tokens),
+            thought=any(t.has({"думать", "подумать", "решить"}) and t.word is not None and t.word.past for t in tokens),
+            names_time=named_time(clauses) is not None,
+        )
+
+
+def _speaks_of_messages(t: Token) -> bool:
+    return t.has(MSG_VERBS) or t.has(MSG_NOUNS) or t.has({"получать", "получить"})
 
 
 @dataclass(frozen=True)
@@ -64,11 +111,19 @@ class ClauseFacts:
     question: bool
     recently: bool  # "уже", "недавно", "вчера": a past verb tells what happened, not what is wished
     has_msg: bool  # the clause speaks of messages ("не пишите", "сообщения не нужны")
-    wrong_number: bool  # the reply says someone made a mistake ("вы ошиблись номером")
+    reply: ReplyFacts = field(default_factory=lambda: ReplyFacts())
+
+    @property
+    def wrong_number(self) -> bool:
+        return self.reply.wrong_number
+
+    @property
+    def busy_context(self) -> bool:
+        return self.reply.busy_context
 
     @classmethod
-    def of(cls, clause: Clause, *, wrong_number: bool = False) -> ClauseFacts:
-        """The facts of one clause; `wrong_number` comes from the whole reply."""
+    def of(cls, clause: Clause, reply: ReplyFacts | None = None) -> ClauseFacts:
+        """The facts of one clause, with those of the whole reply."""
         tokens = clause.tokens
         texts = [t.text for t in tokens]
         return cls(
@@ -77,8 +132,8 @@ class ClauseFacts:
             lemmas=frozenset(t.lemma for t in tokens),
             question=clause.question,
             recently=bool({"уже", "недавно", "вчера"} & set(texts)),
-            has_msg=any(t.has(MSG_VERBS) or t.has(MSG_NOUNS) or t.has({"получать", "получить"}) for t in tokens),
-            wrong_number=wrong_number,
+            has_msg=any(_speaks_of_messages(t) for t in tokens),
+            reply=reply or ReplyFacts(),
         )
 
 
@@ -155,21 +210,29 @@ def is_concrete(tokens: list[Token], i: int) -> bool:
         return True
     if t.word is None:
         return False
+    if prev is not None and (prev.text == "до" or prev.has({"какой", "который", "прошлый"})):
+        return False  # "на работе до вечера": a limit; "до какого числа": a question
     if t.has(WEEKDAYS) or t.text in {"днем", "днём"}:
         return True
     if prev is not None and prev.has({"добрый", "хороший", "прекрасный", "удачный"}):
         return False  # "доброе утро", "хорошего дня"
-    if t.has(DAY_WORDS) and t.lemma not in {"неделя", "месяц"}:
+    if t.has(DAY_WORDS) and t.lemma != "неделя":
         return True
-    if t.has({"неделя", "месяц"}) and prev is not None and prev.has({"этот", "следующий", "через", "ближайший", "на"}):
+    if (
+        t.has({"неделя", "неделька"})
+        and prev is not None
+        and prev.has({"этот", "следующий", "через", "ближайший", "на"})
+    ):
+        return True
+    if t.has("месяц") and prev is not None and prev.has({"этот", "ближайший"}):
         return True
     if t.has("день") and prev is not None and prev.has({"другой", "любой", "какой", "этот", "следующий", "ближайший"}):
         return True
     if t.text.isdigit() and len(t.text) <= 2:  # noqa: SIM102
         if (prev is not None and prev.text in TIME_PREPOSITIONS) or (nxt is not None and nxt.text in TIME_AFTER):
             return True
-    if t.has("мастер") and not (prev is not None and prev.has("другой")):
-        return True
+    if t.has("мастер") and prev is not None and prev.text in {"к", "ко", "у"}:
+        return True  # "к мастеру"; a master only mentioned ("мастер была грубая") proposes nothing
     after_to = prev is not None and prev.text in {"к", "у"}
     if t.word.name and (t.title or t.word.name_first or after_to):
         # "к Ане", "у Кати", "Оля ещё работает?"
@@ -191,7 +254,32 @@ def _stop_word(at: At) -> bool:
         return False
     if t.text == "стоп" and any(p.has(FOOT_CONTEXT) for p in at.before):
         return False
-    return not (t.has("достать") and t.text not in {"достали", "достал", "достала", "достало"})
+    if t.text == "отпишитесь" and any(o.text in {"когда", "если"} for o in at.tokens):
+        return False  # "отпишитесь, когда будет окно": write back
+    if t.has("спам") and at.facts.reply.thought:
+        return False  # "сначала подумала, что спам, а это вы"
+    return not (t.has("отписаться") and at.word.first_person and at.word.future and _answers_later(at))
+
+
+def _fed_up(at: At) -> bool:
+    """Fed up with us ("вы надоели", "достали уже", "заблокирую", "буду жаловаться"), not with anything else."""
+    t = at.t
+    if not t.has(FED_UP) or t.negated:
+        return False
+    if t.has("достать") and t.text not in {"достали", "достал", "достала", "достало"}:
+        return False
+    if any(o.has(FED_UP_ELSEWHERE) for o in at.tokens) and not at.facts.reply.has_msg:
+        return False
+    if t.has({"пожаловаться", "жаловаться"}) and any(o.has(AUTHORITY) for o in at.tokens):
+        return True
+    rest = _content(at.tokens[: at.i] + at.tokens[at.i + 1 :], QUIET | {"как", "так", "ваш", "этот", "буду", "на"})
+    return at.facts.reply.has_msg or "вы" in at.facts.texts or not rest
+
+
+def _answers_later(at: At) -> bool:
+    """A reply promised ("потом отпишусь", "отпишусь вечером"), nothing about messages."""
+    later = any(o.text in LATER_WORDS for o in at.tokens)
+    return later and not at.facts.has_msg and not any(o.text in {"от", "из"} for o in at.tokens)
 
 
 def _do_not_message(at: At) -> bool:
@@ -199,20 +287,37 @@ def _do_not_message(at: At) -> bool:
     t = at.t
     if not (t.negated and t.has(MSG_VERBS) and not at.word.first_person):
         return False
-    affirmed_writing = any(o.has({"писать", "написать"}) and not o.negated for o in at.tokens)
-    return not (t.has("звонить") and affirmed_writing)
+    if at.facts.reply.names_time:
+        return False  # "не пишите до января": later, not never
+    # "не звоните, лучше пишите", "не звоните, я на работе": another channel, another time
+    return not (t.has("звонить") and (at.facts.reply.writes or at.facts.reply.busy_context))
 
 
 def _messages_not_wanted(at: At) -> bool:
     """Messages not wanted ("сообщения не нужны", "не надо мне ваших рассылок")."""
     t = at.t
-    return t.negated and at.facts.has_msg and t.has({"надо", "нужно", "нужный", "стоить", "требоваться", "хотеть"})
+    return t.negated and at.facts.has_msg and t.has(MESSAGES_NOT_WANTED)
+
+
+def _refuse_messages(at: At) -> bool:
+    """Messages refused ("отказываюсь от рассылки", "против рассылок"); "откажусь от предложения" is no opt-out."""
+    if not at.t.has({"отказаться", "отказываться", "против", "отказ"}) or at.t.negated:
+        return False
+    return any(o.has(MSG_NOUNS - {"предложение"}) for o in at.tokens)
+
+
+def _angry(at: At) -> bool:
+    """A law or an authority about the messages: "вы нарушаете закон о рекламе", "в чёрный список"."""
+    t = at.t
+    if t.has(AUTHORITY) and at.facts.reply.has_msg:
+        return True
+    return t.has("список") and at.prev is not None and at.prev.has("чёрный")
 
 
 def _enough(at: At) -> bool:
     """Enough ("хватит", "прекратите") about messages, or alone."""
     t = at.t
-    if not t.has({"хватить", "перестать", "прекратить"}) or t.negated:
+    if not t.has({"хватить", "перестать", "прекратить", "достаточно"}) or t.negated:
         return False
     if at.nxt is not None and at.nxt.text == "ли":
         return False
@@ -248,9 +353,39 @@ def _wrong_number(at: At) -> bool:
     """Not our client's number ("вы ошиблись номером", "это не мой номер", "чужой номер")."""
     if not at.t.has("номер"):
         return False
-    if at.facts.wrong_number or any(p.has({"тот", "неправильный", "чужой"}) for p in at.before):
+    wrong = any(p.has({"неправильный", "чужой"}) or (p.has("тот") and p.negated) for p in at.before)
+    if at.facts.wrong_number or wrong:
+        return True  # "вы ошиблись номером", "не тот номер" (not "у меня тот же номер")
+    if any((o.negated and o.has("принадлежать")) or o.has({"владелец", "хозяин"}) for o in at.tokens):
+        return True  # "этот номер больше не принадлежит Марине", "номер сменил владельца"
+    around = at.before + at.tokens[at.i + 1 : at.i + 3]
+    return any(p.has("мой") and p.negated for p in around)  # "это не мой номер", "номер не мой"
+
+
+def _cancel(at: At) -> bool:
+    """A subscription cancelled ("отмените подписку", "отключите меня от рассылки")."""
+    t = at.t
+    if not t.has({"отменить", "отменять", "отключить", "отключать", "отмена"}) or at.word.first_person or t.negated:
+        return False
+    return any(o.has(MSG_NOUNS - {"предложение"}) or o.has("подписка") for o in at.tokens)
+
+
+def _no_messages(at: At) -> bool:
+    """No messages ("без рассылок, пожалуйста", "нет больше сообщений")."""
+    if at.t.text not in {"без", "нет"}:
+        return False
+    return any(o.has(MSG_NOUNS - {"предложение"}) for o in at.tokens[at.i + 1 : at.i + 3])
+
+
+def _not_our_client(at: At) -> bool:
+    """Someone else got the message ("я не ваш клиент", "я не Анна", "вы пишете не тому человеку")."""
+    if at.t.has("клиент") and at.prev is not None and at.prev.has("ваш") and at.prev.negated:
         return True
-    return any(p.has("мой") and p.negated for p in at.before)
+    if at.i == 1 and at.prev is not None and at.prev.text == "я" and at.t.negated and at.word.name_first:
+        return True  # "я не Анна"
+    # "вы пишете не тому человеку", "вы не туда пишете"
+    elsewhere = at.t.has("туда") or (at.t.has("тот") and at.nxt is not None and at.nxt.has("человек"))
+    return at.t.negated and elsewhere and at.facts.reply.has_msg
 
 
 def _hostile(at: At) -> bool:
@@ -259,12 +394,20 @@ def _hostile(at: At) -> bool:
     if nxt is None:
         return False
     if t.text in {"идите", "иди", "пошли", "пошел", "пошла", "катитесь"}:
-        return nxt.text in {"вы", "ты", "лесом", "к"} or nxt.text.startswith("нах")
-    return t.text == "сколько" and nxt.text == "можно" and at.facts.has_msg
+        # "пошли вы", "идите лесом", "к чёрту"; "пошли к вам на маникюр" is an invitation
+        after = at.tokens[at.i + 1 : at.i + 3]
+        return nxt.text in {"вы", "ты"} or nxt.text.startswith("нах") or any(o.has(GO_AWAY) for o in after)
+    return t.text == "сколько" and nxt.text == "можно" and at.facts.reply.has_msg
 
 
 OPT_OUT_RULES: tuple[Callable[[At], bool], ...] = (
     _stop_word,
+    _fed_up,
+    _refuse_messages,
+    _angry,
+    _not_our_client,
+    _cancel,
+    _no_messages,
     _do_not_message,
     _messages_not_wanted,
     _enough,
@@ -293,38 +436,78 @@ def is_opt_out(clauses: list[Clause]) -> bool:
     """Whether the reply asks to stop messages (its clauses already negated)."""
     if any(t.emoji == "stop" for c in clauses for t in c.tokens):
         return True
-    wrong_number = any(t.has("ошибиться") for c in clauses for t in c.tokens)
-    for clause in clauses:
-        facts = ClauseFacts.of(clause, wrong_number=wrong_number)
+    reply = ReplyFacts.of(clauses)
+    for position, clause in enumerate(clauses):
+        if position == 0 and _stop_as_interjection(clauses):
+            continue
+        facts = ClauseFacts.of(clause, reply)
         if any(rule(at) for at in _words_of(facts) for rule in OPT_OUT_RULES):
             return True
     return _spelled_apart(clauses)
 
 
+def _stop_as_interjection(clauses: list[Clause]) -> bool:
+    """A "стоп" that means "wait" ("Стоп, а сколько стоит?", "Стоп, я же у вас была")."""
+    if len(clauses) < 2 or any(t.text != "стоп" for t in clauses[0].tokens):
+        return False
+    nxt = clauses[1]
+    return nxt.contrast or nxt.question or nxt.tokens[0].text in {"а", "я", "это", "так", "подождите"}
+
+
 # --- Sarcasm ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Said:
+    """The whole reply's words, for idioms that span clauses."""
+
+    tokens: list[Token]
+    texts: list[str]
+    books: bool  # a booking verb anywhere: "бегу записываться" is no sarcasm
+
+    def has(self, lemmas: frozenset[str] | set[str] | str) -> bool:
+        return any(t.has(lemmas) for t in self.tokens)
+
+
+def _running(said: _Said, t: Token) -> bool:
+    """Running to book ("бегу уже", "бегу и падаю", "ага, конечно, бегу") is sarcasm without a booking verb."""
+    if not (t.word and t.has(SARCASM_RUN) and (t.word.first_person or t.word.past)) or said.books:
+        return False
+    cue = any(o.text in SARCASM_CUES or o.has("падать") for o in said.tokens)
+    return cue or {"ага", "конечно"} <= set(said.texts)
+
+
+def _dreaming(said: _Said, t: Token) -> bool:
+    """Dreams ("всю жизнь мечтала", "только об этом и мечтала", "мечтаю, ага", "в следующей жизни")."""
+    if t.has("жизнь") and said.tokens.index(t) and said.tokens[said.tokens.index(t) - 1].has("следующий"):
+        return True
+    if not t.has("мечтать") or t.negated or said.books:
+        return False
+    return bool({"жизнь", "только", "ага", "конечно"} & set(said.texts) | {o.lemma for o in said.tokens} & {"жизнь"})
+
+
+def _idiom(said: _Said, t: Token, prev: str) -> bool:
+    """Fixed idioms ("разбежалась", "ага, щас", "ну-ну", "делать мне больше нечего", "сейчас всё брошу")."""
+    if (
+        t.text in SARCASM_WORDS
+        or (t.text == "щас" and prev in {"ага", "ну", "да"})
+        or (t.text == "ну" and prev == "ну")
+    ):
+        return True
+    if t.has("нечего") and said.has("делать"):
+        return True
+    if t.has("куча") and said.has("время") and ("же" in said.texts or "конечно" in said.texts):
+        return True  # "у меня же куча свободного времени"
+    return bool(t.word and t.has("бросить") and t.word.first_person and t.word.future and "все" in said.texts)
 
 
 def is_sarcastic(clauses: list[Clause]) -> bool:
     """A refusal dressed as agreement, through its fixed idioms ("ага, щас", "бегу уже", "разбежалась")."""
     tokens = [t for c in clauses for t in c.tokens]
     texts = [t.text for t in tokens]
-    book_anywhere = any(t.has(BOOK) for t in tokens)
+    said = _Said(tokens, texts, any(t.has(BOOK) for t in tokens))
     for i, t in enumerate(tokens):
-        prev = texts[i - 1] if i else ""
-        if t.text in SARCASM_WORDS:
-            return True
-        if t.text == "щас" and prev in {"ага", "ну", "да"}:
-            return True
-        if t.text == "ну" and prev == "ну":
-            return True
-        if t.word and t.has(SARCASM_RUN) and (t.word.first_person or t.word.past) and not book_anywhere:
-            if any(o.text in SARCASM_CUES or o.has("падать") for o in tokens):
-                return True
-            if {"ага", "конечно"} <= set(texts):
-                return True
-        if t.has("нечего") and any(o.has("делать") for o in tokens):
-            return True
-        if t.has("мечтать") and t.word and t.word.past and "жизнь" in {o.lemma for o in tokens}:
+        if _idiom(said, t, texts[i - 1] if i else "") or _running(said, t) or _dreaming(said, t):
             return True
     if "ага" in texts and "конечно" in texts:
         i = texts.index("ага")
@@ -354,6 +537,14 @@ class Signals:
     hours: bool = False
     time_ask: bool = False
     proposes: bool = False  # "можно"/"давайте" in the clause keep a day a proposal next to a question
+    request: bool = False  # asks to book ("запишите", "хочу"), not just promises to ("запишусь")
+    later: bool = False  # names a month, a season or the holidays: too far off to book by
+    maybe: bool = False  # "может": a day after it is a guess, not a proposal
+    busy: bool = False  # cannot answer now ("за рулём", "отвечу позже")
+    remind: bool = False  # asks to be written to later ("напишите через неделю")
+    habit: bool = False  # tells a habit ("хожу к мастеру на дому"): a master named is no proposal
+    after: bool = False  # a day named as a limit ("только после 15-го"), a proposal only next to agreement
+    question: bool = False  # the clause ends with a question mark
 
 
 # Each rule reads one word and may set signals; True when the word is taken (later rules do not see it).
@@ -387,9 +578,13 @@ def _idioms(at: At, s: Signals) -> bool:
 
 
 def _habit(at: At, s: Signals) -> bool:
-    """A habit ("стригусь у подруги") asks for nothing."""
+    """A habit ("стригусь у подруги") asks for nothing; a habit given up ("я больше не крашусь") refuses."""
     w = at.word
-    return at.t.has(HABITUAL) and not at.t.negated and not (w.infinitive or w.future or w.imperative or w.past)
+    if not at.t.has(HABITUAL) or w.infinitive or w.future or w.imperative or w.past:
+        return False
+    s.refuse = s.refuse or at.t.negated
+    s.habit = s.habit or not at.t.negated
+    return True
 
 
 def _booking(at: At, s: Signals) -> bool:
@@ -415,6 +610,7 @@ def _booking(at: At, s: Signals) -> bool:
         s.defer = True
     else:
         s.book = True
+        s.request = s.request or w.imperative or w.infinitive
     return True
 
 
@@ -430,6 +626,7 @@ def _wanting(at: At, s: Signals) -> bool:
         s.info = True
     else:
         s.book = True
+        s.request = True
     return True
 
 
@@ -457,8 +654,11 @@ def _refusal_word(at: At, s: Signals) -> bool:
 
 
 def _maybe(at: At, s: Signals) -> bool:
-    """Maybe ("может") is neither yes nor no."""
-    return at.t.text == "может" and not at.t.negated
+    """Maybe ("может") is neither yes nor no; a day after it is a guess."""
+    if at.t.text != "может" or at.t.negated:
+        return False
+    s.maybe = True
+    return True
 
 
 def _ability(at: At, s: Signals) -> bool:
@@ -485,13 +685,18 @@ def _free(at: At, s: Signals) -> bool:
 
 
 def _agreement(at: At, s: Signals) -> bool:
-    """Agreement ("да", "ок", "давайте"); negated, a refusal."""
+    """Agreement ("да", "ок", "давайте"); negated, a refusal; "мы уже договорились" is done."""
+    if at.t.has(AGREE) and at.word.past and "уже" in at.facts.texts and not at.t.negated:
+        s.already = True
+        return True
+    if at.t.text == "хорошо" and at.prev is not None and at.prev.text in {"все", "всё"}:
+        return True  # "у меня всё хорошо": no agreement
     return _either(at, s, AGREE, affirmed="agree", negated="refuse")
 
 
 def _now(at: At, s: Signals) -> bool:
     """Now: "не сейчас" refuses; a bare "сейчас" means nothing by itself."""
-    if at.t.text != "сейчас":
+    if not at.t.has("сейчас"):
         return False
     s.refuse = s.refuse or at.t.negated
     return True
@@ -504,12 +709,69 @@ def _later(at: At, s: Signals) -> bool:
         t.has(DEFER)
         or t.text in {"позже", "позднее", "попозже"}
         or (t.has("посмотреть") and w.first_person and w.future)
-        or (t.has({"написать", "позвонить", "набрать"}) and w.first_person and w.future)
         or (t.has("раз") and prev is not None and prev.has({"другой", "следующий"}))
     )
+    if t.has({"написать", "напомнить", "напоминать"}) and w.imperative and not t.negated:
+        s.remind = True  # "напишите через неделю", "напомните в январе": ask again later
+        return True
+    if t.has(WRITE_LATER) and w.first_person and w.future:
+        # "напишу позже" puts the visit off; in a busy moment ("я за рулём, напишу позже") the answer.
+        if at.facts.busy_context:
+            s.busy = True
+        else:
+            s.defer = True
+        return True
     if deferred:
         s.defer = True
     return deferred
+
+
+def _busy_now(at: At, s: Signals) -> bool:
+    """Busy: "за рулём", "на совещании", "минутку", "отвечу позже", "перезвоню", "не могу говорить"."""
+    t, w, prev = at.t, at.word, at.prev
+    cannot = any((o.negated and o.has({"мочь", "смочь"})) or o.has({"неудобно", "некогда"}) for o in at.before)
+    lemmas = at.facts.lemmas
+    # "сейчас занята": at the moment, not for the month
+    busy_moment = bool(lemmas & {"сейчас", "минутка"}) and not lemmas & {"месяц", "неделя"}
+    busy = (
+        t.has(BUSY_NOW)
+        or (prev is not None and any(t.has(place) and prev.text == word for place, word in BUSY_PLACES.items()))
+        or (t.has(ANSWER_LATER) and w.first_person and w.future and not t.negated and "подумать" not in lemmas)
+        or (t.has(TALK) and cannot)
+        or (t.has("занятый") and busy_moment)
+    )
+    if busy:
+        s.busy = True
+    return busy
+
+
+def _elliptical(nxt: Token | None) -> bool:
+    """Nothing after "следующий" to name what is next ("в этом месяце никак, в следующем давайте")."""
+    return nxt is None or nxt.word is None or nxt.has(NEGATORS | {"давайте", "может", "напишу", "можно"})
+
+
+def _far_time(at: At, s: Signals) -> bool:
+    """A month, a season, the holidays, next month: "later" (refused when negated: "не в январе")."""
+    t, prev = at.t, at.prev
+    before = [o.text for o in at.tokens[max(0, at.i - 3) : at.i]]
+    far = (
+        any(t.has(month) for month in MONTHS)
+        or any(t.has(season) for season in SEASONS)
+        or (t.has({"праздник", "майский", "новогодний", "каникулы"}) and "после" in before)
+        or (t.has("год") and prev is not None and prev.has("новый"))
+        or (t.has("месяц") and prev is not None and prev.has({"следующий", "через"}))
+        or (
+            t.has("следующий")
+            and (at.nxt is None or at.nxt.word is None or at.nxt.has(NEGATORS | {"давайте", "может"}))
+        )
+    )
+    if not far:
+        return False
+    if t.negated:
+        s.refuse = True
+    else:
+        s.later = True
+    return True
 
 
 def _when_it_is(at: At, s: Signals) -> bool:
@@ -548,7 +810,10 @@ def _how_much_or_when(at: At, s: Signals) -> bool:
     """When and how much: "во сколько", "когда" ask for a time, "до скольки" the hours, "сколько" a price."""
     t, prev = at.t, at.prev
     if t.text == "когда":
-        s.time_ask = True
+        if at.facts.lemmas & {"скидка", "акция"}:
+            s.info = True  # "а скидка когда сгорает?"
+        else:
+            s.time_ask = True
         return True
     if t.text != "сколько":
         return False
@@ -590,7 +855,10 @@ def _price_or_address(at: At, s: Signals) -> bool:
         if t.lemma not in {"скидка", "акция"} or at.facts.question:
             s.info = True
         return True
-    if t.has(ADDRESS):
+    if t.has(ADDRESS) and t.negated:
+        s.refuse = True  # "не доеду до вас"
+        return True
+    if t.has(ADDRESS) or t.has(INFO_WORDS):
         s.info = True
         return True
     return False
@@ -601,21 +869,34 @@ def _negated_time(at: At, s: Signals) -> bool:
     t = at.t
     if not t.negated:
         return False
-    if is_concrete(at.tokens, at.i) or t.has({"раз", "жить"}):
+    if is_concrete(at.tokens, at.i) or t.has({"раз", "жить", "думать", "год"}):
         s.refuse = True
     return True
 
 
 def _concrete(at: At, s: Signals) -> bool:
-    """A day, a time or a master."""
+    """A day, a time or a master ("после 15-го" a limit)."""
     if is_concrete(at.tokens, at.i):
         s.concrete = True
+        # "после 15-го", "после 18"; "после обеда" is a time of day.
+        s.after = s.after or (at.t.text.isdigit() and any(o.text == "после" for o in at.before))
     return True
+
+
+def _hardship(at: At, s: Signals) -> bool:
+    """Money, a complaint, a baby, shifts: "я бы с радостью, но зарплату задерживают" refuses."""
+    t = at.t
+    if t.has(HARDSHIP) or (t.negated and t.has(UNHAPPY_NEGATED)):
+        s.refuse = True
+        return True
+    return False
 
 
 CLAUSE_RULES: tuple[ClauseRule, ...] = (
     _nyet,
     _idioms,
+    _busy_now,
+    _hardship,
     _habit,
     _booking,
     _wanting,
@@ -634,6 +915,7 @@ CLAUSE_RULES: tuple[ClauseRule, ...] = (
     _slot,
     _hours,
     _price_or_address,
+    _far_time,
     _negated_time,
     _concrete,
 )
@@ -646,14 +928,17 @@ def _wordless(tokens: list[Token], i: int, s: Signals) -> None:
         s.agree = True
     elif t.emoji == "no":
         s.refuse = True
+    elif t.emoji == "busy":
+        s.busy = True
     if not t.negated and is_concrete(tokens, i):
         s.concrete = True
+        s.after = s.after or (i > 0 and tokens[i - 1].text == "после")
 
 
-def signals(clause: Clause) -> Signals:
+def signals(clause: Clause, reply: ReplyFacts | None = None) -> Signals:
     """The signals of one clause (its words already negated), each word read by the first rule that takes it."""
-    facts = ClauseFacts.of(clause)
-    s = Signals(refuse=negate(clause), proposes=bool({"можно", "давайте"} & facts.lemmas))
+    facts = ClauseFacts.of(clause, reply)
+    s = Signals(refuse=negate(clause), proposes=bool({"можно", "давайте"} & facts.lemmas), question=clause.question)
     for i, t in enumerate(facts.tokens):
         if t.word is None:
             _wordless(facts.tokens, i, s)
@@ -667,7 +952,7 @@ def signals(clause: Clause) -> Signals:
 
 # --- Verdicts and the label ------------------------------------------------------------------------------------
 
-VerdictKind = Literal["already", "refuse", "book", "concrete", "info", "ack", "agree", "none"]
+VerdictKind = Literal["already", "busy", "refuse", "book", "concrete", "info", "ack", "agree", "none"]
 
 
 @dataclass(frozen=True)
@@ -688,18 +973,33 @@ def verdict(s: Signals) -> Verdict:
     proposal = s.agree and s.concrete and (not info or s.proposes)
     if s.already:
         return Verdict("refuse") if s.other else Verdict("already")
+    if s.busy and not (s.book or s.agree or s.time_ask or s.other):
+        return Verdict("busy")
+    if s.habit and not (s.book or s.agree or s.time_ask):
+        return Verdict("none")
+    concrete = s.concrete and not s.after
     if s.other or s.refuse:
         return Verdict("refuse")
     if s.defer and not s.concrete:
         return Verdict("refuse")
+    # "напишите через неделю": write again then; "лучше напишите" only asks for another channel.
+    if s.remind and (s.concrete or s.later) and not (s.book or s.agree or time_ask):
+        return Verdict("refuse")
+    # "может летом", "давайте в следующем месяце", "летом вернусь и запишусь": later, not a booking now.
+    if s.later and not (s.concrete or time_ask or s.request or info or s.question):
+        return Verdict("refuse")
+    # "сейчас нет, может на следующей неделе": a guess at a day, not a proposal.
+    if s.maybe and s.concrete and not (s.book or s.agree or time_ask or s.question):
+        return Verdict("refuse")
     if s.callback:
         return Verdict("none")
+    # "но только после 15-го" is a limit: a day, but not one that outweighs a refusal elsewhere.
     if s.book or time_ask or proposal:
-        return Verdict("book", concrete=s.concrete or time_ask)
+        return Verdict("book", concrete=concrete or time_ask)
     if info:
         return Verdict("info")
     if s.concrete:
-        return Verdict("concrete", concrete=True)
+        return Verdict("concrete", concrete=concrete)
     if s.ack:
         return Verdict("ack")
     if s.agree:
@@ -734,12 +1034,46 @@ def decide(verdicts: list[Verdict], contrasts: list[bool]) -> ReplyLabel:
     return ReplyLabel.NEUTRAL if {"info", "ack"} & set(kinds) else ReplyLabel.POSITIVE
 
 
-def label_of(clauses: list[Clause]) -> ReplyLabel:
+_PERSONAL = {"я", "мне", "меня", "у", "мы", "нас", "нам"}
+
+
+def _warm_refusals(clauses: list[Clause], verdicts: list[Verdict]) -> list[Verdict]:
+    """Warm refusals: after a wish or a yes, a "но" clause that neither books nor asks tells why not.
+
+    "Я бы с радостью, но у меня токсикоз", "хочу, но я сейчас в другой стране".
+    """
+    out = list(verdicts)
+    for j in range(1, len(clauses)):
+        if not clauses[j].contrast or verdicts[j].kind != "none":
+            continue
+        wished = any("бы" in [t.text for t in c.tokens] for c in clauses[:j])
+        agreed = any(v.kind in {"agree", "book"} for v in verdicts[:j])
+        personal = any(t.text in _PERSONAL for t in clauses[j].tokens)
+        if wished or (agreed and personal):
+            out[j] = Verdict("refuse")
+    return out
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The label the rules give a reply, with what each clause said (the reasons read them)."""
+
+    label: ReplyLabel
+    clauses: list[Clause]
+    signals: list[Signals]
+    verdicts: list[Verdict]
+    sarcastic: bool = False
+
+
+def judge(clauses: list[Clause]) -> Judgement:
     """The label of a reply's clauses: opt-out first, then sarcasm, then the clauses' verdicts."""
     for clause in clauses:
         negate(clause)
     if is_opt_out(clauses):
-        return ReplyLabel.OPT_OUT
+        return Judgement(ReplyLabel.OPT_OUT, clauses, [], [])
+    reply = ReplyFacts.of(clauses)
+    said = [signals(c, reply) for c in clauses]
+    verdicts = _warm_refusals(clauses, [verdict(s) for s in said])
     if is_sarcastic(clauses):
-        return ReplyLabel.NEGATIVE
-    return decide([verdict(signals(c)) for c in clauses], [c.contrast for c in clauses])
+        return Judgement(ReplyLabel.NEGATIVE, clauses, said, verdicts, sarcastic=True)
+    return Judgement(decide(verdicts, [c.contrast for c in clauses]), clauses, said, verdicts)
