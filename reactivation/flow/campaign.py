@@ -19,12 +19,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from reactivation.audience.holdout import in_holdout
-from reactivation.audience.selection import DueClient, due_clients
+from reactivation.audience.selection import DueClient, Skip, due_clients
 from reactivation.compliance.consent import consented_phones
 from reactivation.core.phones import InvalidPhone, normalize_phone
 from reactivation.flow.planning import get_or_create_run, mark_run
 from reactivation.runtime import Runtime
-from reactivation.storage import history
+from reactivation.storage import history, holds
 from reactivation.storage.companies import CompanyConfig, load_company
 from reactivation.storage.history import Status
 from reactivation.storage.models import CampaignRun, ReactivationHistory
@@ -78,6 +78,7 @@ def claim_row(
         "interval_source": str(interval.source),
         "confidence_score": round(float(interval.confidence), 2),
         "interval_evidence": dict(interval.evidence),
+        "snooze_repeat": client.repeat,
         "created_at": now,
         "updated_at": now,
     }
@@ -104,6 +105,11 @@ def plan_rows(
             # Over today's limit: not claimed at all (not even held out or skipped), so that tomorrow's run can
             # still reach this client and the control group stays drawn from the clients that were in reach.
             row["status"] = "over_limit"
+            yield row
+            continue
+        if client.moved:
+            # Said they moved away: left alone until their phone or last visit changes (not an opt-out).
+            row.update(status=Status.SKIPPED.value, skip_reason=Skip.MOVED_AWAY.value)
             yield row
             continue
         try:
@@ -230,6 +236,8 @@ def run_campaign(
         batch = to_insert[start : start + CLAIM_BATCH]
         with rt.session() as session:
             new_ids = history.claim(session, batch)
+            if not dry_run:
+                holds.mark_repeated(session, company_id=company_id, history_ids=new_ids, now=reference)
             claimed = _ids_with_status(session, company_id, new_ids, Status.CLAIMED)
         result.already_claimed += len(batch) - len(new_ids)
         for row in batch:

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from reactivation.replies import reasons
-from reactivation.replies.labels import DEFAULT_REASON, Classification, ReplyLabel, ReplyReason
+from reactivation.replies.labels import Classification, ReplyLabel, ReplyReason
 from reactivation.replies.normalization import MAX_ANALYSED_CHARS, split_clauses, strip_control
 from reactivation.replies.rules import Judgement, judge
 
@@ -156,9 +156,8 @@ def explain_reply_with_model(text: str, *, ask: Callable[[str], str]) -> Classif
         return by_rules
     if label is by_rules.label:
         return by_rules
-    found = reasons.reason_for(judgement, label)
     # The model's label stands even where the rules would have read the reply otherwise.
-    return found if found.label is label else Classification(label, DEFAULT_REASON.get(label))
+    return reasons.reason_within(judgement, label)
 
 
 def classify_reply_with_model(text: str, *, ask: Callable[[str], str]) -> ReplyLabel:

@@ -282,6 +282,19 @@ def explain(j: Judgement) -> Classification:
     return reason_for(j, j.label)
 
 
+def reason_within(j: Judgement, label: ReplyLabel) -> Classification:
+    """The reason of a label someone else gave (a model's): read within that label, never changing it."""
+    if label in (ReplyLabel.POSITIVE, ReplyLabel.OPT_OUT):
+        return Classification(label)
+    r = Reply.of(j)
+    if label is ReplyLabel.NEGATIVE:
+        reason = negative_reason(r)
+        return Classification(label, reason, r.when if reason is ReplyReason.NOT_NOW else None)
+    if _asks_anything(j) or _speaks_of_the_salon(j):
+        return Classification(label, ReplyReason.QUESTION)
+    return Classification(label, ReplyReason.BUSY if _busy(j) else ReplyReason.OTHER)
+
+
 def reason_for(j: Judgement, label: ReplyLabel) -> Classification:
     """The classification of a reply for a label given (the rules' or a model's)."""
     if label in (ReplyLabel.POSITIVE, ReplyLabel.OPT_OUT):

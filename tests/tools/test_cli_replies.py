@@ -50,11 +50,33 @@ def test_classify_arguments_as_json_in_input_order() -> None:
     code, out, _ = run("classify", "Да, запишите", "Не надо", "Сколько стоит?", "СТОП", "--format", "json")
     assert code == 0
     assert json.loads(out) == [
-        {"text": "Да, запишите", "label": "positive"},
-        {"text": "Не надо", "label": "negative"},
-        {"text": "Сколько стоит?", "label": "neutral"},
-        {"text": "СТОП", "label": "opt_out"},
+        {"text": "Да, запишите", "label": "positive", "reason": None, "until": None},
+        {"text": "Не надо", "label": "negative", "reason": "no_need", "until": None},
+        {"text": "Сколько стоит?", "label": "neutral", "reason": "question", "until": None},
+        {"text": "СТОП", "label": "opt_out", "reason": None, "until": None},
     ]
+
+
+def test_classify_gives_the_reason_and_the_date_a_not_now_names_relative_to_the_given_date() -> None:
+    # given replies written on 20 December 2026 in Russia
+    replies = ("Не сейчас, может в январе", "После праздников", "В этом месяце никак", "Не сейчас", "Дорого")
+    # when they are classified as of that date
+    code, out, _ = run("classify", *replies, "--date", "2026-12-20", "--format", "json")
+    # then each not_now carries the date it names (the New Year holidays end on 10 January 2027, a Sunday)
+    assert code == 0
+    assert [(r["reason"], r["until"]) for r in json.loads(out)] == [
+        ("not_now", "2027-01-01"),
+        ("not_now", "2027-01-11"),
+        ("not_now", "2027-01-01"),
+        ("not_now", None),
+        ("price", None),
+    ]
+
+
+def test_classify_refuses_a_country_without_a_holiday_calendar() -> None:
+    code, _, err = run("classify", "После праздников", "--country", "XX")
+    assert code == 2
+    assert "unknown country code 'XX'" in err
 
 
 def test_classify_plain_and_table() -> None:
