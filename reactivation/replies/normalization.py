@@ -206,6 +206,8 @@ def normalize_word(raw: str) -> list[str]:
         word = translit(word)
         if not known(word) and known(word + "ь"):
             word += "ь"  # "podstriglas": the soft sign nobody types in Latin
+        if not known(word) and "ц" in word and _skeleton(word.replace("ц", "тс")) in _respellings():
+            word = word.replace("ц", "тс")  # "otstante": "ts" is "тс" as often as "ц"
     word = _REPEATS.sub(r"\1", word)
     for pattern, canonical in VARIANTS:
         if pattern.match(word):

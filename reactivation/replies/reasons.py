@@ -24,17 +24,20 @@ from reactivation.replies.lexicon import (
     ADDRESS,
     ANOTHER,
     BOOK,
+    BUSY_CONTEXT,
     CANNOT,
     DAY_WORDS,
     FOR_GOOD,
     FRIENDS,
     HABITUAL,
     HARD_NO,
+    HARDSHIP,
     HOURS,
     INFO_WORDS,
     LATER_CUES,
     MOVED,
     MOVED_FAR,
+    MSG_VERBS,
     NOT_WANTED,
     PLACES,
     PRICE,
@@ -87,9 +90,11 @@ def _unhappy(r: Reply) -> bool:
     for i, t in enumerate(r.tokens):
         if t.has(UNHAPPY) and not t.negated:
             return True
-        if t.negated and t.has(UNHAPPY_NEGATED):
-            return True
-        if t.has({"плохо", "плохой"}) and not t.negated and service:
+        if t.negated and t.has(UNHAPPY_NEGATED) and not r.has("цена"):
+            return True  # "не понравилось", "не устроило качество" (but "цены не радуют" is money)
+        if t.has({"плохо", "плохой", "болеть"}) and not t.negated and service:
+            return True  # "плохо подстригли", "после маникюра ноготь болел неделю"
+        if t.has("качество") and r.has({"упасть", "плохой", "низкий", "ухудшиться"}):
             return True
         before = [o.text for o in r.tokens[max(0, i - 2) : i]]
         last_time = any(o.has({"прошлый", "тот"}) for o in r.tokens[max(0, i - 2) : i])
@@ -106,8 +111,11 @@ def _unhappy(r: Reply) -> bool:
     return False
 
 
-def _is_place(t: Token) -> bool:
-    return (t.word is not None and t.word.place) or t.has({"город", "страна"})
+def _is_place(r: Reply, i: int) -> bool:
+    """A town or a country: "в Питере", "в другом городе" ("к Лене" is a master, not the river)."""
+    t = r.tokens[i]
+    to_someone = i > 0 and r.tokens[i - 1].text in {"к", "у", "ко"}
+    return (t.word is not None and t.word.place and not to_someone) or t.has({"город", "страна"})
 
 
 def _moved(r: Reply) -> bool:
@@ -115,7 +123,7 @@ def _moved(r: Reply) -> bool:
     for i, t in enumerate(r.tokens):
         if t.has(MOVED) and not t.negated:
             return True
-        if _is_place(t) and (
+        if _is_place(r, i) and (
             (t.negated and r.has({"больше", "уже"}))  # "я больше не в Москве"
             or any(o.text == "теперь" for o in r.around(i, 3))  # "я в Питере теперь"
             or (t.has({"город", "страна"}) and any(o.has({"сменить", "поменять"}) for o in r.around(i, 2)))
@@ -125,9 +133,12 @@ def _moved(r: Reply) -> bool:
         if t.has("жить") and far and not r.has("дача"):
             return True
         if t.has({"уехать", "уезжать"}) and not t.negated:
-            after = r.tokens[i + 1 : i + 4]
+            after = r.tokens[i + 1 : i + 6]
             away = after[:1] and after[0].text == "из" and not r.has({"вернуться", "неделя", "месяц"})
-            if r.has(FOR_GOOD) or away or (any(o.has("другой") for o in after) and any(_is_place(o) for o in after)):
+            elsewhere = any(o.has("другой") for o in after) and any(
+                _is_place(r, j) for j in range(i + 1, min(i + 6, len(r.tokens)))
+            )
+            if r.has(FOR_GOOD) or away or elsewhere:
                 return True  # "уехала насовсем", "уехала из города", "уехала в другую страну"
     return False
 
@@ -142,9 +153,17 @@ def _elsewhere(r: Reply) -> bool:
             return True
         if t.has(PLACES) and (r.has({"дом", "уйти", "подешевле"}) or r.has("найти")):
             return True  # "салон рядом с домом", "мастер ушла от вас", "нашла мастера подешевле"
+        if t.has(PLACES) and any(o.has("работать") and o.word is not None and o.word.past for o in r.tokens):
+            return True  # "хожу к мастеру, которая раньше у вас работала"
+        if t.has("ходить") and not t.negated and nxt is not None and nxt.text == "к":
+            return True  # "хожу к Лене", "хожу к своей"
+        if t.has(PLACES) and prev is not None and prev.text == "к" and r.has("ходить"):
+            return True  # "к частнику хожу"
+        if t.has("открыть") and r.has("свой"):
+            return True  # "она теперь своё открыла"
         if t.has(FRIENDS) and ((prev is not None and prev.text in {"у", "к"}) or r.has(SERVICE_VERBS)):
             return True  # "стригусь у подруги", "мне подружка делает ногти"
-        near = any(o.has({"рядом", "возле", "около", "близкий"}) for o in r.tokens[i + 1 : i + 3])
+        near = any(o.has({"рядом", "возле", "около", "близкий"}) for o in r.tokens[i + 1 : i + 5])
         if (t.has(SERVICE_VERBS) or t.has(HABITUAL)) and near:
             return True  # "стригусь теперь рядом с работой", "хожу ближе"
         if t.has("обслуживаться") or (t.text == "на" and nxt is not None and nxt.text in {"дом", "дому"}):
@@ -157,6 +176,8 @@ def _self_service(r: Reply) -> bool:
     service = r.has(SERVICE_VERBS)
     if r.has("машинка") or (service and (r.has(SELF) or r.has(RELATIVES) or r.has("научиться"))):
         return True
+    if r.has(SELF) and r.has(PLACES) and any(t.text == "себе" for t in r.tokens):
+        return True  # "я сама себе парикмахер"
     return service and any(t.text == "дома" for t in r.tokens)
 
 
@@ -257,7 +278,28 @@ def _only_agrees(j: Judgement) -> bool:
 
 
 def _busy(j: Judgement) -> bool:
-    return any(s.busy for s in j.signals)
+    """Busy by the rules' words ("за рулём", "отвечу позже"), or by the reply as a whole: "работаю, потом", "я
+    занята, позже" (a busy moment and a later, nothing refused), "щас не могу" (only now is refused)."""
+    if any(s.busy for s in j.signals):
+        return True
+    tokens = [t for c in j.clauses for t in c.tokens]
+    if any(t.negated and t.has(MSG_VERBS) for t in tokens) and any(t.has(BUSY_CONTEXT) for t in tokens):
+        return True  # "не пиши мне в рабочее время, я на работе"
+    # Anything that puts off the visit rather than the answer: a time, a day, "как-нибудь", "подумаю", a hardship.
+    if named_time(j.clauses) is not None or any(t.has(_PUT_OFF) or t.has(HARDSHIP) for t in tokens):
+        return False
+    if any(s.remind for s in j.signals):
+        return False
+    negated = [t for t in tokens if t.negated]
+    if not negated and any(t.text in _ANSWER_LATER for t in tokens) and any(t.has(BUSY_CONTEXT) for t in tokens):
+        return True
+    only_now = bool(negated) and all(t.has(CANNOT) for t in negated) and any(t.has("сейчас") for t in tokens)
+    return only_now and not any(t.has(LATER_CUES - {"сейчас"}) for t in tokens)
+
+
+# Words as typed that put off an answer ("работаю, потом"); what puts off the visit instead.
+_ANSWER_LATER = frozenset({"потом", "позже", "попозже", "позднее", "вечером"})
+_PUT_OFF = WEEKDAYS | DAY_WORDS | {"нибудь", "подумать", "месяц", "неделя", "конец", "год"}
 
 
 def _hard_no(r: Reply) -> bool:

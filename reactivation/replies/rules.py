@@ -24,6 +24,7 @@ from reactivation.replies.lexicon import (
     BOOK,
     BOOK_PAST,
     BOOK_STEM,
+    BOOKING_OBJECTS,
     BUSY_CONTEXT,
     BUSY_NOW,
     BUSY_PLACES,
@@ -48,6 +49,7 @@ from reactivation.replies.lexicon import (
     MSG_VERBS,
     NEGATORS,
     OTHER_PLACE,
+    PASSING,
     PRICE,
     QUIET,
     REFUSE,
@@ -81,6 +83,11 @@ class ReplyFacts:
     has_msg: bool = False  # the reply speaks of messages
     writes: bool = False  # it asks to be written to ("не звоните, лучше напишите")
     thought: bool = False  # "подумала, что спам": what the client thought, not what they say now
+    words: frozenset[str] = frozenset()  # every word as normalized
+    booking_object: bool = False  # "запись", "бронь": what "удалите" deletes when it is no opt-out
+    calls_back: bool = False  # "я сама наберу": the client will call, so "не звоните" asks for no call now
+    cancels: bool = False  # "удалите", "отмените", "перенесите": about a booking there is
+    passing: bool = False  # a reason that passes: a trip, an illness, a baby
     names_time: bool = False  # a time for later: "не беспокойте до лета" is not_now, not an opt-out
 
     @classmethod
@@ -94,6 +101,14 @@ class ReplyFacts:
             writes=any(t.has({"писать", "написать"}) and not t.negated for t in tokens),
             thought=any(t.has({"думать", "подумать", "решить"}) and t.word is not None and t.word.past for t in tokens),
             names_time=named_time(clauses) is not None,
+            words=frozenset(t.text for t in tokens),
+            booking_object=any(t.has(BOOKING_OBJECTS) for t in tokens),
+            cancels=any(t.has(ERASE | {"отменить", "отменять", "перенести", "переносить"}) for t in tokens),
+            passing=any(t.has(PASSING) for t in tokens),
+            calls_back=any(
+                t.has(WRITE_LATER | {"набрать"}) and t.word is not None and t.word.first_person and t.word.future
+                for t in tokens
+            ),
         )
 
 
@@ -254,7 +269,7 @@ def _stop_word(at: At) -> bool:
         return False
     if t.text == "стоп" and any(p.has(FOOT_CONTEXT) for p in at.before):
         return False
-    if t.text == "отпишитесь" and any(o.text in {"когда", "если"} for o in at.tokens):
+    if t.text == "отпишитесь" and at.facts.reply.words & {"когда", "если"}:
         return False  # "отпишитесь, когда будет окно": write back
     if t.has("спам") and at.facts.reply.thought:
         return False  # "сначала подумала, что спам, а это вы"
@@ -287,10 +302,16 @@ def _do_not_message(at: At) -> bool:
     t = at.t
     if not (t.negated and t.has(MSG_VERBS) and not at.word.first_person):
         return False
-    if at.facts.reply.names_time:
+    reply = at.facts.reply
+    if reply.names_time:
         return False  # "не пишите до января": later, not never
-    # "не звоните, лучше пишите", "не звоните, я на работе": another channel, another time
-    return not (t.has("звонить") and (at.facts.reply.writes or at.facts.reply.busy_context))
+    # "не звоните, лучше пишите", "не звоните, я на работе", "не звоните, я сама наберу": another channel or time
+    if t.has("звонить") and (reply.writes or reply.busy_context or reply.calls_back):
+        return False
+    if reply.words & {"больше", "никогда", "вообще", "совсем"}:
+        return True
+    # "не пишите сейчас, я за рулём", "пока не беспокойте, я в декрете": a moment, or a reason that passes
+    return not (reply.busy_context or (reply.words & {"пока", "сейчас", "щас"} and reply.passing))
 
 
 def _messages_not_wanted(at: At) -> bool:
@@ -330,7 +351,9 @@ def _erase_me(at: At) -> bool:
     if not at.t.has(ERASE) or at.word.first_person or at.word.past:
         return False
     rest = _content(at.tokens[: at.i] + at.tokens[at.i + 1 :], QUIET | {"из", "с", "от"})
-    return not rest or any(o.has(ERASE_OBJECTS) for o in rest)
+    if any(o.has(ERASE_OBJECTS) for o in rest):
+        return True
+    return not rest and not at.facts.reply.booking_object  # "удалите, пожалуйста, мою запись" cancels a booking
 
 
 def _never_subscribed(at: At) -> bool:
@@ -377,6 +400,13 @@ def _no_messages(at: At) -> bool:
     return any(o.has(MSG_NOUNS - {"предложение"}) for o in at.tokens[at.i + 1 : at.i + 3])
 
 
+def _leave_me_alone(at: At) -> bool:
+    """ "оставьте меня в покое", "вы навязываетесь"."""
+    if at.t.has("покой") and any(o.has("оставить") for o in at.tokens):
+        return True
+    return at.t.has({"навязываться", "навязчивый", "навязчиво"}) and not at.t.negated
+
+
 def _not_our_client(at: At) -> bool:
     """Someone else got the message ("я не ваш клиент", "я не Анна", "вы пишете не тому человеку")."""
     if at.t.has("клиент") and at.prev is not None and at.prev.has("ваш") and at.prev.negated:
@@ -408,6 +438,7 @@ OPT_OUT_RULES: tuple[Callable[[At], bool], ...] = (
     _not_our_client,
     _cancel,
     _no_messages,
+    _leave_me_alone,
     _do_not_message,
     _messages_not_wanted,
     _enough,
@@ -438,7 +469,7 @@ def is_opt_out(clauses: list[Clause]) -> bool:
         return True
     reply = ReplyFacts.of(clauses)
     for position, clause in enumerate(clauses):
-        if position == 0 and _stop_as_interjection(clauses):
+        if _stop_as_interjection(clauses, position):
             continue
         facts = ClauseFacts.of(clause, reply)
         if any(rule(at) for at in _words_of(facts) for rule in OPT_OUT_RULES):
@@ -446,11 +477,13 @@ def is_opt_out(clauses: list[Clause]) -> bool:
     return _spelled_apart(clauses)
 
 
-def _stop_as_interjection(clauses: list[Clause]) -> bool:
-    """A "стоп" that means "wait" ("Стоп, а сколько стоит?", "Стоп, я же у вас была")."""
-    if len(clauses) < 2 or any(t.text != "стоп" for t in clauses[0].tokens):
+def _stop_as_interjection(clauses: list[Clause], position: int) -> bool:
+    """A "стоп" that means "wait" ("Стоп, а сколько стоит?", "Ой, стоп, это же вы!")."""
+    if position + 1 >= len(clauses) or {t.text for t in clauses[position].tokens} - {"стоп", "ой", "так", "а"}:
         return False
-    nxt = clauses[1]
+    if "стоп" not in {t.text for t in clauses[position].tokens}:
+        return False
+    nxt = clauses[position + 1]
     return nxt.contrast or nxt.question or nxt.tokens[0].text in {"а", "я", "это", "так", "подождите"}
 
 
@@ -564,8 +597,11 @@ def _nyet(at: At, s: Signals) -> bool:
 
 
 def _idioms(at: At, s: Signals) -> bool:
-    """Idioms: "да ну" refuses, "нельзя ли" asks."""
+    """Idioms: "да ну" and "у меня всё есть" refuse, "нельзя ли" asks."""
     nxt = at.nxt
+    if at.t.text == "есть" and at.prev is not None and at.prev.text in {"все", "всё"} and not at.facts.question:
+        s.refuse = True
+        return True
     if nxt is None:
         return False
     if at.t.text == "да" and nxt.text == "ну":
@@ -600,14 +636,16 @@ def _booking(at: At, s: Signals) -> bool:
     elif is_past and (t.has({"записаться", "записать", "записываться"}) or BOOK_STEM.match(t.text)):
         s.already = True
     elif t.lemma == "запись":
-        if (at.prev is not None and at.prev.text in {"меня", "уже"}) or "у" in texts[: at.i]:
+        already = (at.prev is not None and at.prev.text == "меня") or "уже" in texts or "у" in texts[: at.i]
+        if already or at.facts.reply.cancels:
+            # "у меня запись", "удалите мою запись на завтра": a booking there is, to confirm or to change
             s.already = True
         else:
             s.agree = True
     elif w.past:
         s.already = s.already or at.facts.recently
-    elif w.first_person and w.future and {"сама", "сам"} & set(texts):
-        s.defer = True
+    elif w.first_person and w.future and {"сама", "сам", "тогда"} & set(texts):
+        s.defer = True  # "сама запишусь", "зарплата 10-го, тогда и запишусь"
     else:
         s.book = True
         s.request = s.request or w.imperative or w.infinitive
@@ -715,11 +753,12 @@ def _later(at: At, s: Signals) -> bool:
         s.remind = True  # "напишите через неделю", "напомните в январе": ask again later
         return True
     if t.has(WRITE_LATER) and w.first_person and w.future:
-        # "напишу позже" puts the visit off; in a busy moment ("я за рулём, напишу позже") the answer.
+        # "напишу позже" puts the visit off ("на следующей неделе напишу": then, not a booking for then); in a busy
+        # moment ("я за рулём, напишу позже") it puts off the answer.
         if at.facts.busy_context:
             s.busy = True
         else:
-            s.defer = True
+            s.defer = s.remind = True
         return True
     if deferred:
         s.defer = True
@@ -729,14 +768,23 @@ def _later(at: At, s: Signals) -> bool:
 def _busy_now(at: At, s: Signals) -> bool:
     """Busy: "за рулём", "на совещании", "минутку", "отвечу позже", "перезвоню", "не могу говорить"."""
     t, w, prev = at.t, at.word, at.prev
-    cannot = any((o.negated and o.has({"мочь", "смочь"})) or o.has({"неудобно", "некогда"}) for o in at.before)
+    cannot = any(
+        (o.negated and o.has({"мочь", "смочь", "удобно", "удобный"})) or o.has({"неудобно", "некогда"})
+        for o in at.before
+    )
     lemmas = at.facts.lemmas
     # "сейчас занята": at the moment, not for the month
     busy_moment = bool(lemmas & {"сейчас", "минутка"}) and not lemmas & {"месяц", "неделя"}
     busy = (
         t.has(BUSY_NOW)
         or (prev is not None and any(t.has(place) and prev.text == word for place, word in BUSY_PLACES.items()))
-        or (t.has(ANSWER_LATER) and w.first_person and w.future and not t.negated and "подумать" not in lemmas)
+        or (
+            t.has(ANSWER_LATER)
+            and w.first_person
+            and w.future
+            and not t.negated
+            and not lemmas & {"подумать", "сам", "сама"}  # "подумаю и отпишусь", "сама наберу": later, not busy
+        )
         or (t.has(TALK) and cannot)
         or (t.has("занятый") and busy_moment)
     )
@@ -843,7 +891,8 @@ def _hours(at: At, s: Signals) -> bool:
         s.hours = True
         return True
     if t.has(HOURS) and not any(o.word and o.word.name and o.title for o in at.tokens):
-        s.hours = True
+        # "мастер, которая у вас работала" tells a story; "вы работаете?" asks
+        s.hours = not at.word.past
         return True
     return False
 
@@ -869,7 +918,7 @@ def _negated_time(at: At, s: Signals) -> bool:
     t = at.t
     if not t.negated:
         return False
-    if is_concrete(at.tokens, at.i) or t.has({"раз", "жить", "думать", "год"}):
+    if is_concrete(at.tokens, at.i) or t.has({"раз", "жить", "думать", "год", "видеть"}):
         s.refuse = True
     return True
 

@@ -123,7 +123,7 @@ def _holiday_time(tokens: list[Token], i: int) -> NamedTime | None:
     if t.has({"праздник", "майский", "новогодний", "каникулы"}) and "после" in before:
         return NamedTime.AFTER_HOLIDAYS  # "после праздников", "после майских", "после новогодних"
     if t.has("год") and i and tokens[i - 1].has("новый"):
-        if "после" in before or "с" in before or tokens[i - 1].text in {"новом"}:
+        if {"после", "с", "до"} & set(before) or tokens[i - 1].text in {"новом"}:
             return NamedTime.JAN
         if "к" in before or "перед" in before:
             return NamedTime.DEC
