@@ -102,8 +102,8 @@ def _unhappy(r: Reply) -> bool:
             return True  # "после прошлого раза", "после того раза", "мне прошлого раза хватило"
         if t.text == "себе" and before[-1:] == ["так"] and service:
             return True  # "обслуживание так себе"
-        if t.negated and t.has({"то", "тот"}) and service:
-            return True  # "сделали не то", "цвет не тот"
+        if t.negated and t.has({"то", "тот", "так", "слушать"}) and service:
+            return True  # "сделали не то", "цвет не тот", "сделали не так", "мастер меня не слушала"
         if t.text == "того" and before[-1:] == ["после"] and i + 1 < len(r.tokens) and r.tokens[i + 1].text == "как":
             return True  # "после того как мне сожгли волосы"
         if t.text == "ногой" and before[-1:] == ["ни"]:
@@ -121,8 +121,9 @@ def _is_place(r: Reply, i: int) -> bool:
 def _moved(r: Reply) -> bool:
     """A move: "переехала", "живу теперь в Казани", "больше не живу в этом городе", "уехала насовсем"."""
     for i, t in enumerate(r.tokens):
-        if t.has(MOVED) and not t.negated:
-            return True
+        master_moved = any(o.has(PLACES) for o in r.tokens[max(0, i - 3) : i])
+        if t.has(MOVED) and not t.negated and not master_moved:
+            return True  # "я переехала" (not "мой мастер переехала в другой салон")
         if _is_place(r, i) and (
             (t.negated and r.has({"больше", "уже"}))  # "я больше не в Москве"
             or any(o.text == "теперь" for o in r.around(i, 3))  # "я в Питере теперь"
@@ -161,6 +162,10 @@ def _elsewhere(r: Reply) -> bool:
             return True  # "к частнику хожу"
         if t.has("открыть") and r.has("свой"):
             return True  # "она теперь своё открыла"
+        if t.has("найти") and t.word is not None and t.word.past and r.has("уже"):
+            return True  # "я уже нашла, спасибо"
+        if t.has(MOVED) and any(o.has(PLACES) for o in r.tokens[max(0, i - 3) : i]):
+            return True  # "мой мастер переехала в другой салон, я за ней"
         if t.has(FRIENDS) and ((prev is not None and prev.text in {"у", "к"}) or r.has(SERVICE_VERBS)):
             return True  # "стригусь у подруги", "мне подружка делает ногти"
         near = any(o.has({"рядом", "возле", "около", "близкий"}) for o in r.tokens[i + 1 : i + 5])
@@ -174,7 +179,8 @@ def _elsewhere(r: Reply) -> bool:
 def _self_service(r: Reply) -> bool:
     """Done at home: "сама крашусь", "муж стрижёт машинкой", "научилась сама", "мама подстригла"."""
     service = r.has(SERVICE_VERBS)
-    if r.has("машинка") or (service and (r.has(SELF) or r.has(RELATIVES) or r.has("научиться"))):
+    tools = r.has({"машинка", "триммер", "лампа", "аппарат", "бритва"})
+    if tools or (service and (r.has(SELF) or r.has(RELATIVES) or r.has("научиться"))):
         return True
     if r.has(SELF) and r.has(PLACES) and any(t.text == "себе" for t in r.tokens):
         return True  # "я сама себе парикмахер"
