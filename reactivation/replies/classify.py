@@ -10,16 +10,22 @@ Decisions an admin would make, and that the labeled set in tests/data/replies.ts
   присылайте/не беспокойте", "удалите мой номер", "уберите из рассылки", "не давала согласия", "вы ошиблись
   номером" (the number is not our client's) and hostile brush-offs. "Это спам?" is an opt-out although it is a
   question: whoever calls the message spam has not consented in their mind, and 38-FZ puts the proof on us.
-  "Не пишите пока" is an opt-out too: we cannot know when "for now" ends. "Не спам" (negated) is not.
+  "Не пишите пока" is an opt-out too: we cannot know when "for now" ends. "Не спам" (negated) is not, nor is a
+  "не пишите" that says when or why it passes ("не пишите до января", "не пишите сейчас, я за рулём", "пока не
+  беспокойте, я в декрете": not_now and busy), a "стоп" that means "wait" ("Стоп, а сколько стоит?"), or an
+  "удалите" that cancels a booking ("удалите мою запись на завтра").
 - positive: agreement ("да", "ок", 👍, "почему бы и нет", "не против"), a wish to book ("хочу", "запишите"), a
   proposed or asked-for time, day or master ("а можно на субботу к Ане?", "когда есть окошко?", "сегодня не могу,
-  завтра можно"). A concrete time anywhere outweighs a refusal of another time.
+  завтра можно"). A concrete time anywhere outweighs a refusal of another time; a month, a season or the holidays
+  are too far off to book by ("не сейчас, может в январе" is a refusal).
 - negative: declines for now without asking to stop ("нет", "не сейчас", "спасибо, не нужно", "подумаю", "как-нибудь
-  потом", "сама запишусь", "дорого", "на даче до сентября", sarcasm such as "ага, конечно, бегу уже").
+  потом", "сама запишусь", "дорого", "на даче до сентября", sarcasm such as "ага, конечно, бегу уже"), warm refusals
+  ("я бы с радостью, но …"), "<day> никак", already done elsewhere, by oneself or by a relative.
 - neutral: unclear, a question about price, address or hours (bare agreement plus such a question stays neutral;
-  an explicit booking request plus a question is positive), thanks, emoji without a yes/no meaning (🙏 ❤️ 😊),
-  voice and media placeholders, a request to be called back, and "уже записалась" (the client already has a
-  booking: the admin confirms it; the booking itself is attributed from the bookings table, not from the words).
+  an explicit booking request plus a question is positive; a question after a refusal is a question), thanks, emoji
+  without a yes/no meaning (🙏 ❤️ 😊), voice and media placeholders, a request to be called back, a busy client
+  ("за рулём, позже отвечу"), and "уже записалась" (the client already has a booking: the admin confirms it; the
+  booking itself is attributed from the bookings table, not from the words).
 
 Limits of rules: sarcasm is caught only through its fixed idioms ("бегу уже", "разбежалась", "ага, щас", "делать мне
 больше нечего"), not through tone; irony with ordinary words ("Ну конечно, всю неделю ждала вашего сообщения")
