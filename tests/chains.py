@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -39,6 +41,26 @@ def run_chain(rt: Runtime, salon: Salon, history_id: int) -> list[object]:
         if not isinstance(outcome, Continue):
             break
     return outcomes
+
+
+def send_campaign(rt: Runtime, salon: Salon, *, now: datetime | None = None) -> list[int]:
+    """Claim the salon's campaign for the date of `now` (default: the salon's) and run every claimed row's chain."""
+    now = now or salon.now
+    claimed: list[int] = []
+    run_campaign(rt, company_id=salon.company_id, run_date=now.date(), now=now, on_claimed=claimed.extend)
+    for history_id in claimed:
+        for step in STEPS:
+            if not isinstance(step(rt, company_id=salon.company_id, history_id=history_id, now=now), Continue):
+                break
+    return claimed
+
+
+def row(engine: Engine, history_id: int) -> ReactivationHistory:
+    """One history row as committed."""
+    with Session(engine) as session:
+        found = session.get(ReactivationHistory, history_id)
+        assert found is not None
+        return found
 
 
 def rows(engine: Engine, company_id: int) -> list[ReactivationHistory]:

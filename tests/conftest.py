@@ -242,6 +242,14 @@ def gateway() -> Iterator[FakeGateway]:
 
 
 @pytest.fixture
+def outbox_rt(committed_settings: Settings) -> Iterator[Runtime]:
+    """One process's runtime on the committed database, sending to an outbox file."""
+    runtime = Runtime(committed_settings)
+    yield runtime
+    runtime.dispose()
+
+
+@pytest.fixture
 def rt(committed_settings: Settings, gateway: FakeGateway) -> Iterator[Runtime]:
     """One process's runtime on the committed database, sending through `gateway`."""
     settings = load_settings(

@@ -13,6 +13,13 @@ REPLIES_TSV = DATA / "replies.tsv"
 BLIND_TSV = DATA / "replies_blind.tsv"
 # Rows of REPLIES_TSV the rules label wrongly today, each with the label they give (see load_known_failures).
 KNOWN_FAILURES_TSV = DATA / "replies_known_failures.tsv"
+# Replies in the styles of issue 20 (warm refusals with a reason, "<day> никак", named times, already done
+# elsewhere, salon questions, busy, misspellings, transliteration, voice, emoji, mixed languages, several clauses,
+# sarcasm), labeled with reasons and times: the rules are tuned on it.
+DEV_TSV = DATA / "replies_dev.tsv"
+# Written apart from the rules, blind, and never to tune them on: read only by the bench and by the opt-out floor
+# test. Nobody working on the rules looks at its rows or at which of them fail.
+FROZEN_TSV = DATA / "replies_frozen.tsv"
 LABELS = ("positive", "negative", "neutral", "opt_out")
 OPT_OUT = "opt_out"
 
@@ -23,6 +30,9 @@ class LabeledReply:
     text: str
     label: str
     tags: frozenset[str]
+    reason: str | None = None  # None where the set has no reason column or the label has none
+    until: str | None = None  # the named time of a not_now reply (jan..dec, summer, next_month, ...)
+    style: str | None = None
 
     @property
     def is_trap(self) -> bool:
@@ -30,17 +40,32 @@ class LabeledReply:
 
 
 def load_replies(path: Path = REPLIES_TSV) -> list[LabeledReply]:
-    """Rows of `text<TAB>label[<TAB>tags]` under a header line; tags are comma-separated trap kinds."""
+    """Rows under a header that names the columns: `text` and `label`, then any of `tags` (comma-separated trap
+    kinds), `reason`, `until`, `style`; a row may stop before its optional columns."""
     rows = []
     lines = path.read_text(encoding="utf-8").splitlines()
+    columns = lines[0].split("\t")
+    if columns[:2] != ["text", "label"]:
+        raise ValueError(f"{path.name}:1: the header must start with text, label; got {columns[:2]}")
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
-        text, label, *rest = line.split("\t")
+        cells = dict(zip(columns, line.split("\t"), strict=False))
+        label = cells["label"]
         if label not in LABELS:
             raise ValueError(f"{path.name}:{number}: unknown label {label!r}")
-        tags = frozenset(t for t in (rest[0] if rest else "").split(",") if t)
-        rows.append(LabeledReply(line=number, text=text, label=label, tags=tags))
+        tags = frozenset(t for t in cells.get("tags", "").split(",") if t)
+        rows.append(
+            LabeledReply(
+                line=number,
+                text=cells["text"],
+                label=label,
+                tags=tags,
+                reason=cells.get("reason") or None,
+                until=cells.get("until") or None,
+                style=cells.get("style") or None,
+            )
+        )
     return rows
 
 

@@ -17,7 +17,11 @@ A client is due when all of this holds on the reference date `today`:
   than every step already claimed for this lapse (rows with this last_visit_date, whatever their status);
 * no booking (matched by client id or by phone) that is not `deleted` and falls on a local day after the last
   visit: that covers an upcoming booking (after the reference time) and one made since the lapse began;
-* no attended visit in appointments_cache on a local day after the last visit (the sync has not caught up).
+* no attended visit in appointments_cache on a local day after the last visit (the sync has not caught up);
+* the lapse is not snoozed by a not_now reply (reactivation_reply_holds) until a date after today. When its
+  snooze has ended, its step is due again whatever the interval says (once: the claim ends the snooze). A client
+  whose moved_away reply holds the lapse while their phone stays the same is returned marked `moved`: the claim
+  skips them with that reason.
 
 The interval and step are computed in SQL from the constants timing/waterfall.py and timing/steps.py use, and each
 row is then rebuilt in Python by `choose_interval` and `next_step` (the history row and the AI admin get
@@ -65,9 +69,11 @@ from sqlalchemy.sql.elements import ColumnElement
 from reactivation.core.instants import as_aware, local_midnight, naive_utc
 from reactivation.core.phones import try_normalize_phone
 from reactivation.core.vocabulary import SkipReason, Status, Step
+from reactivation.storage import holds
 from reactivation.storage.bookings import not_cancelled
 from reactivation.storage.companies import CompanyConfig, load_company
 from reactivation.storage.db import is_postgres, pg_local_settings
+from reactivation.storage.holds import HoldKind
 from reactivation.storage.models import (
     AppointmentCache,
     Booking,
@@ -75,6 +81,7 @@ from reactivation.storage.models import (
     ClientPersonalizedInterval,
     OptOut,
     ReactivationHistory,
+    ReplyHold,
     Service,
     ServiceReactivationInterval,
 )
@@ -119,6 +126,8 @@ class DueClient:
     due_date: date  # when this step fell due: last visit + step × interval + grace
     total_spent: Decimal
     previous_step: Step | None  # the latest step already claimed in this lapse
+    repeat: bool = False  # the step sent again after its snooze ended
+    moved: bool = False  # a moved_away reply holds the lapse: to be skipped with that reason
 
     @property
     def message_type(self) -> str:
@@ -270,9 +279,9 @@ def recheck_client(
     moved = _lapse_moved(client, lapse_date=lapse_date)
     if moved is not None:
         return moved
-    if _flow_stopped(session, client, lapse_date=lapse_date):
-        # The client said no (or booked) in this lapse: its flow is over.
-        return SkipReason.FLOW_STOPPED
+    held = _held(session, company=company, client=client, lapse_date=lapse_date, now=now)
+    if held is not None:
+        return held
     after = _instant(local_midnight(lapse_date + timedelta(days=1), company.tz), postgres=is_postgres(session))
     if _visited_after(session, client, after=after):
         return SkipReason.VISITED_SINCE
@@ -355,6 +364,24 @@ def _latest_booking_after(session: Session, client: Client, *, after: datetime) 
     ).scalar()
 
 
+def _held(
+    session: Session, *, company: CompanyConfig, client: Client, lapse_date: date, now: datetime
+) -> SkipReason | None:
+    """Why a reply stops this step now: the lapse's flow is over, a move (same phone), a snooze not over yet."""
+    if _flow_stopped(session, client, lapse_date=lapse_date):
+        # The client said no (or booked) in this lapse: its flow is over.
+        return SkipReason.FLOW_STOPPED
+    hold = holds.get(session, holds.Lapse(company.id, client.id, lapse_date))
+    if hold is None:
+        return None
+    if hold.kind == HoldKind.MOVED and hold.phone is not None and hold.phone == client.phone_key:
+        return SkipReason.MOVED_AWAY
+    snoozed = hold.kind == HoldKind.SNOOZED and hold.ended_at is None
+    if snoozed and hold.until is not None and hold.until > company.local_today(now):
+        return SkipReason.SNOOZED
+    return None
+
+
 # --- the query ----------------------------------------------------------------------------------------------------
 
 
@@ -407,6 +434,31 @@ def _industry_table(reference: _Reference) -> Any:
     return union_all(*rows).cte("industry")
 
 
+@dataclass(frozen=True)
+class _Holds:
+    """A lapse's reply hold as one outer join: what it excludes today, and what it adds to the row."""
+
+    on: ColumnElement[bool]
+    not_snoozed: ColumnElement[bool]
+    columns: tuple[Any, ...]
+
+
+def _holds(company_id: int, today: date) -> _Holds:
+    r = ReplyHold
+    open_snooze = and_(r.kind == HoldKind.SNOOZED.value, r.ended_at.is_(None))
+    return _Holds(
+        on=and_(r.company_id == company_id, r.client_id == Client.id, r.last_visit_date == Client.last_visit_date),
+        not_snoozed=case((and_(open_snooze, r.until > today), 1), else_=0) == 0,
+        columns=(
+            case((and_(open_snooze, r.until <= today), 1), else_=0).label("repeat"),
+            r.step.label("hold_step"),
+            r.until.label("hold_until"),
+            # A move holds while the phone stays the same: a new number may be someone who never said it.
+            case((and_(r.kind == HoldKind.MOVED.value, r.phone == Client.phone_key), 1), else_=0).label("moved"),
+        ),
+    )
+
+
 def _due_query(reference: _Reference, *, postgres: bool, cap: int | None, floor: Decimal | None) -> Any:
     """The due selection, one statement: the candidates (cheap filters, the waterfall's interval, the step taken
     so far), the step due for each, ranked by value (the top `cap`), and then the per-row probes of the ranked."""
@@ -424,6 +476,7 @@ def _candidates(reference: _Reference, *, postgres: bool, floor: Decimal | None)
     company_id = reference.company.id
     industry = _industry_table(reference)
     previous = _previous_step(reference, floor=floor)
+    hold = _holds(company_id, reference.today)
     candidates: Any = (
         select(
             c.id,
@@ -436,17 +489,19 @@ def _candidates(reference: _Reference, *, postgres: bool, floor: Decimal | None)
             _days_between(reference.today, c.last_visit_date, postgres=postgres).label("days_inactive"),
             _waterfall_days(industry).label("interval_days"),
             previous.column.label("previous_step"),
+            *hold.columns,
         )
         .outerjoin(p, _usable_personal(company_id))
         .outerjoin(s, _usable_service(company_id))
         .outerjoin(industry, industry.c.service_id == c.last_service_id)
+        .outerjoin(ReplyHold, hold.on)
     )
     if previous.lapses is not None:
         lapses = previous.lapses
         candidates = candidates.outerjoin(
             lapses, and_(lapses.c.client_id == c.id, lapses.c.last_visit_date == c.last_visit_date)
         )
-    return candidates.where(*_eligible(reference, postgres=postgres, floor=floor)).subquery("base")
+    return candidates.where(*_eligible(reference, postgres=postgres, floor=floor), hold.not_snoozed).subquery("base")
 
 
 @dataclass(frozen=True)
@@ -567,12 +622,16 @@ def _not_contacted_since(cutoff: datetime, *, company_id: int) -> list[ColumnEle
 
 def _ranked(candidates: Any, *, grace: int, cap: int | None) -> Any:
     """The step due for each candidate, k = min(3, ⌊(days_inactive − grace) / interval⌋), kept when k ≥ 1 and
-    above the step already taken; highest value first, then longest inactive, then id; the top `cap` if given."""
+    above the step already taken (or the snoozed step again once its snooze ended); highest value first, then
+    longest inactive, then id; the top `cap` if given."""
     k = (candidates.c.days_inactive - grace) // candidates.c.interval_days
-    stepped = select(candidates, case((k >= len(Step), len(Step)), else_=k).label("step")).subquery("stepped")
+    # A lapse whose snooze ended gets its snoozed step again, whatever the interval says.
+    step = case((candidates.c.repeat == 1, candidates.c.hold_step), (k >= len(Step), len(Step)), else_=k)
+    stepped = select(candidates, step.label("step")).subquery("stepped")
+    due = and_(stepped.c.step >= 1, stepped.c.step > func.coalesce(stepped.c.previous_step, 0))
     ranked = (
         select(stepped)
-        .where(stepped.c.step >= 1, stepped.c.step > func.coalesce(stepped.c.previous_step, 0))
+        .where(or_(stepped.c.repeat == 1, due))
         .order_by(stepped.c.value.desc(), stepped.c.last_visit_date.asc(), stepped.c.id.asc())
     )
     # A LIMIT (or OFFSET 0) keeps PostgreSQL from flattening this subquery: the probes below then run only on
@@ -674,6 +733,37 @@ def _due_client(row: Any, reference: _Reference, *, phone_e164: str | None) -> D
         service_name=title,
     )
     previous = int(row.previous_step) if row.previous_step is not None else 0
+    last_visit = row.last_visit_date
+    if row.repeat:
+        # The snoozed step again, due on the day its snooze ended; the waterfall's step does not apply.
+        step, due = Step(row.hold_step), row.hold_until
+    else:
+        found = _waterfall_step(row, reference, interval, previous)
+        if found is None:
+            return None
+        step = found
+        due = due_date(last_visit, step, interval_days=interval.interval_days, grace_days=reference.grace)
+    return DueClient(
+        client_id=row.id,
+        name=row.name,
+        phone=row.phone,
+        phone_e164=phone_e164,
+        last_visit_date=last_visit,
+        days_inactive=row.days_inactive,
+        last_service_id=service_id,
+        last_service_name=title,
+        interval=interval,
+        step=step,
+        due_date=due,
+        total_spent=Decimal(row.total_spent),
+        previous_step=Step(previous) if previous in (1, 2, 3) else None,
+        repeat=bool(row.repeat),
+        moved=bool(row.moved),
+    )
+
+
+def _waterfall_step(row: Any, reference: _Reference, interval: Interval, previous: int) -> Step | None:
+    """The step the waterfall gives the row (logged when it disagrees with the SQL's), or None."""
     step = next_step(
         days_inactive=row.days_inactive,
         interval_days=interval.interval_days,
@@ -693,21 +783,4 @@ def _due_client(row: Any, reference: _Reference, *, phone_e164: str | None) -> D
                 "waterfall_step": int(step) if step is not None else None,
             },
         )
-        if step is None:
-            return None
-    last_visit = row.last_visit_date
-    return DueClient(
-        client_id=row.id,
-        name=row.name,
-        phone=row.phone,
-        phone_e164=phone_e164,
-        last_visit_date=last_visit,
-        days_inactive=row.days_inactive,
-        last_service_id=service_id,
-        last_service_name=title,
-        interval=interval,
-        step=step,
-        due_date=due_date(last_visit, step, interval_days=interval.interval_days, grace_days=reference.grace),
-        total_spent=Decimal(row.total_spent),
-        previous_step=Step(previous) if previous in (1, 2, 3) else None,
-    )
+    return step

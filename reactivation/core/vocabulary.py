@@ -39,6 +39,9 @@ class SkipReason(StrEnum):
     BOOKED_SINCE = "booked_since"
     INVALID_PHONE = "invalid_phone"
     FLOW_STOPPED = "flow_stopped"
+    # A reply holds the lapse: the client moved away (while the phone stays the same), or asked to wait.
+    MOVED_AWAY = "moved_away"
+    SNOOZED = "snoozed"
     # The claim: the company requires consent and this phone has none.
     NO_CONSENT = "no_consent"
     # The sweep: still in flight long after the claim; a stale message is worse than none.

@@ -26,7 +26,7 @@ from reactivation.compliance.consent import consented_phones
 from reactivation.core.phones import InvalidPhone, normalize_phone
 from reactivation.core.vocabulary import RunStatus, SkipReason, Status
 from reactivation.flow.planning import get_or_create_run, mark_run
-from reactivation.storage import history
+from reactivation.storage import history, holds
 from reactivation.storage.companies import CompanyConfig, load_company
 from reactivation.storage.db import after_commit
 from reactivation.storage.models import CampaignRun, ReactivationHistory
@@ -85,6 +85,7 @@ def claim_row(
         "interval_source": str(interval.source),
         "confidence_score": round(float(interval.confidence), 2),
         "interval_evidence": dict(interval.evidence),
+        "snooze_repeat": client.repeat,
         "created_at": now,
         "updated_at": now,
     }
@@ -111,6 +112,11 @@ def plan_rows(
             # Over today's limit: not claimed at all (not even held out or skipped), so that tomorrow's run can
             # still reach this client and the control group stays drawn from the clients that were in reach.
             row["status"] = OVER_LIMIT
+            yield row
+            continue
+        if client.moved:
+            # Said they moved away: left alone until their phone or last visit changes (not an opt-out).
+            row.update(status=Status.SKIPPED.value, skip_reason=SkipReason.MOVED_AWAY.value)
             yield row
             continue
         try:
@@ -242,6 +248,8 @@ def run_campaign(
         batch = to_insert[start : start + CLAIM_BATCH]
         with rt.session() as session:
             new_ids = history.claim(session, batch)
+            if not dry_run:
+                holds.mark_repeated(session, company_id=company_id, history_ids=new_ids, now=reference)
             claimed = _ids_with_status(session, company_id, new_ids, Status.CLAIMED)
             if claimed:
                 # The chains start once this batch is committed, never before: they must find their rows.

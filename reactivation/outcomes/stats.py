@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from reactivation.core.instants import as_aware, local_midnight
 from reactivation.core.vocabulary import Status, Step
+from reactivation.outcomes import reply_stats
 from reactivation.outcomes.attribution import contact_time
 from reactivation.storage.companies import load_company
 from reactivation.storage.models import ReactivationHistory
@@ -268,15 +269,20 @@ def _holdout(session: Session, company_id: int, start: datetime | None, end: dat
 
 
 def campaign_stats(session: Session, *, company_id: int, since: date | None, until: date | None) -> dict[str, Any]:
-    """The funnel in total and by step, source, generator and variant, and the hold-out comparison (or None).
+    """The funnel in total and by step, source, generator and variant, the hold-out comparison (or None), the
+    replies by label and reason, the snoozes and the unhappy replies (see reply_stats.py).
 
     `since` and `until` are the company's local dates, both included; None leaves that end open.
     """
     start, end = _period(session, company_id, since, until)
+    tz = load_company(session, company_id=company_id).tz
     return {
         "company_id": company_id,
         "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None,
         **_funnels(session, company_id, start, end),
         "holdout": _holdout(session, company_id, start, end),
+        "replies_by_reason": reply_stats.replies_by_reason(session, company_id=company_id, start=start, end=end),
+        "snoozes": reply_stats.snoozes(session, company_id=company_id, start=start, end=end),
+        "unhappy": reply_stats.unhappy_replies(session, company_id=company_id, tz=tz, start=start, end=end),
     }

@@ -2,16 +2,17 @@
 `reactivation.outcomes.attribution.mark_booking_created`).
 
 The reply handler finds the reactivation the reply answers: the `pendingAction` in Redis, or, when Redis lost
-it, the client's latest message sent within the attribution window. It classifies the reply, records it on
-the history row, and returns the enriched prompt the admin adds to its own. A negative reply stops this
-lapse's flow; an opt-out is permanent for the phone in that company and revokes its consent.
+it, the client's latest message sent within the attribution window. It classifies the reply (label, reason and,
+for not_now, the date it names relative to the reply's local date), records it on the history row, acts on the
+reason (followup.py: a snooze, a hold for a move, or the end of the lapse's flow) and returns the enriched prompt
+the admin adds to its own. An opt-out is permanent for the phone in that company and revokes its consent.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -21,11 +22,12 @@ from reactivation.compliance.consent import revoke_consent
 from reactivation.compliance.optouts import record_opt_out
 from reactivation.core.errors import ExternalError
 from reactivation.core.phones import mask_phone, normalize_phone
-from reactivation.core.vocabulary import Status
+from reactivation.core.vocabulary import Status, Step
 from reactivation.handover.admin_handover import clear_pending_action, read_pending_action
 from reactivation.handover.from_history import handover_context
 from reactivation.replies.admin_prompt import build_enriched_prompt
-from reactivation.replies.classify import EmptyReply, ReplyLabel, classify
+from reactivation.replies.classify import Classification, EmptyReply, ReplyLabel, explain
+from reactivation.replies.followup import Followup, follow, named_until
 from reactivation.storage import history
 from reactivation.storage.companies import CompanyConfig, load_company
 from reactivation.storage.history import latest_sent_message
@@ -53,18 +55,26 @@ class Reactivation:
 
 
 def handle_reply(rt: Runtime, *, company_id: int, phone: str, text: str, now: datetime) -> dict[str, Any]:
-    """Classify a client's reply, record it, and return what the AI admin needs (JSON-ready)."""
+    """Classify a client's reply, record it, act on its reason and return what the AI admin needs (JSON-ready).
+
+    `until` in the result is the date the lapse is due again after a not_now (None otherwise).
+    """
     if not isinstance(text, str) or not text.strip():
         raise EmptyReply()
     reply = history.cut(text.strip(), MAX_REPLY_LENGTH) or ""
     with rt.session() as session:
         company = load_company(session, company_id=company_id)
         e164 = normalize_phone(phone, region=company.country)
-    label = _classify(rt, company, reply)
+    classification = _classify(rt, company, reply)
+    label = classification.label
+    local_day = company.local_today(now)
+    named = named_until(classification, on=local_day, country=company.country)
     found = find_reactivation(rt, company=company, phone=e164, now=now)
     result: dict[str, Any] = {
         "is_reactivation": found is not None,
         "response_type": label.value,
+        "reason": classification.reason.value if classification.reason else None,
+        "until": None,
         "enriched_prompt": None,
         "suggested_service": None,
         "should_start_booking": False,
@@ -77,32 +87,93 @@ def handle_reply(rt: Runtime, *, company_id: int, phone: str, text: str, now: da
             log.info("reply to no reactivation", extra={"company_id": company_id, "label": label.value})
             return result
         row = found.row
-        values: dict[str, Any] = {
-            "response_received": True,
-            "response_at": func.coalesce(ReactivationHistory.response_at, now),
-            "response_text": reply,
-            # An opt-out stays what it was, whatever the client writes after it.
-            "response_type": label.value if row.response_type != ReplyLabel.OPT_OUT.value else row.response_type,
-        }
-        if label in (ReplyLabel.NEGATIVE, ReplyLabel.OPT_OUT):
-            values["flow_stopped_reason"] = func.coalesce(ReactivationHistory.flow_stopped_reason, label.value)
-        history.set_fields(session, company_id=company_id, history_id=row.id, now=now, **values)
+        followed = follow(
+            session,
+            company_id=company_id,
+            row=row,
+            classification=classification,
+            named=named,
+            local_day=local_day,
+            now=now,
+        )
+        _record(
+            session, row=row, classification=classification, named=named, reply=reply, stops=followed.stops, now=now
+        )
     if label in (ReplyLabel.NEGATIVE, ReplyLabel.OPT_OUT):
         clear_pending_action(
             rt.redis, prefix=rt.settings.redis_key_prefix, company_id=company_id, phone=e164, history_id=row.id
         )
-    service = found.pending.get("suggestedService")
-    result.update(
-        enriched_prompt=build_enriched_prompt(found.pending, reply, label, tz=company.tz),
-        suggested_service=service if isinstance(service, dict) and service.get("name") else None,
-        should_start_booking=label is ReplyLabel.POSITIVE,
-        history_id=row.id,
-    )
+    result.update(_for_the_admin(found, company, reply, classification, followed))
     log.info(
         "reply handled",
-        extra={"company_id": company_id, "history_id": row.id, "label": label.value, "from_redis": found.from_redis},
+        extra={
+            "company_id": company_id,
+            "history_id": row.id,
+            "label": label.value,
+            "reason": result["reason"],
+            "from_redis": found.from_redis,
+        },
     )
     return result
+
+
+def _for_the_admin(
+    found: Reactivation, company: CompanyConfig, reply: str, classification: Classification, followed: Followup
+) -> dict[str, Any]:
+    """The enriched prompt and the rest of the result the admin reads."""
+    row = found.row
+    service = found.pending.get("suggestedService")
+    prompt = build_enriched_prompt(
+        found.pending,
+        reply,
+        classification.label,
+        tz=company.tz,
+        reason=classification.reason,
+        until=followed.snoozed_until,
+        discount=_discount(row),
+    )
+    return {
+        "until": followed.snoozed_until.isoformat() if followed.snoozed_until else None,
+        "enriched_prompt": prompt,
+        "suggested_service": service if isinstance(service, dict) and service.get("name") else None,
+        "should_start_booking": classification.label is ReplyLabel.POSITIVE,
+        "history_id": row.id,
+    }
+
+
+def _record(
+    session: Session,
+    *,
+    row: ReactivationHistory,
+    classification: Classification,
+    named: date | None,
+    reply: str,
+    stops: bool,
+    now: datetime,
+) -> None:
+    """The reply on its history row: text, label, reason, the date it named, and whether the lapse stopped."""
+    opted_out = row.response_type == ReplyLabel.OPT_OUT.value
+    values: dict[str, Any] = {
+        "response_received": True,
+        "response_at": func.coalesce(ReactivationHistory.response_at, now),
+        "response_text": reply,
+        # An opt-out stays what it was, whatever the client writes after it.
+        "response_type": row.response_type if opted_out else classification.label.value,
+        "response_reason": None if opted_out or classification.reason is None else classification.reason.value,
+        "response_until": None if opted_out else named,
+    }
+    if stops:
+        label = classification.label.value
+        values["flow_stopped_reason"] = func.coalesce(ReactivationHistory.flow_stopped_reason, label)
+    history.set_fields(session, company_id=row.company_id, history_id=row.id, now=now, **values)
+
+
+def _discount(row: ReactivationHistory) -> int | None:
+    """The discount the message of this step offered (None for a step without one)."""
+    try:
+        return Step(row.step).discount_percent or None
+    except ValueError:
+        return None
 
 
 def find_reactivation(rt: Runtime, *, company: CompanyConfig, phone: str, now: datetime) -> Reactivation | None:
@@ -158,10 +229,10 @@ def _opt_out(
     log.info("opt-out recorded", extra={"company_id": company.id, "phone": mask_phone(phone)})
 
 
-def _classify(rt: Runtime, company: CompanyConfig, text: str) -> ReplyLabel:
+def _classify(rt: Runtime, company: CompanyConfig, text: str) -> Classification:
     writer = rt.gemini_writer
     if company.settings.reply_classifier != "gemini" or writer is None:
-        return classify(text)
+        return explain(text)
 
     def ask(prompt: str) -> str:
         # A classification never waits for a slot: without one, the rules answer at once.
@@ -174,4 +245,4 @@ def _classify(rt: Runtime, company: CompanyConfig, text: str) -> ReplyLabel:
             raise ExternalError(answer.problem or "empty", "no classification")
         return answer.text
 
-    return classify(text, classifier="gemini", ask=ask)
+    return explain(text, classifier="gemini", ask=ask)

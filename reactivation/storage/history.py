@@ -31,7 +31,7 @@ MAX_SERVICE_NAME = 300
 
 
 def claim(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert history rows, skipping any whose (company, client, lapse, step) exists; return the new ids."""
+    """Insert history rows, skipping any whose (company, client, lapse, step, snooze_repeat) exists; the new ids."""
     if not rows:
         return []
     if any(row.get("created_at") is None or row.get("updated_at") is None for row in rows):
@@ -42,7 +42,7 @@ def claim(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
         dialect.insert(ReactivationHistory)
         .values(list(rows))
         .on_conflict_do_nothing(
-            index_elements=["company_id", "client_id", "last_visit_date", "step"],
+            index_elements=["company_id", "client_id", "last_visit_date", "step", "snooze_repeat"],
             index_where=text("NOT dry_run"),
         )
         .returning(ReactivationHistory.id)

@@ -314,14 +314,16 @@ class ReactivationHistory(Base):
     __tablename__ = "client_reactivation_history"
     __table_args__ = (
         CheckConstraint(HISTORY_STATUS_CHECK, name="status"),
-        # Exactly once per client, lapse (identified by its last visit) and step. Dry runs write rows too, and
-        # must not take a real contact's place, so the key covers real rows only.
+        # Exactly once per client, lapse (identified by its last visit) and step, and once more after a snooze
+        # (snooze_repeat). Dry runs write rows too, and must not take a real contact's place, so the key covers
+        # real rows only.
         Index(
             "uq_history_client_lapse_step",
             "company_id",
             "client_id",
             "last_visit_date",
             "step",
+            "snooze_repeat",
             unique=True,
             postgresql_where=text("NOT dry_run"),
             sqlite_where=text("NOT dry_run"),
@@ -391,6 +393,11 @@ class ReactivationHistory(Base):
     response_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     response_type: Mapped[str | None] = mapped_column(Text)
     response_text: Mapped[str | None] = mapped_column(Text)
+    # Why (replies.labels.ReplyReason) and, for not_now, the date the reply named (its local date's reading).
+    response_reason: Mapped[str | None] = mapped_column(Text)
+    response_until: Mapped[dt.date | None] = mapped_column(Date)
+    # The same step sent again once its snooze ended (see ReplyHold); the claim's key allows it once.
+    snooze_repeat: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
 
     booking_created: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     booking_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -404,6 +411,36 @@ class ReactivationHistory(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(
         UTCDateTime(), server_default=func.current_timestamp(), onupdate=func.now(), nullable=False
     )
+
+
+class ReplyHold(Base):
+    """A lapse held by a reply: snoozed until a date (not_now), or left alone while the phone stays (moved_away).
+
+    One per client and lapse. A snooze ends on `until`: the same step is due again, once (`ended_at` and
+    `repeat_history_id` are set when that row is claimed; `ended_at` alone when the lapse stopped first). A move
+    holds while the client's phone key equals `phone`; a new visit is a new lapse. Not an opt-out: consent and the
+    opt-out list are untouched.
+    """
+
+    __tablename__ = "reactivation_reply_holds"
+    __table_args__ = (
+        CheckConstraint("kind IN ('snoozed', 'moved')", name="kind"),
+        Index("ix_reply_holds_company_created", "company_id", "created_at"),
+    )
+
+    company_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    client_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    last_visit_date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    # The step the reply answered: the one sent again after a snooze.
+    step: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    until: Mapped[dt.date | None] = mapped_column(Date)
+    # E.164 when the reply came: a move holds only while the client keeps this phone.
+    phone: Mapped[str | None] = mapped_column(Text)
+    history_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    created_at: Mapped[dt.datetime] = _now()
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    repeat_history_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class OptOut(Base):

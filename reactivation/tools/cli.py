@@ -31,7 +31,8 @@ from reactivation.flow.campaign import run_status
 from reactivation.messaging.composing import NO_KEY
 from reactivation.outcomes.attribution import attribute_bookings, mark_booking_created
 from reactivation.outcomes.stats import campaign_stats
-from reactivation.replies.classify import classify_reply
+from reactivation.replies.classify import explain_reply
+from reactivation.replies.followup import named_until
 from reactivation.replies.handler import handle_reply
 from reactivation.runtime import Runtime
 from reactivation.storage import migrations
@@ -41,6 +42,7 @@ from reactivation.storage.company_settings import CompanyConfigError
 from reactivation.storage.models import AppointmentCache, Booking, Client, Company, Service
 from reactivation.timing.averages import calculate_averages
 from reactivation.timing.backtest import LEVELS, TOLERANCE_DAYS, BacktestReport, Method, Score, backtest, load_history
+from reactivation.timing.sendwindow import holiday_name
 from reactivation.tools.bulk import load_salon
 from reactivation.tools.synthetic import generate_salon
 
@@ -362,8 +364,12 @@ def classify_command(
     output: Annotated[ClassifyFormat, typer.Option("--format", help="table, plain (label TAB text) or json.")] = (
         ClassifyFormat.TABLE
     ),
+    on: Annotated[
+        str | None, typer.Option("--date", help="The replies' local date, YYYY-MM-DD, for `until` (default: today).")
+    ] = None,
+    country: Annotated[str, typer.Option("--country", help="Country whose holidays end 'после праздников'.")] = "RU",
 ) -> None:
-    """Label client replies as positive, negative, neutral or opt_out, one label per reply, in input order."""
+    """Label client replies (positive, negative, neutral, opt_out) with a reason and, for not_now, the date named."""
     if texts and file is not None:
         raise ValueError("give replies as arguments or with --file, not both")
     if not texts and file is None:
@@ -372,7 +378,9 @@ def classify_command(
     for position, reply in enumerate(replies, start=1):
         if not reply.strip():
             raise ValueError(f"reply {position} is empty")
-    results = [{"text": reply, "label": str(classify_reply(reply))} for reply in replies]
+    day = parse_date(on) or date.today()
+    holiday_name(day, country.upper())  # an unknown country is refused here, not guessed around later
+    results = [classified(reply, on=day, country=country.upper()) for reply in replies]
     if output is ClassifyFormat.JSON:
         print_json(results)
         return
@@ -381,12 +389,24 @@ def classify_command(
             sys.stdout.write(f"{result['label']}\t{' '.join(result['text'].split())}\n")
         return
     table = Table(title="Replies")
-    table.add_column("#", justify="right")
-    table.add_column("reply")
-    table.add_column("label")
+    for column in ("#", "reply", "label", "reason", "until"):
+        table.add_column(column, justify="right" if column == "#" else "left")
     for position, result in enumerate(results, start=1):
-        table.add_row(str(position), " ".join(result["text"].split()), result["label"])
+        cells = (" ".join(result["text"].split()), result["label"], result["reason"] or "", result["until"] or "")
+        table.add_row(str(position), *cells)
     console.print(table)
+
+
+def classified(reply: str, *, on: date, country: str) -> dict[str, Any]:
+    """A reply's label, reason and named date (relative to its local date `on`), JSON-ready."""
+    classification = explain_reply(reply)
+    named = named_until(classification, on=on, country=country)
+    return {
+        "text": reply,
+        "label": classification.label.value,
+        "reason": classification.reason.value if classification.reason else None,
+        "until": named.isoformat() if named else None,
+    }
 
 
 @app.command()
@@ -447,6 +467,32 @@ def replies_summary(total: dict[str, Any]) -> str:
     )
 
 
+def reasons_summary(by_reason: dict[str, dict[str, int]], snoozes: dict[str, int]) -> str:
+    """Why clients declined or did not answer yes or no, and what became of the snoozed ones."""
+    parts = [
+        f"{label}: " + ", ".join(f"{reason} {count}" for reason, count in reasons.items())
+        for label, reasons in by_reason.items()
+        if label in ("negative", "neutral")
+    ]
+    why = "Why: " + "; ".join(parts) + "." if parts else "No refusals or unclear replies."
+    return (
+        f"{why}\nSnoozed (asked to write later): {snoozes['snoozed']}, written to again: {snoozes['due_again']}, "
+        f"came back: {snoozes['came_back']}."
+    )
+
+
+def unhappy_table(unhappy: dict[str, Any]) -> Table:
+    """The unhappy replies for the owner to call back: masked phone, date, text."""
+    shown = len(unhappy["replies"])
+    more = f" (latest {shown} of {unhappy['count']})" if unhappy["count"] > shown else ""
+    table = Table(title=f"Unhappy clients: call them back{more}", box=box.SIMPLE_HEAD)
+    for column in ("phone", "date", "reply"):
+        table.add_column(column, no_wrap=column != "reply")
+    for reply in unhappy["replies"]:
+        table.add_row(reply["phone"], reply["date"] or "-", " ".join(reply["text"].split()))
+    return table
+
+
 def holdout_summary(holdout: dict[str, Any] | None) -> str:
     """The hold-out comparison in one paragraph."""
     if holdout is None:
@@ -485,7 +531,10 @@ def stats(
         return
     console.print(stats_table(result))
     console.print(replies_summary(result["total"]))
+    console.print(reasons_summary(result["replies_by_reason"], result["snoozes"]))
     console.print(holdout_summary(result["holdout"]))
+    if result["unhappy"]["count"]:
+        console.print(unhappy_table(result["unhappy"]))
 
 
 consent_app = typer.Typer(help="The consent ledger (38-FZ art. 18).", no_args_is_help=True)
@@ -725,9 +774,11 @@ def reply_command(
     if output is OutputFormat.JSON:
         print_json(result)
         return
+    reason = f" ({result['reason']})" if result["reason"] else ""
+    until = f", asked again on {result['until']}" if result["until"] else ""
     console.print(
         f"reactivation reply: [bold]{'yes' if result['is_reactivation'] else 'no'}[/bold], "
-        f"class: [bold]{result['response_type']}[/bold], start booking: {result['should_start_booking']}"
+        f"class: [bold]{result['response_type']}[/bold]{reason}{until}, start booking: {result['should_start_booking']}"
     )
     if result["suggested_service"]:
         console.print(f"suggested service: {result['suggested_service'].get('name')}")

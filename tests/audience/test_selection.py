@@ -20,6 +20,7 @@ from reactivation.storage.models import (
     ClientPersonalizedInterval,
     OptOut,
     ReactivationHistory,
+    ReplyHold,
     Service,
     ServiceReactivationInterval,
 )
@@ -461,3 +462,43 @@ def test_recheck_reasons(salon: Salon) -> None:
     make_booking(salon.session, cancelled, when=NOW + timedelta(days=2), status="deleted")
     assert check(cancelled) is None
     assert check(salon.client(40, phone="12345")) == Skip.INVALID_PHONE
+
+
+def test_reply_holds_in_the_selection_and_the_recheck(salon: Salon) -> None:
+    # given clients due for a manicure (21 days): one snoozed until after today, one whose snooze ends today (70
+    # days out the waterfall would give win_back), one who said they moved, and one without a hold
+    snoozed, woken = salon.client(40), salon.client(70)
+    moved, plain = salon.client(40, phone="+79001110003"), salon.client(40)
+
+    def hold(client: Client, **fields: Any) -> None:
+        salon.session.add(
+            ReplyHold(
+                company_id=salon.company_id,
+                client_id=client.id,
+                last_visit_date=client.last_visit_date,
+                step=1,
+                history_id=client.id,
+                created_at=NOW,
+                **fields,
+            )
+        )
+
+    hold(snoozed, kind="snoozed", until=TODAY + timedelta(days=5))
+    hold(woken, kind="snoozed", until=TODAY)
+    hold(moved, kind="moved", phone="+79001110003")
+    salon.session.flush()
+    # when the due clients are selected
+    due = {d.client_id: d for d in due_clients(salon.session, company_id=salon.company_id, today=TODAY)}
+    # then the snoozed one is not due, the woken one gets its snoozed step again, the moved one is marked
+    assert snoozed.id not in due
+    assert (due[woken.id].step, due[woken.id].repeat, due[woken.id].due_date) == (Step.GENTLE, True, TODAY)
+    assert due[moved.id].moved and not due[moved.id].repeat
+    assert not due[plain.id].moved and not due[plain.id].repeat and due[plain.id].step == Step.GENTLE
+
+    # and the re-check before a step says why the held ones must wait
+    def check(client: Client) -> Skip | None:
+        return recheck_client(
+            salon.session, company_id=salon.company_id, client_id=client.id, lapse_date=client.last_visit_date, now=NOW
+        )  # type: ignore[arg-type]
+
+    assert (check(snoozed), check(moved), check(woken), check(plain)) == (Skip.SNOOZED, Skip.MOVED_AWAY, None, None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -103,3 +103,27 @@ def test_bad_input() -> None:
         build_enriched_prompt(PENDING, "Да", "maybe")
     with pytest.raises(TypeError, match="dict"):
         build_enriched_prompt("not a dict", "Да", ReplyLabel.POSITIVE)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("reason", "extra", "must_say"),
+    [
+        ("not_now", {"until": date(2027, 1, 1)}, "салон напишет 01.01.2027"),
+        ("price", {"discount": 20}, "скидка 20%"),
+        ("price", {"discount": None}, "не обещай скидку"),
+        ("unhappy", {}, "извинись"),
+        ("moved_away", {}, "Это не отписка"),
+        ("question", {}, "ответь на него"),
+        ("busy", {}, "ответит позже"),
+    ],
+)
+def test_the_reason_and_what_to_do_about_it(reason: str, extra: dict[str, object], must_say: str) -> None:
+    label = "neutral" if reason in ("question", "busy") else "negative"
+    prompt = build_enriched_prompt(PENDING, "…", label, reason=reason, **extra)  # type: ignore[arg-type]
+    analysis = prompt.split("АНАЛИЗ ОТВЕТА:\n")[1]
+    assert f"- Причина: {reason}" in analysis
+    assert must_say in prompt.split("<<<КОНЕЦ СООБЩЕНИЯ КЛИЕНТА>>>")[1]
+
+
+def test_no_reason_no_reason_line() -> None:
+    assert "Причина" not in build_enriched_prompt(PENDING, "Да", "positive")

@@ -3,7 +3,6 @@ a call, the hold-out's uplift, and bad input refused clearly."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
@@ -14,8 +13,6 @@ from typer.testing import CliRunner
 
 from reactivation.core.phones import InvalidPhone
 from reactivation.core.settings import Settings, get_settings
-from reactivation.flow import pipeline
-from reactivation.flow.campaign import run_campaign
 from reactivation.handover.admin_handover import read_pending_action
 from reactivation.handover.keys import dialog_key
 from reactivation.outcomes.attribution import attribute_bookings, mark_booking_created
@@ -26,41 +23,14 @@ from reactivation.runtime import Runtime
 from reactivation.storage.companies import UnknownCompany
 from reactivation.storage.models import Client, OptOut, ReactivationHistory
 from reactivation.tools import cli
+from tests.chains import row, send_campaign
 from tests.factories import make_booking
-from tests.salon import Salon, build_salon
-
-STEPS = (
-    pipeline.select_interval,
-    pipeline.generate_message,
-    pipeline.send_message,
-    pipeline.persist_history,
-    pipeline.save_handover,
-)
+from tests.salon import build_salon
 
 
 @pytest.fixture
-def rt(committed_settings: Settings) -> Iterator[Runtime]:
-    runtime = Runtime(committed_settings)
-    yield runtime
-    runtime.dispose()
-
-
-def send_campaign(rt: Runtime, salon: Salon, *, now: datetime | None = None) -> list[int]:
-    now = now or salon.now
-    claimed: list[int] = []
-    run_campaign(rt, company_id=salon.company_id, run_date=now.date(), now=now, on_claimed=claimed.extend)
-    for history_id in claimed:
-        for step in STEPS:
-            if not isinstance(step(rt, company_id=salon.company_id, history_id=history_id, now=now), pipeline.Continue):
-                break
-    return claimed
-
-
-def row(engine: Engine, history_id: int) -> ReactivationHistory:
-    with Session(engine) as session:
-        found = session.get(ReactivationHistory, history_id)
-        assert found is not None
-        return found
+def rt(outbox_rt: Runtime) -> Runtime:
+    return outbox_rt
 
 
 def national(e164: str) -> str:
@@ -125,8 +95,8 @@ def test_a_negative_reply_stops_the_lapse_and_clears_the_pending_action(rt: Runt
     salon = build_salon(committed_engine, due=1, extras=False)
     [history_id] = send_campaign(rt, salon)
     phone = row(committed_engine, history_id).phone or ""
-    answer = handle_reply(rt, company_id=salon.company_id, phone=phone, text="Спасибо, пока не нужно", now=salon.now)
-    assert answer["response_type"] == "negative"
+    answer = handle_reply(rt, company_id=salon.company_id, phone=phone, text="Спасибо, не нужно", now=salon.now)
+    assert (answer["response_type"], answer["reason"], answer["until"]) == ("negative", "no_need", None)
     assert (
         read_pending_action(rt.redis, prefix=rt.settings.redis_key_prefix, company_id=salon.company_id, phone=phone)
         is None
@@ -292,11 +262,13 @@ def test_reply_and_booking_commands(
         assert set(payload) >= {
             "is_reactivation",
             "response_type",
+            "reason",
+            "until",
             "enriched_prompt",
             "suggested_service",
             "should_start_booking",
         }
-        assert payload["response_type"] == "positive"
+        assert (payload["response_type"], payload["reason"], payload["until"]) == ("positive", None, None)
         booking = runner.invoke(
             cli.app, ["booking", "--company", str(salon.company_id), "--phone", phone, "--booking-id", "991"]
         )

@@ -54,11 +54,33 @@ def test_classify_arguments_as_json_in_input_order() -> None:
     code, out, _ = run("classify", "Да, запишите", "Не надо", "Сколько стоит?", "СТОП", "--format", "json")
     assert code == 0
     assert json.loads(out) == [
-        {"text": "Да, запишите", "label": "positive"},
-        {"text": "Не надо", "label": "negative"},
-        {"text": "Сколько стоит?", "label": "neutral"},
-        {"text": "СТОП", "label": "opt_out"},
+        {"text": "Да, запишите", "label": "positive", "reason": None, "until": None},
+        {"text": "Не надо", "label": "negative", "reason": "no_need", "until": None},
+        {"text": "Сколько стоит?", "label": "neutral", "reason": "question", "until": None},
+        {"text": "СТОП", "label": "opt_out", "reason": None, "until": None},
     ]
+
+
+def test_classify_gives_the_reason_and_the_date_a_not_now_names_relative_to_the_given_date() -> None:
+    # given replies written on 20 December 2026 in Russia
+    replies = ("Не сейчас, может в январе", "После праздников", "В этом месяце никак", "Не сейчас", "Дорого")
+    # when they are classified as of that date
+    code, out, _ = run("classify", *replies, "--date", "2026-12-20", "--format", "json")
+    # then each not_now carries the date it names (the New Year holidays end on 10 January 2027, a Sunday)
+    assert code == 0
+    assert [(r["reason"], r["until"]) for r in json.loads(out)] == [
+        ("not_now", "2027-01-01"),
+        ("not_now", "2027-01-11"),
+        ("not_now", "2027-01-01"),
+        ("not_now", None),
+        ("price", None),
+    ]
+
+
+def test_classify_refuses_a_country_without_a_holiday_calendar() -> None:
+    code, _, err = run("classify", "После праздников", "--country", "XX")
+    assert code == 2
+    assert "unknown country code 'XX'" in err
 
 
 def test_classify_plain_and_table() -> None:
@@ -207,3 +229,37 @@ def test_consent_import_refuses_bad_input(cli_db: Session, tmp_path: Path) -> No
     assert code == 2 and "lacks granted_at, source" in err
     code, _, err = run("consent", "import", "--company", "987654321", "--file", str(wrong))
     assert code == 2 and "unknown company" in err
+
+
+def test_stats_say_why_and_list_the_unhappy_replies_for_the_owner(cli_db: Session) -> None:
+    # given two replies on the embedded database: one unhappy, one "not now"
+    company = make_company(cli_db)
+    sent = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    unhappy = make_client(cli_db, company.id, last_visit=date(2026, 1, 20), phone="+79001234567")
+    later = make_client(cli_db, company.id, last_visit=date(2026, 1, 20))
+    make_history(
+        cli_db,
+        unhappy,
+        sent_at=sent,
+        response_received=True,
+        response_at=sent + timedelta(hours=2),
+        response_type="negative",
+        response_reason="unhappy",
+        response_text="Мне испортили стрижку",
+    )
+    make_history(
+        cli_db, later, sent_at=sent, response_received=True, response_type="negative", response_reason="not_now"
+    )
+    cli_db.commit()
+    # when the owner reads the stats
+    code, out, _ = run("stats", "--company", str(company.id))
+    # then they see why clients declined and whom to call back (the phone masked)
+    assert code == 0
+    assert "Why: negative: not_now 1, unhappy 1." in out
+    assert "Unhappy clients" in out and "+7********67" in out and "2026-03-02" in out and "испортили" in out
+    code, out, _ = run("stats", "--company", str(company.id), "--format", "json")
+    report = json.loads(out)
+    assert report["replies_by_reason"] == {"negative": {"not_now": 1, "unhappy": 1}}
+    assert report["unhappy"]["replies"] == [
+        {"phone": "+7********67", "date": "2026-03-02", "text": "Мне испортили стрижку"}
+    ]

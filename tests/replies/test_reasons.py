@@ -1,0 +1,98 @@
+"""Reasons: one for every negative and neutral reply, from a fixed vocabulary, on the sets the rules were tuned on."""
+
+from __future__ import annotations
+
+import pytest
+
+from reactivation.replies.classify import explain_reply, explain_reply_with_model
+from reactivation.replies.labels import Classification, NamedTime, ReplyLabel, ReplyReason
+from tests.reply_set import DEV_TSV, LabeledReply, load_replies
+
+DEV = load_replies(DEV_TSV)
+LABELED = load_replies()
+
+
+def _right(row: LabeledReply) -> bool:
+    found = explain_reply(row.text)
+    return found.label.value == row.label and (found.reason.value if found.reason else None) == row.reason
+
+
+def test_the_dev_set_covers_every_reason_and_style() -> None:
+    assert len(DEV) >= 300
+    assert {row.reason for row in DEV if row.reason} == {reason.value for reason in ReplyReason}
+    assert {row.until for row in DEV if row.until} == {time.value for time in NamedTime} - {
+        "jul",
+        "aug",
+        "nov",
+    }
+    styles = {row.style for row in DEV}
+    assert {"warm_reason", "day_no", "not_now_time", "already_done", "another_salon", "question", "busy"} <= styles
+    assert {"misspelling", "translit", "voice", "emoji", "mixed", "clauses", "sarcasm"} <= styles
+
+
+def test_label_and_reason_on_the_dev_set() -> None:
+    # given replies in the styles of issue 20, labeled with their reasons
+    right = [row for row in DEV if _right(row)]
+    negatives = [row for row in DEV if row.label == "negative"]
+    # then nearly all get both right, and every opt-out is found
+    assert len(right) / len(DEV) >= 0.97
+    assert sum(_right(row) for row in negatives) / len(negatives) >= 0.97
+    assert all(explain_reply(row.text).label is ReplyLabel.OPT_OUT for row in DEV if row.label == "opt_out")
+
+
+def test_the_time_of_each_not_now_on_the_dev_set() -> None:
+    timed = [row for row in DEV if row.reason == "not_now"]
+    named = [row for row in timed if (explain_reply(row.text).when or None) == (row.until or None)]
+    assert len(named) / len(timed) >= 0.97
+
+
+def test_every_reason_of_the_labeled_set() -> None:
+    # given the rows of the labeled set that carry a reason (every negative and neutral one)
+    with_reason = [row for row in LABELED if row.label in ("negative", "neutral")]
+    assert all(row.reason for row in with_reason)
+    # then the rules give it
+    assert [row.text for row in with_reason if not _right(row)] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "label", "reason"),
+    [
+        ("Хотела бы, но в этом месяце никак", "negative", "not_now"),
+        ("Я бы с радостью, но сейчас совсем нет денег", "negative", "price"),
+        ("Спасибо, но я теперь живу в Казани", "negative", "moved_away"),
+        ("Я хожу в другой салон, ничего личного", "negative", "went_elsewhere"),
+        ("Уже подстриглась в другом месте", "negative", "went_elsewhere"),
+        ("Мама меня подстригла уже", "negative", "self_service"),
+        ("Мастер была грубая, не хочу", "negative", "unhappy"),
+        ("Не нада", "negative", "no_need"),
+        ("Ага, уже бегу", "negative", "no_need"),
+        ("Можно картой оплатить?", "neutral", "question"),
+        ("Здравствуйте, не сейчас. Но подскажите, до какого числа скидка?", "neutral", "question"),
+        ("За рулём, позже отвечу", "neutral", "busy"),
+        ("Уже записалась", "neutral", "other"),
+        ("Да, запишите на субботу", "positive", None),
+        ("Отпишите меня", "opt_out", None),
+    ],
+)
+def test_a_reason_for_each_label(text: str, label: str, reason: str | None) -> None:
+    found = explain_reply(text)
+    assert (found.label.value, found.reason.value if found.reason else None) == (label, reason)
+
+
+def test_a_classification_keeps_to_the_vocabulary() -> None:
+    with pytest.raises(ValueError, match="does not go with"):
+        Classification(ReplyLabel.POSITIVE, ReplyReason.PRICE)
+    with pytest.raises(ValueError, match="needs a reason"):
+        Classification(ReplyLabel.NEGATIVE)
+    with pytest.raises(ValueError, match="only a not_now"):
+        Classification(ReplyLabel.NEGATIVE, ReplyReason.PRICE, NamedTime.JAN)
+    assert ReplyReason.BUSY.label is ReplyLabel.NEUTRAL and ReplyReason.UNHAPPY.label is ReplyLabel.NEGATIVE
+
+
+def test_a_models_label_gets_the_rules_reason_for_that_label() -> None:
+    # given a model that reads a busy reply as a refusal, and one that reads a refusal as neutral
+    as_negative = explain_reply_with_model("За рулём, позже отвечу", ask=lambda _prompt: "negative")
+    as_neutral = explain_reply_with_model("Я переехала в другой город", ask=lambda _prompt: "neutral")
+    # then the model's label stands, with a reason of its own vocabulary
+    assert (as_negative.label, as_negative.reason) == (ReplyLabel.NEGATIVE, ReplyReason.NOT_NOW)
+    assert (as_neutral.label, as_neutral.reason) == (ReplyLabel.NEUTRAL, ReplyReason.OTHER)
