@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 
 import pytest
-from reactivation.handover.dialogs import read_pending_action
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from reactivation.core.phones import mask_phone
 from reactivation.flow.campaign import run_campaign
+from reactivation.handover.admin_handover import read_pending_action
 from reactivation.outcomes.stats import campaign_stats
 from reactivation.replies.handler import handle_reply
 from reactivation.runtime import Runtime
