@@ -233,10 +233,11 @@ def send_message(rt: Runtime, *, company_id: int, history_id: int, now: datetime
             history.set_fields(session, company_id=company_id, history_id=history_id, now=now, send_after=opens)
             log.info("outside the send window; waiting", extra={"history_id": history_id, "opens": opens.isoformat()})
             return Stop("waiting for the send window")
-        sender_key = company.settings.sender_id or str(company_id)
-        slot = rt.whatsapp_limiter.acquire(sender_key)
-        if not slot.acquired:
-            return RetryLater(min(slot.wait_seconds, rt.settings.max_countdown_seconds), "whatsapp rate limit")
+        if not row.dry_run:
+            # A dry run's message goes to the outbox, not to the sender: it takes none of the sender's slots.
+            slot = rt.whatsapp_limiter.acquire(company.settings.sender_id or str(company_id))
+            if not slot.acquired:
+                return RetryLater(min(slot.wait_seconds, rt.settings.max_countdown_seconds), "whatsapp rate limit")
         request = _send_request(row, company, session)
         if not _move(
             session,

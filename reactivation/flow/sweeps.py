@@ -20,6 +20,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from reactivation.core.vocabulary import ChainStep, SkipReason, Status
+from reactivation.storage.history import not_dry_run
 from reactivation.storage.models import ReactivationHistory
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def sweep_company(session: Session, *, company_id: int, now: datetime) -> SweepR
         select(history.id).where(
             mine,
             history.status == Status.SENT,
-            history.dry_run.is_(False),
+            not_dry_run(),
             history.context_saved_at.is_(None),
             history.context_error.is_(None),
             history.message_sent_at < now - HANDOVER_GRACE,

@@ -2,7 +2,7 @@
 
 A booking counts for a contact when the same client made it (same client_id, or the same phone once both are
 normalized) after the contact and within the company's attribution_days, and it is not cancelled. Two kinds of
-contact are attributed the same way:
+contact are attributed the same way (a dry run's rows are neither):
 - a sent message (status 'sent'), from its `message_sent_at`;
 - a hold-out row (status 'holdout', the control group), from the moment the message would have been sent: its
   `created_at` (when the run decided to send nothing to this client at this step), or its `send_after` when that
@@ -34,7 +34,7 @@ from reactivation.handover.admin_handover import clear_pending_action
 from reactivation.storage.bookings import not_cancelled
 from reactivation.storage.companies import load_company
 from reactivation.storage.db import is_postgres
-from reactivation.storage.history import latest_sent_message
+from reactivation.storage.history import latest_sent_message, not_dry_run
 from reactivation.storage.models import Booking, ReactivationHistory
 
 if TYPE_CHECKING:
@@ -102,6 +102,7 @@ def attribute_bookings(session: Session, *, company_id: int, now: datetime) -> i
         .where(
             h.company_id == company_id,
             h.status.in_([Status.SENT, Status.HOLDOUT]),
+            not_dry_run(),
             at.is_not(None),
             at <= now,
             at >= horizon,

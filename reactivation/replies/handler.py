@@ -129,7 +129,7 @@ def _row_for_pending(
         return None
     row = history.get(session, company_id=company_id, history_id=history_id)
     # The key names the phone; a row of another client (a recycled number, a stale key) is not this reply's.
-    if row is None or row.phone != phone or row.status != Status.SENT:
+    if row is None or row.phone != phone or row.status != Status.SENT or row.dry_run:
         return None
     return row
 

@@ -288,12 +288,16 @@ def campaign_run(
 def campaign_status(
     company: Annotated[int, typer.Option("--company", help="Company id.")],
     day: Annotated[str | None, typer.Option("--date", help="Run date YYYY-MM-DD (default: the salon's today).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="The latest dry run of that date instead of the real run.")
+    ] = False,
 ) -> None:
     """Counts by status and reason for one run."""
     rt = runtime()
     with rt.session() as session:
         config = load_company(session, company_id=company)
-    print_status(rt, company_id=company, run_date=parse_date(day) or config.local_today(datetime.now(UTC)))
+    run_date = parse_date(day) or config.local_today(datetime.now(UTC))
+    print_status(rt, company_id=company, run_date=run_date, dry_run=dry_run)
 
 
 def print_status(rt: Runtime, *, company_id: int, run_date: date, dry_run: bool = False) -> None:

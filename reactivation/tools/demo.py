@@ -27,7 +27,7 @@ from reactivation.outcomes.attribution import mark_booking_created
 from reactivation.outcomes.stats import campaign_stats
 from reactivation.replies.handler import handle_reply
 from reactivation.runtime import Runtime
-from reactivation.storage.history import FINAL
+from reactivation.storage.history import FINAL, not_dry_run
 from reactivation.storage.models import Booking, ReactivationHistory
 from reactivation.timing.averages import calculate_averages
 from reactivation.timing.waterfall import Source
@@ -99,7 +99,7 @@ def run_demo(rt: Runtime, console: Console, *, now: datetime | None = None) -> D
         rows = list(
             session.scalars(
                 select(ReactivationHistory)
-                .where(ReactivationHistory.company_id == COMPANY_ID, ReactivationHistory.dry_run.is_(False))
+                .where(ReactivationHistory.company_id == COMPANY_ID, not_dry_run())
                 .order_by(ReactivationHistory.id)
             )
         )
