@@ -41,7 +41,7 @@ from reactivation.storage.company_settings import CompanyConfigError
 from reactivation.storage.models import AppointmentCache, Booking, Client, Company, Service
 from reactivation.timing.averages import calculate_averages
 from reactivation.timing.backtest import LEVELS, TOLERANCE_DAYS, BacktestReport, Method, Score, backtest, load_history
-from reactivation.tools.bulk import load_salon
+from reactivation.tools.bulk import load_salon, refuse_unless_demo
 from reactivation.tools.synthetic import generate_salon
 
 app = typer.Typer(
@@ -119,9 +119,15 @@ def seed_demo(
     seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same salon.")] = 1,
     today: Annotated[str | None, typer.Option("--today", help="Reference date YYYY-MM-DD (default: today).")] = None,
     timezone: Annotated[str, typer.Option("--timezone", help="IANA time zone of the salon.")] = "Europe/Moscow",
-    replace: Annotated[bool, typer.Option("--replace", help="Delete the company's existing rows first.")] = False,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Delete the company's existing rows first (only a company seed-demo or demo wrote)."
+        ),
+    ] = False,
 ) -> None:
-    """Write a realistic synthetic salon: services, clients with their own rhythms, a year of visits."""
+    """Write a realistic synthetic salon, marked as demo data: services, clients with their own rhythms, a year of
+    visits."""
     rt = runtime()
     day = parse_date(today) or date.today()
     summary = seed_company(
@@ -147,10 +153,17 @@ def seed_company(
     replace: bool = False,
     settings: dict[str, object] | None = None,
 ) -> dict[str, int]:
+    remedy = (
+        "Pick another --company id (a salon seed-demo wrote before companies were marked can be marked by hand: "
+        f"UPDATE companies SET is_demo = true WHERE id = {company_id})."
+    )
     with rt.session() as session:
         exists = session.execute(select(Company.id).where(Company.id == company_id)).first() is not None
         if exists and not replace:
             raise ValueError(f"company {company_id} already exists; pass --replace to rebuild it")
+        if replace:
+            # Said before minutes of generating, not after.
+            refuse_unless_demo(session, company_id=company_id, remedy=remedy)
     with progress(f"generating {clients} clients"):
         plan = generate_salon(
             company_id=company_id,
@@ -161,7 +174,7 @@ def seed_company(
             settings=settings,
         )
     with progress("writing the salon"), rt.session() as session:
-        return load_salon(session, plan, replace=replace)
+        return load_salon(session, plan, replace=replace, remedy=remedy)
 
 
 def print_salon_summary(rt: Runtime, *, company_id: int, counts: dict[str, int], today: date) -> None:
@@ -216,13 +229,7 @@ def demo() -> None:
         logging.getLogger().setLevel(logging.WARNING)
     settings = demo_module.demo_settings(base.settings)
     rt = Runtime(settings)
-    if settings.embedded:
-        console.print(
-            "[bold]Embedded default[/bold]: SQLite under var/, an in-process Redis stand-in, tasks run in this "
-            "process; nothing to install."
-        )
-    else:
-        console.print("Using DATABASE_URL and REDIS_URL from the environment; tasks run in this process.")
+    console.print(demo_module.where_it_writes(settings), highlight=False)
     migrate_database(rt)
     result = demo_module.run_demo(rt, console)
     demo_module.print_summary(console, result, gemini=settings.gemini_enabled)
