@@ -391,6 +391,9 @@ def save_handover(rt: Runtime, *, company_id: int, history_id: int, now: datetim
         row = history.get(session, company_id=company_id, history_id=history_id)
         if row is None or row.status != Status.SENT or row.dry_run:
             return Stop("nothing to hand over")
+        if row.flow_stopped_reason is not None:
+            # A no or a booking came first (Redis was down at the send): the admin must not offer a booking now.
+            return Stop("flow stopped; nothing to hand over")
         if row.context_saved_at is not None:
             return Stop("already handed over")
         context = handover_context(row)
@@ -405,7 +408,7 @@ def save_handover(rt: Runtime, *, company_id: int, history_id: int, now: datetim
         if attempt < MAX_CONTEXT_ATTEMPTS:
             return RetryLater(backoff(attempt, base=2.0, cap=120.0), "redis hand-over failed")
         log.error(
-            "hand-over to the AI admin failed; the message stays sent",
+            "hand-over to the AI admin failed; the message stays sent and the sweep tries again",
             extra={"history_id": history_id, "company_id": company_id, "error": str(exc)},
         )
         with rt.session() as session:

@@ -2,9 +2,14 @@
 `reactivation.outcomes.attribution.mark_booking_created`).
 
 The reply handler finds the reactivation the reply answers: the `pendingAction` in Redis, or, when Redis lost
-it, the client's latest message sent within the attribution window. It classifies the reply, records it on
-the history row, and returns the enriched prompt the admin adds to its own. A negative reply stops this
-lapse's flow; an opt-out is permanent for the phone in that company and revokes its consent.
+it or cannot be reached, the client's latest message sent within the attribution window. It classifies the reply,
+records it on the history row, and returns the enriched prompt the admin adds to its own. A negative reply stops
+this lapse's flow; an opt-out is permanent for the phone in that company and revokes its consent.
+
+PostgreSQL is the truth and Redis a copy that can be late: the reply is recorded first, in one transaction with
+what the admin's keys still owe (the pendingAction to remove); then Redis is told. When Redis is down the reply
+still succeeds and says the hand-over is pending (`handover_pending`); the sweep or the next reply repeats it
+(reactivation.handover.pending).
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -21,13 +28,15 @@ from reactivation.compliance.consent import revoke_consent
 from reactivation.compliance.optouts import record_opt_out
 from reactivation.core.errors import ExternalError
 from reactivation.core.phones import mask_phone, normalize_phone
-from reactivation.core.vocabulary import Status
-from reactivation.handover.admin_handover import clear_pending_action, read_pending_action
+from reactivation.core.vocabulary import PendingHandover, Status
+from reactivation.handover.admin_handover import read_pending_action
 from reactivation.handover.from_history import handover_context
+from reactivation.handover.pending import hand_over_owed
 from reactivation.replies.admin_prompt import build_enriched_prompt
 from reactivation.replies.classify import EmptyReply, ReplyLabel, classify
 from reactivation.storage import history
 from reactivation.storage.companies import CompanyConfig, load_company
+from reactivation.storage.db import after_commit
 from reactivation.storage.history import latest_sent_message
 from reactivation.storage.models import Client, ReactivationHistory
 
@@ -69,8 +78,11 @@ def handle_reply(rt: Runtime, *, company_id: int, phone: str, text: str, now: da
         "suggested_service": None,
         "should_start_booking": False,
         "history_id": None,
+        "handover_pending": False,
     }
     with rt.session() as session:
+        # Once the reply is committed, Redis learns what it owes: this reply's, and any an earlier one left pending.
+        after_commit(session, partial(_hand_over, rt, result, company_id=company_id, phone=e164, now=now))
         if label is ReplyLabel.OPT_OUT:
             _opt_out(session, company=company, phone=e164, found=found, text=reply, now=now)
         if found is None:
@@ -86,11 +98,9 @@ def handle_reply(rt: Runtime, *, company_id: int, phone: str, text: str, now: da
         }
         if label in (ReplyLabel.NEGATIVE, ReplyLabel.OPT_OUT):
             values["flow_stopped_reason"] = func.coalesce(ReactivationHistory.flow_stopped_reason, label.value)
+            # The admin must stop offering a booking: the row's pendingAction goes, recorded with the reply.
+            values["handover_pending"] = PendingHandover.CLEAR.value
         history.set_fields(session, company_id=company_id, history_id=row.id, now=now, **values)
-    if label in (ReplyLabel.NEGATIVE, ReplyLabel.OPT_OUT):
-        clear_pending_action(
-            rt.redis, prefix=rt.settings.redis_key_prefix, company_id=company_id, phone=e164, history_id=row.id
-        )
     service = found.pending.get("suggestedService")
     result.update(
         enriched_prompt=build_enriched_prompt(found.pending, reply, label, tz=company.tz),
@@ -105,9 +115,22 @@ def handle_reply(rt: Runtime, *, company_id: int, phone: str, text: str, now: da
     return result
 
 
+def _hand_over(rt: Runtime, result: dict[str, Any], *, company_id: int, phone: str, now: datetime) -> None:
+    """Tell Redis what this phone's rows owe it; `result` says whether some of it is still pending."""
+    result["handover_pending"] = bool(hand_over_owed(rt, company_id=company_id, now=now, phone=phone).pending)
+
+
 def find_reactivation(rt: Runtime, *, company: CompanyConfig, phone: str, now: datetime) -> Reactivation | None:
-    """The reactivation this phone's reply answers: Redis's pendingAction first, then the latest sent message."""
-    pending = read_pending_action(rt.redis, prefix=rt.settings.redis_key_prefix, company_id=company.id, phone=phone)
+    """The reactivation this phone's reply answers: Redis's pendingAction first, then (Redis lost it, or cannot be
+    reached) the latest sent message."""
+    try:
+        pending = read_pending_action(rt.redis, prefix=rt.settings.redis_key_prefix, company_id=company.id, phone=phone)
+    except redis.RedisError as exc:
+        log.warning(
+            "Redis unreachable: the reply is matched from PostgreSQL",
+            extra={"company_id": company.id, "error": type(exc).__name__},
+        )
+        pending = None
     with rt.session() as session:
         if pending is not None:
             row = _row_for_pending(session, company_id=company.id, phone=phone, pending=pending)

@@ -722,6 +722,15 @@ def backtest_table(result: BacktestReport) -> Table:
 # --- The AI admin's calls, by hand --------------------------------------------------------------------------
 
 
+def warn_if_handover_pending(result: dict[str, Any], *, done: str) -> None:
+    """Say on stderr (stdout may be JSON) that Redis did not take the hand-over: the fact stands, the admin is late."""
+    if result.get("handover_pending"):
+        err_console.print(
+            f"[yellow]warning:[/yellow] Redis is unreachable: {done} in the database, but the hand-over to the AI "
+            "admin is pending (its pendingAction stays until then); the sweep or the client's next reply repeats it."
+        )
+
+
 @app.command("reply")
 @user_errors
 def reply_command(
@@ -733,6 +742,7 @@ def reply_command(
     """Handle a client's reply as the AI admin would: classify, record, and print the enriched prompt."""
     rt = runtime()
     result = handle_reply(rt, company_id=company, phone=phone, text=text, now=datetime.now(UTC))
+    warn_if_handover_pending(result, done="the reply is recorded")
     if output is OutputFormat.JSON:
         print_json(result)
         return
@@ -757,6 +767,7 @@ def booking_command(
     """Link a booking the AI admin made to the client's latest message, and clear the pending action."""
     rt = runtime()
     result = mark_booking_created(rt, company_id=company, phone=phone, booking_id=booking_id, now=datetime.now(UTC))
+    warn_if_handover_pending(result, done="the booking is recorded")
     if output is OutputFormat.JSON:
         print_json(result)
     elif result["linked"]:

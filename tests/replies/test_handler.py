@@ -97,7 +97,7 @@ def test_campaign_reply_booking_stats(rt: Runtime, committed_engine: Engine) -> 
     booked = mark_booking_created(
         rt, company_id=salon.company_id, phone=first.phone or "", booking_id=777001, now=reply_at + timedelta(minutes=5)
     )
-    assert booked == {"linked": True, "history_id": ids[0], "pending_action_cleared": True}
+    assert booked == {"linked": True, "history_id": ids[0], "pending_action_cleared": True, "handover_pending": False}
     assert (
         read_pending_action(
             rt.redis, prefix=rt.settings.redis_key_prefix, company_id=salon.company_id, phone=first.phone or ""
