@@ -27,6 +27,7 @@ from reactivation.compliance import retention
 from reactivation.core.vocabulary import ChainStep
 from reactivation.flow import campaign, pipeline, planning, sweeps
 from reactivation.flow.pipeline import Continue, Outcome, RetryLater, Stop
+from reactivation.handover.pending import hand_over_owed
 from reactivation.outcomes import attribution
 from reactivation.replies.handler import handle_reply as handle_reply_domain
 from reactivation.storage.companies import company_ids
@@ -198,17 +199,21 @@ def sweep() -> int:
 
 @app.task(name="reactivation.sweep_company")
 def sweep_company(company_id: int) -> dict[str, int]:
-    """Resolve one company's rows stuck in an in-flight status (see reactivation.flow.sweeps)."""
+    """Resolve one company's rows stuck in an in-flight status (see reactivation.flow.sweeps), then repeat the
+    hand-overs Redis still owes after a reply or booking recorded while it was down."""
+    now = _now()
     with runtime().session() as session:
-        found = sweeps.sweep_company(session, company_id=company_id, now=_now())
+        found = sweeps.sweep_company(session, company_id=company_id, now=now)
         resumed = (chain_from(step, company, history_id) for company, history_id, step in found.resume)
         handovers = (save_context.si(company, history_id) for company, history_id in found.handover)
         send_after_commit(session, [*resumed, *handovers])
+    owed = hand_over_owed(runtime(), company_id=company_id, now=now)
     return {
         "unknown": found.unknown,
         "expired": found.expired,
         "resumed": len(found.resume),
         "handover": len(found.handover),
+        "handover_repeated": len(owed.done),
     }
 
 

@@ -84,10 +84,11 @@ class Runtime:
 
     @cached_property
     def outbox(self) -> Sender:
-        return OutboxSender(self.settings.whatsapp_outbox_path)
+        """Where a dry run's messages go: the outbox file, each line marked `"dry_run": true`."""
+        return OutboxSender(self.settings.whatsapp_outbox_path, dry_run=True)
 
     def sender_for(self, dry_run: bool) -> Sender:
-        """The configured sender, or the outbox for a dry run."""
+        """The configured sender, or the (marked) outbox for a dry run."""
         return self.outbox if dry_run else self.sender
 
     @contextmanager

@@ -43,11 +43,13 @@ def run_chain(rt: Runtime, salon: Salon, history_id: int) -> list[object]:
     return outcomes
 
 
-def send_campaign(rt: Runtime, salon: Salon, *, now: datetime | None = None) -> list[int]:
+def send_campaign(rt: Runtime, salon: Salon, *, now: datetime | None = None, dry_run: bool = False) -> list[int]:
     """Claim the salon's campaign for the date of `now` (default: the salon's) and run every claimed row's chain."""
     now = now or salon.now
     claimed: list[int] = []
-    run_campaign(rt, company_id=salon.company_id, run_date=now.date(), now=now, on_claimed=claimed.extend)
+    run_campaign(
+        rt, company_id=salon.company_id, run_date=now.date(), now=now, on_claimed=claimed.extend, dry_run=dry_run
+    )
     for history_id in claimed:
         for step in STEPS:
             if not isinstance(step(rt, company_id=salon.company_id, history_id=history_id, now=now), Continue):

@@ -4,6 +4,7 @@ SQLite with the in-process Redis stand-in and the outbox. The one place tests us
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,30 @@ def test_inline_campaign_runs_the_chains_in_process(embedded, time_machine: Time
     again = CliRunner().invoke(cli.app, ["campaign", "run", "--company", str(salon.company_id), "--inline"])
     assert again.exit_code == 0 and "claimed 0" in again.output
     assert len(outbox.read_text().splitlines()) == 6
+
+
+def test_a_dry_run_shows_in_its_own_status_and_the_real_run_still_sends(  # type: ignore[no-untyped-def]
+    embedded, time_machine: TimeMachineFixture
+) -> None:
+    engine, outbox = embedded
+    salon = build_salon(engine, due=4, extras=False)
+    time_machine.move_to(salon.now, tick=True)
+    company = str(salon.company_id)
+    # Given a dry run of the day
+    dry = CliRunner().invoke(cli.app, ["campaign", "run", "--company", company, "--inline", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "claimed 4" in dry.output and "(dry run)" in dry.output
+    # Then `campaign status --dry-run` shows its rows, and the real run's status has none yet
+    shown = CliRunner().invoke(cli.app, ["campaign", "status", "--company", company, "--dry-run"])
+    assert shown.exit_code == 0 and "(dry run)" in shown.output
+    assert re.search(r"sent\s*│\s*│\s*4", shown.output), shown.output
+    real_status = CliRunner().invoke(cli.app, ["campaign", "status", "--company", company])
+    assert "no rows" in real_status.output
+    # And the real run reaches every client; the outbox tells its lines from the dry run's
+    real = CliRunner().invoke(cli.app, ["campaign", "run", "--company", company, "--inline"])
+    assert real.exit_code == 0 and "claimed 4" in real.output
+    lines = [json.loads(line) for line in outbox.read_text().splitlines()]
+    assert sorted(line["dry_run"] for line in lines) == [False] * 4 + [True] * 4
 
 
 def test_without_a_broker_dispatch_asks_for_inline(embedded) -> None:  # type: ignore[no-untyped-def]

@@ -8,13 +8,13 @@ A client is due when all of this holds on the reference date `today`:
 
 * not blacklisted, visit_count > 0, a last visit on or before today;
 * the phone (E.164 via the `phone_key` column) and the client id are not in `reactivation_opt_outs`;
-* no message within `min_days_between_messages` (company setting, default 7): no history row, by client or by
-  phone, claimed or sent on one of the last N local days (today included) whose status is anything but
-  `skipped` or `failed` (so sent, delivered, unknown, holdout and every in-flight state count; a holdout row
-  counts as a contact so that the control group is treated like the contacted one);
+* no message within `min_days_between_messages` (company setting, default 7): no history row (a dry run's rows are
+  none), by client or by phone, claimed or sent on one of the last N local days (today included) whose status is
+  anything but `skipped` or `failed` (so sent, delivered, unknown, holdout and every in-flight state count; a
+  holdout row counts as a contact so that the control group is treated like the contacted one);
 * inactive (today − last visit) no longer than `max_inactive_days`;
 * the waterfall's interval makes step k = min(3, ⌊(days_inactive − grace) / interval⌋) ≥ 1, and k is higher
-  than every step already claimed for this lapse (rows with this last_visit_date, whatever their status);
+  than every step already claimed for this lapse (real rows with this last_visit_date, whatever their status);
 * no booking (matched by client id or by phone) that is not `deleted` and falls on a local day after the last
   visit: that covers an upcoming booking (after the reference time) and one made since the lapse began;
 * no attended visit in appointments_cache on a local day after the last visit (the sync has not caught up);
@@ -73,6 +73,7 @@ from reactivation.storage import holds
 from reactivation.storage.bookings import not_cancelled
 from reactivation.storage.companies import CompanyConfig, load_company
 from reactivation.storage.db import is_postgres, pg_local_settings
+from reactivation.storage.history import not_dry_run
 from reactivation.storage.holds import HoldKind
 from reactivation.storage.models import (
     AppointmentCache,
@@ -325,7 +326,7 @@ def _flow_stopped(session: Session, client: Client, *, lapse_date: date) -> bool
             h.company_id == client.company_id,
             h.client_id == client.id,
             h.last_visit_date == lapse_date,
-            h.dry_run.is_(False),
+            not_dry_run(),
             h.flow_stopped_reason.is_not(None),
         )
         .limit(1)
@@ -521,7 +522,7 @@ def _previous_step(reference: _Reference, *, floor: Decimal | None) -> _Previous
     # A lapse whose flow stopped (a negative reply, an opt-out, a booking) counts as if its last step were taken;
     # dry-run rows are no contact at all.
     step_taken = case((h.flow_stopped_reason.is_not(None), int(Step.WIN_BACK)), else_=h.step)
-    real = h.dry_run.is_(False)
+    real = not_dry_run()
     if floor is None:
         # Every client: one pass over the lapses still open, hashed.
         lapses = (
@@ -610,7 +611,7 @@ def _eligible(reference: _Reference, *, postgres: bool, floor: Decimal | None) -
 def _not_contacted_since(cutoff: datetime, *, company_id: int) -> list[ColumnElement[bool]]:
     """No real contact claimed or sent since `cutoff`, neither to the client nor to their phone."""
     h = ReactivationHistory
-    contact = and_(h.status.not_in(NOT_A_CONTACT), h.dry_run.is_(False))
+    contact = and_(h.status.not_in(NOT_A_CONTACT), not_dry_run())
     # "claimed or sent since the cutoff": a row is claimed before it is sent, so this is
     # coalesce(message_sent_at, created_at) >= cutoff written so that either timestamp can use an index.
     recent = or_(h.created_at >= cutoff, h.message_sent_at >= cutoff)

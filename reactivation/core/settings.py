@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -158,8 +159,30 @@ class Settings(BaseSettings):
         return self.redis_url is None
 
     @property
+    def database_description(self) -> str:
+        """Where the data is written, as an operator is told it: the SQLite file, or DATABASE_URL, password masked."""
+        if self.database_url.startswith("sqlite"):
+            return f"SQLite at {self.database_url.split(':///', 1)[-1] or 'memory'}"
+        return masked_url(self.database_url)
+
+    @property
+    def redis_description(self) -> str:
+        """Which Redis is used, as an operator is told it: REDIS_URL, password masked, or the in-process stand-in."""
+        return masked_url(self.redis_url) if self.redis_url else "an in-process Redis stand-in (REDIS_URL unset)"
+
+    @property
     def gemini_enabled(self) -> bool:
         return self.gemini_api_key is not None and bool(self.gemini_api_key.get_secret_value())
+
+
+def masked_url(url: str) -> str:
+    """A URL as it may be shown to a person or a log: its password, if any, replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -1,5 +1,6 @@
 """The words every layer shares, each kept in one enum: a history row's status, why a contact was skipped, the
-steps of the per-client chain, the steps of the win-back flow and a campaign run's status.
+steps of the per-client chain, the steps of the win-back flow, a campaign run's status and what a hand-over still
+owes Redis.
 
 Their strings live here and nowhere else. The database checks the history status against the same list (a CHECK
 constraint, migration t0010; a test holds the two together).
@@ -67,6 +68,14 @@ class ChainStep(StrEnum):
         """This step and every step after it: the rest of a chain resumed here."""
         steps = tuple(ChainStep)
         return steps[steps.index(self) :]
+
+
+class PendingHandover(StrEnum):
+    """What a history row's hand-over to the AI admin still owes Redis (its `handover_pending`), when Redis was
+    unreachable as the fact was recorded."""
+
+    # A negative reply, an opt-out or a booking: the row's pendingAction must leave the client's dialog.
+    CLEAR = "clear"
 
 
 class RunStatus(StrEnum):

@@ -22,14 +22,17 @@ log = logging.getLogger(__name__)
 class OutboxSender(SenderBase):
     """Appends each message as one JSON line to a file: for the demo and dry runs; nothing leaves the machine.
 
-    One `write` per line under an exclusive `flock`, so lines from many processes never interleave.
+    One `write` per line under an exclusive `flock`, so lines from many processes never interleave. Every line says
+    whether a dry run wrote it (`"dry_run": true`): with WHATSAPP_PROVIDER=outbox real and dry-run messages share
+    the file, and a reader must tell them apart.
     """
 
     provider = "outbox"
 
-    def __init__(self, path: Path | str, *, clock: Clock | None = None) -> None:
+    def __init__(self, path: Path | str, *, clock: Clock | None = None, dry_run: bool = False) -> None:
         self.path = Path(path)
         self._clock = clock or utcnow
+        self.dry_run = dry_run
 
     def send(self, request: SendRequest) -> SendResult:
         """Append the message to the outbox; PermanentSendError if the file cannot be written."""
@@ -44,6 +47,7 @@ class OutboxSender(SenderBase):
             "idempotency_key": request.idempotency_key,
             "sender_id": request.sender_id,
             "sent_at": sent_at.astimezone(UTC).isoformat(),
+            "dry_run": self.dry_run,
         }
         data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
         try:
@@ -67,6 +71,7 @@ class OutboxSender(SenderBase):
                 "history_id": request.history_id,
                 "phone": request.masked_phone,
                 "path": str(self.path),
+                "dry_run": self.dry_run,
             },
         )
         return result

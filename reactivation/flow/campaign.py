@@ -1,7 +1,9 @@
 """A company's campaign for one local date: select the due clients, claim one history row per client, fan out.
 
 Claims are `INSERT … ON CONFLICT DO NOTHING` on the unique key (company, client, lapse, step): a second
-dispatch for the same company and date, or two at once, claims nothing new. Rows are claimed and committed
+dispatch for the same company and date, or two at once, claims nothing new. A dry run claims rows of its own
+(marked `dry_run`, outside that key) under a run record of its own: they are never a contact, and the day's real
+run still reaches every client. Rows are claimed and committed
 in batches and each batch is handed to `on_claimed` once its commit is done (`after_commit`), so that follow-up work
 is only enqueued once it is visible, and a crash mid-run leaves claimed rows that the sweep picks up.
 """
@@ -25,11 +27,11 @@ from reactivation.audience.selection import DueClient, due_clients
 from reactivation.compliance.consent import consented_phones
 from reactivation.core.phones import InvalidPhone, normalize_phone
 from reactivation.core.vocabulary import RunStatus, SkipReason, Status
-from reactivation.flow.planning import get_or_create_run, mark_run
+from reactivation.flow.planning import create_run, get_or_create_run, latest_run_id, mark_run
 from reactivation.storage import history, holds
 from reactivation.storage.companies import CompanyConfig, load_company
 from reactivation.storage.db import after_commit
-from reactivation.storage.models import CampaignRun, ReactivationHistory
+from reactivation.storage.models import ReactivationHistory
 
 if TYPE_CHECKING:
     from reactivation.runtime import Runtime
@@ -225,15 +227,13 @@ def run_campaign(
         # The run's reference instant: the run date's local send time, or now when the run is for today.
         reference = now if day == company.local_today(now) else _local_instant(company, day, company.settings.send_time)
         if dry_run:
-            # A dry run does not take the day's run: the real one must still happen.
-            run_id = None
+            # A dry run has a record of its own and does not take the day's run: the real one must still happen.
+            run_id = create_run(session, company_id=company_id, run_date=day, trigger=trigger, now=now, dry_run=True)
+            assert run_id is not None  # the run key covers real runs only
         else:
-            run = get_or_create_run(session, company_id=company_id, run_date=day, trigger=trigger, now=now)
-            run_id = run.id
-            mark_run(session, run_id=run_id, company_id=company_id, status=RunStatus.RUNNING, started_at=now)
-        capacity = company.settings.daily_limit - (
-            claimed_today(session, company_id=company_id, run_id=run_id) if run_id else 0
-        )
+            run_id = get_or_create_run(session, company_id=company_id, run_date=day, trigger=trigger, now=now).id
+        mark_run(session, run_id=run_id, company_id=company_id, status=RunStatus.RUNNING, started_at=now)
+        capacity = company.settings.daily_limit - claimed_today(session, company_id=company_id, run_id=run_id)
         due, rows = _select_and_plan(
             session, company, day=day, run_id=run_id, reference=reference, dry_run=dry_run, capacity=capacity
         )
@@ -261,19 +261,18 @@ def run_campaign(
                 result.holdout += 1
             elif row["status"] == Status.SKIPPED.value:
                 result.skipped[row["skip_reason"]] = result.skipped.get(row["skip_reason"], 0) + 1
-    if run_id is not None:
-        with rt.session() as session:
-            mark_run(
-                session,
-                run_id=run_id,
-                company_id=company_id,
-                status=RunStatus.DONE,
-                # The run's own clock moved on by the time it took, so that one run keeps one reference.
-                finished_at=now + timedelta(seconds=monotonic() - started),
-                due_count=result.due,
-                claimed_count=claimed_today(session, company_id=company_id, run_id=run_id),
-                holdout_count=result.holdout,
-            )
+    with rt.session() as session:
+        mark_run(
+            session,
+            run_id=run_id,
+            company_id=company_id,
+            status=RunStatus.DONE,
+            # The run's own clock moved on by the time it took, so that one run keeps one reference.
+            finished_at=now + timedelta(seconds=monotonic() - started),
+            due_count=result.due,
+            claimed_count=claimed_today(session, company_id=company_id, run_id=run_id),
+            holdout_count=result.holdout,
+        )
     log.info(
         "campaign claimed",
         extra={
@@ -312,24 +311,9 @@ def _local_instant(company: CompanyConfig, day: date, at: time) -> datetime:
 def run_status(
     session: Session, *, company_id: int, run_date: date, dry_run: bool = False
 ) -> list[tuple[str, str | None, int]]:
-    """(status, reason, count) of one run's rows; a dry run's rows are those created for it without a run."""
-    if dry_run:
-        since = datetime.combine(run_date, time(0), tzinfo=UTC)
-        reason = func.coalesce(ReactivationHistory.skip_reason, ReactivationHistory.generator)
-        rows = session.execute(
-            select(ReactivationHistory.status, reason, func.count())
-            .where(
-                ReactivationHistory.company_id == company_id,
-                ReactivationHistory.dry_run.is_(True),
-                ReactivationHistory.created_at >= since,
-            )
-            .group_by(ReactivationHistory.status, reason)
-            .order_by(ReactivationHistory.status)
-        ).all()
-        return [(status, why, count) for status, why, count in rows]
-    run_id = session.scalar(
-        select(CampaignRun.id).where(CampaignRun.company_id == company_id, CampaignRun.run_date == run_date)
-    )
+    """(status, reason, count) of the rows of the company's run for a date: the real run, or with `dry_run` the
+    latest dry run started for that date."""
+    run_id = latest_run_id(session, company_id=company_id, run_date=run_date, dry_run=dry_run)
     if run_id is None:
         return []
     return history.counts_by_status(session, company_id=company_id, run_id=run_id)

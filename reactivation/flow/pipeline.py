@@ -233,10 +233,11 @@ def send_message(rt: Runtime, *, company_id: int, history_id: int, now: datetime
             history.set_fields(session, company_id=company_id, history_id=history_id, now=now, send_after=opens)
             log.info("outside the send window; waiting", extra={"history_id": history_id, "opens": opens.isoformat()})
             return Stop("waiting for the send window")
-        sender_key = company.settings.sender_id or str(company_id)
-        slot = rt.whatsapp_limiter.acquire(sender_key)
-        if not slot.acquired:
-            return RetryLater(min(slot.wait_seconds, rt.settings.max_countdown_seconds), "whatsapp rate limit")
+        if not row.dry_run:
+            # A dry run's message goes to the outbox, not to the sender: it takes none of the sender's slots.
+            slot = rt.whatsapp_limiter.acquire(company.settings.sender_id or str(company_id))
+            if not slot.acquired:
+                return RetryLater(min(slot.wait_seconds, rt.settings.max_countdown_seconds), "whatsapp rate limit")
         request = _send_request(row, company, session)
         if not _move(
             session,
@@ -390,6 +391,9 @@ def save_handover(rt: Runtime, *, company_id: int, history_id: int, now: datetim
         row = history.get(session, company_id=company_id, history_id=history_id)
         if row is None or row.status != Status.SENT or row.dry_run:
             return Stop("nothing to hand over")
+        if row.flow_stopped_reason is not None:
+            # A no or a booking came first (Redis was down at the send): the admin must not offer a booking now.
+            return Stop("flow stopped; nothing to hand over")
         if row.context_saved_at is not None:
             return Stop("already handed over")
         context = handover_context(row)
@@ -404,7 +408,7 @@ def save_handover(rt: Runtime, *, company_id: int, history_id: int, now: datetim
         if attempt < MAX_CONTEXT_ATTEMPTS:
             return RetryLater(backoff(attempt, base=2.0, cap=120.0), "redis hand-over failed")
         log.error(
-            "hand-over to the AI admin failed; the message stays sent",
+            "hand-over to the AI admin failed; the message stays sent and the sweep tries again",
             extra={"history_id": history_id, "company_id": company_id, "error": str(exc)},
         )
         with rt.session() as session:

@@ -1,7 +1,8 @@
 """Planning daily runs: which companies' local send time has come, and one campaign run per company and local date.
 
 The run table's unique key (company_id, run_date) is what makes two beats, a restarted beat or a repeated
-tick harmless: whoever inserts the row first owns the run; everyone else inserts nothing.
+tick harmless: whoever inserts the row first owns the run; everyone else inserts nothing. The key covers real runs
+only: a dry run gets a record of its own each time it is started, and never takes the day's real run.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -85,7 +86,8 @@ def plan_runs(session: Session, *, now: datetime) -> list[PlannedRun]:
 def create_run(
     session: Session, *, company_id: int, run_date: date, trigger: str, now: datetime, dry_run: bool = False
 ) -> int | None:
-    """Insert the run for (company, date), created at `now`; None when it already exists (someone else planned it)."""
+    """Insert a run for (company, date), created at `now`; None when the real run already exists (someone else
+    planned it). A dry run is always inserted: it has a record of its own and never conflicts with the real one."""
     values = {
         "company_id": company_id,
         "run_date": run_date,
@@ -99,20 +101,34 @@ def create_run(
     statement = (
         dialect.insert(CampaignRun)
         .values(**values)
-        .on_conflict_do_nothing(index_elements=["company_id", "run_date"])
+        .on_conflict_do_nothing(index_elements=["company_id", "run_date"], index_where=text("NOT dry_run"))
         .returning(CampaignRun.id)
     )
     return session.execute(statement).scalar_one_or_none()
 
 
-def get_or_create_run(
-    session: Session, *, company_id: int, run_date: date, trigger: str, now: datetime, dry_run: bool = False
-) -> CampaignRun:
-    """The run for (company, date), created at `now` if missing (a dispatch by hand)."""
-    create_run(session, company_id=company_id, run_date=run_date, trigger=trigger, now=now, dry_run=dry_run)
+def get_or_create_run(session: Session, *, company_id: int, run_date: date, trigger: str, now: datetime) -> CampaignRun:
+    """The real run for (company, date), created at `now` if missing (a dispatch by hand)."""
+    create_run(session, company_id=company_id, run_date=run_date, trigger=trigger, now=now)
     return session.execute(
-        select(CampaignRun).where(CampaignRun.company_id == company_id, CampaignRun.run_date == run_date)
+        select(CampaignRun).where(
+            CampaignRun.company_id == company_id, CampaignRun.run_date == run_date, CampaignRun.dry_run.is_(False)
+        )
     ).scalar_one()
+
+
+def latest_run_id(session: Session, *, company_id: int, run_date: date, dry_run: bool = False) -> int | None:
+    """The company's run for a date: the real one, or with `dry_run` the latest dry run started for it."""
+    return session.scalar(
+        select(CampaignRun.id)
+        .where(
+            CampaignRun.company_id == company_id,
+            CampaignRun.run_date == run_date,
+            CampaignRun.dry_run.is_(dry_run),
+        )
+        .order_by(CampaignRun.id.desc())
+        .limit(1)
+    )
 
 
 def stale_planned_runs(session: Session, *, now: datetime) -> list[PlannedRun]:
@@ -120,10 +136,12 @@ def stale_planned_runs(session: Session, *, now: datetime) -> list[PlannedRun]:
     after they started (the task was cut off): each is dispatched again."""
     rows = session.execute(
         select(CampaignRun.id, CampaignRun.company_id, CampaignRun.run_date).where(
+            # A dry run cut off stays as it was: dispatched again it would be a real run.
+            CampaignRun.dry_run.is_(False),
             or_(
                 and_(CampaignRun.status == RunStatus.PLANNED, CampaignRun.created_at < now - STALE_PLANNED_RUN),
                 and_(CampaignRun.status == RunStatus.RUNNING, CampaignRun.started_at < now - STALE_RUNNING_RUN),
-            )
+            ),
         )
     ).all()
     return [PlannedRun(run_id, company_id, run_date) for run_id, company_id, run_date in rows]

@@ -6,7 +6,10 @@
 - `claimed`, `interval_selected`, `generated`, `delivered` untouched for STALE_AFTER: the chain was lost
   (a broker outage, a worker killed before it acknowledged); it is resumed from the row's step.
 - `generated` waiting for the send window (`send_after`): resumed once the window has opened.
-- `sent` without a hand-over: the hand-over is retried.
+- `sent` without a hand-over: the hand-over is retried, also one that failed (Redis was down longer than the
+  task's retries) for HANDOVER_RETRY_FOR after the send; not once the lapse's flow stopped (a no, a booking).
+- a reply or a booking recorded while Redis was down (`handover_pending`): the sweep task repeats what Redis still
+  owes (reactivation.handover.pending) after this sweep.
 - anything still in flight EXPIRE_AFTER after its claim: `skipped` (expired); a stale message is worse than none.
 """
 
@@ -20,6 +23,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from reactivation.core.vocabulary import ChainStep, SkipReason, Status
+from reactivation.storage.history import not_dry_run
 from reactivation.storage.models import ReactivationHistory
 
 log = logging.getLogger(__name__)
@@ -27,6 +31,8 @@ log = logging.getLogger(__name__)
 SENDING_TIMEOUT = timedelta(minutes=10)
 STALE_AFTER = timedelta(minutes=30)
 HANDOVER_GRACE = timedelta(minutes=10)
+# How long after the send a failed hand-over is still tried again: a pendingAction a day late is still useful.
+HANDOVER_RETRY_FOR = timedelta(days=1)
 EXPIRE_AFTER = timedelta(days=3)
 
 # Where a resumed chain starts, by the row's status.
@@ -96,10 +102,12 @@ def sweep_company(session: Session, *, company_id: int, now: datetime) -> SweepR
         select(history.id).where(
             mine,
             history.status == Status.SENT,
-            history.dry_run.is_(False),
+            not_dry_run(),
             history.context_saved_at.is_(None),
-            history.context_error.is_(None),
+            # A lapse whose flow stopped (a no, an opt-out, a booking) wants no pendingAction any more.
+            history.flow_stopped_reason.is_(None),
             history.message_sent_at < now - HANDOVER_GRACE,
+            or_(history.context_error.is_(None), history.message_sent_at >= now - HANDOVER_RETRY_FOR),
         )
     ).scalars()
     result.handover = [(company_id, history_id) for history_id in handover]

@@ -2,7 +2,7 @@
 
 A booking counts for a contact when the same client made it (same client_id, or the same phone once both are
 normalized) after the contact and within the company's attribution_days, and it is not cancelled. Two kinds of
-contact are attributed the same way:
+contact are attributed the same way (a dry run's rows are neither):
 - a sent message (status 'sent'), from its `message_sent_at`;
 - a hold-out row (status 'holdout', the control group), from the moment the message would have been sent: its
   `created_at` (when the run decided to send nothing to this client at this step), or its `send_after` when that
@@ -29,12 +29,13 @@ from sqlalchemy.orm import QueryableAttribute, Session
 
 from reactivation.core.instants import aware_utc
 from reactivation.core.phones import mask_phone, normalize_phone
-from reactivation.core.vocabulary import Status
-from reactivation.handover.admin_handover import clear_pending_action
+from reactivation.core.vocabulary import PendingHandover, Status
+from reactivation.handover.pending import hand_over_owed
+from reactivation.storage import history
 from reactivation.storage.bookings import not_cancelled
 from reactivation.storage.companies import load_company
 from reactivation.storage.db import is_postgres
-from reactivation.storage.history import latest_sent_message
+from reactivation.storage.history import latest_sent_message, not_dry_run
 from reactivation.storage.models import Booking, ReactivationHistory
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ def attribute_bookings(session: Session, *, company_id: int, now: datetime) -> i
         .where(
             h.company_id == company_id,
             h.status.in_([Status.SENT, Status.HOLDOUT]),
+            not_dry_run(),
             at.is_not(None),
             at <= now,
             at >= horizon,
@@ -218,18 +220,25 @@ def link_booking(session: Session, *, company_id: int, phone_e164: str, booking_
 
 def mark_booking_created(rt: Runtime, *, company_id: int, phone: str, booking_id: int, now: datetime) -> dict[str, Any]:
     """The AI admin's call after a booking: link it to the client's latest message within the attribution window
-    and clear the pendingAction."""
+    and clear the pendingAction.
+
+    The link is recorded in PostgreSQL first, in one transaction with what Redis then owes (the pendingAction to
+    remove); when Redis cannot be reached the link stands, `handover_pending` says so, and the sweep or the client's
+    next reply or booking removes the pendingAction later."""
     if isinstance(booking_id, bool) or not isinstance(booking_id, int) or booking_id <= 0:
         raise ValueError(f"booking id must be a positive integer, got {booking_id!r}")
     with rt.session() as session:
         company = load_company(session, company_id=company_id)
         e164 = normalize_phone(phone, region=company.country)
         history_id = link_booking(session, company_id=company_id, phone_e164=e164, booking_id=booking_id, now=now)
-    cleared = (
-        clear_pending_action(
-            rt.redis, prefix=rt.settings.redis_key_prefix, company_id=company_id, phone=e164, history_id=history_id
-        )
-        if history_id is not None
-        else False
-    )
-    return {"linked": history_id is not None, "history_id": history_id, "pending_action_cleared": cleared}
+        if history_id is not None:
+            history.set_fields(
+                session, company_id=company_id, history_id=history_id, now=now, handover_pending=PendingHandover.CLEAR
+            )
+    handovers = hand_over_owed(rt, company_id=company_id, now=now, phone=e164)
+    return {
+        "linked": history_id is not None,
+        "history_id": history_id,
+        "pending_action_cleared": history_id in handovers.removed,
+        "handover_pending": history_id in handovers.pending,
+    }

@@ -1,8 +1,8 @@
 """What a campaign earned: the funnel of sent messages and, with a hold-out, the uplift over doing nothing.
 
-The funnel counts sent messages (rows with status 'sent') whose send time falls in the period: replies and their
-labels, opt-outs, attributed bookings, the rates, and the median days from message to booking; in total and by step,
-interval source, generator and variant. Rates are fractions (0.125 is 12.5 %).
+The funnel counts sent messages (rows with status 'sent'; a dry run's rows are never counted) whose send time falls
+in the period: replies and their labels, opt-outs, attributed bookings, the rates, and the median days from message
+to booking; in total and by step, interval source, generator and variant. Rates are fractions (0.125 is 12.5 %).
 
 The hold-out comparison is per lapse (a client's absence identified by its last visit), because that is what the
 hold-out hash assigns: a lapse is *treated* when it had messages sent in the period and *control* when its rows were
@@ -29,6 +29,7 @@ from reactivation.core.vocabulary import Status, Step
 from reactivation.outcomes import reply_stats
 from reactivation.outcomes.attribution import contact_time
 from reactivation.storage.companies import load_company
+from reactivation.storage.history import not_dry_run
 from reactivation.storage.models import ReactivationHistory
 
 CONFIDENCE = 0.95
@@ -155,7 +156,12 @@ def _count(condition: Any) -> Any:
 def _funnels(session: Session, company_id: int, start: datetime | None, end: datetime | None) -> dict[str, Any]:
     h = ReactivationHistory
     keys = (h.step, h.interval_source, h.generator, h.variant)
-    where = (h.company_id == company_id, h.status == Status.SENT, _in_period(h.message_sent_at, start, end))
+    where = (
+        h.company_id == company_id,
+        h.status == Status.SENT,
+        not_dry_run(),
+        _in_period(h.message_sent_at, start, end),
+    )
     grouped = session.execute(
         select(
             *keys,
@@ -247,6 +253,7 @@ def _holdout(session: Session, company_id: int, start: datetime | None, end: dat
         .where(
             h.company_id == company_id,
             h.status.in_([Status.SENT, Status.HOLDOUT]),
+            not_dry_run(),
             _in_period(contact_time(), start, end),
         )
         .group_by(h.client_id, h.last_visit_date)

@@ -6,6 +6,11 @@ it, the client's latest message sent within the attribution window. It classifie
 for not_now, the date it names relative to the reply's local date), records it on the history row, acts on the
 reason (followup.py: a snooze, a hold for a move, or the end of the lapse's flow) and returns the enriched prompt
 the admin adds to its own. An opt-out is permanent for the phone in that company and revokes its consent.
+
+PostgreSQL is the truth and Redis a copy that can be late: the reply is recorded first, in one transaction with
+what the admin's keys still owe (the pendingAction to remove); then Redis is told. When Redis is down the reply
+still succeeds and says the hand-over is pending (`handover_pending`); the sweep or the next reply repeats it
+(reactivation.handover.pending).
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -22,14 +29,16 @@ from reactivation.compliance.consent import revoke_consent
 from reactivation.compliance.optouts import record_opt_out
 from reactivation.core.errors import ExternalError
 from reactivation.core.phones import mask_phone, normalize_phone
-from reactivation.core.vocabulary import Status, Step
-from reactivation.handover.admin_handover import clear_pending_action, read_pending_action
+from reactivation.core.vocabulary import PendingHandover, Status, Step
+from reactivation.handover.admin_handover import read_pending_action
 from reactivation.handover.from_history import handover_context
+from reactivation.handover.pending import hand_over_owed
 from reactivation.replies.admin_prompt import build_enriched_prompt
 from reactivation.replies.classify import Classification, EmptyReply, ReplyLabel, explain
 from reactivation.replies.followup import Followup, follow, named_until
 from reactivation.storage import history
 from reactivation.storage.companies import CompanyConfig, load_company
+from reactivation.storage.db import after_commit
 from reactivation.storage.history import latest_sent_message
 from reactivation.storage.models import Client, ReactivationHistory
 
@@ -79,8 +88,11 @@ def handle_reply(rt: Runtime, *, company_id: int, phone: str, text: str, now: da
         "suggested_service": None,
         "should_start_booking": False,
         "history_id": None,
+        "handover_pending": False,
     }
     with rt.session() as session:
+        # Once the reply is committed, Redis learns what it owes: this reply's, and any an earlier one left pending.
+        after_commit(session, partial(_hand_over, rt, result, company_id=company_id, phone=e164, now=now))
         if label is ReplyLabel.OPT_OUT:
             _opt_out(session, company=company, phone=e164, found=found, text=reply, now=now)
         if found is None:
@@ -99,10 +111,6 @@ def handle_reply(rt: Runtime, *, company_id: int, phone: str, text: str, now: da
         _record(
             session, row=row, classification=classification, named=named, reply=reply, stops=followed.stops, now=now
         )
-    if label in (ReplyLabel.NEGATIVE, ReplyLabel.OPT_OUT):
-        clear_pending_action(
-            rt.redis, prefix=rt.settings.redis_key_prefix, company_id=company_id, phone=e164, history_id=row.id
-        )
     result.update(_for_the_admin(found, company, reply, classification, followed))
     log.info(
         "reply handled",
@@ -115,6 +123,11 @@ def handle_reply(rt: Runtime, *, company_id: int, phone: str, text: str, now: da
         },
     )
     return result
+
+
+def _hand_over(rt: Runtime, result: dict[str, Any], *, company_id: int, phone: str, now: datetime) -> None:
+    """Tell Redis what this phone's rows owe it; `result` says whether some of it is still pending."""
+    result["handover_pending"] = bool(hand_over_owed(rt, company_id=company_id, now=now, phone=phone).pending)
 
 
 def _for_the_admin(
@@ -165,6 +178,9 @@ def _record(
     if stops:
         label = classification.label.value
         values["flow_stopped_reason"] = func.coalesce(ReactivationHistory.flow_stopped_reason, label)
+    if classification.label in (ReplyLabel.NEGATIVE, ReplyLabel.OPT_OUT):
+        # The admin must stop offering a booking: the row's pendingAction goes, recorded with the reply.
+        values["handover_pending"] = PendingHandover.CLEAR.value
     history.set_fields(session, company_id=row.company_id, history_id=row.id, now=now, **values)
 
 
@@ -177,8 +193,16 @@ def _discount(row: ReactivationHistory) -> int | None:
 
 
 def find_reactivation(rt: Runtime, *, company: CompanyConfig, phone: str, now: datetime) -> Reactivation | None:
-    """The reactivation this phone's reply answers: Redis's pendingAction first, then the latest sent message."""
-    pending = read_pending_action(rt.redis, prefix=rt.settings.redis_key_prefix, company_id=company.id, phone=phone)
+    """The reactivation this phone's reply answers: Redis's pendingAction first, then (Redis lost it, or cannot be
+    reached) the latest sent message."""
+    try:
+        pending = read_pending_action(rt.redis, prefix=rt.settings.redis_key_prefix, company_id=company.id, phone=phone)
+    except redis.RedisError as exc:
+        log.warning(
+            "Redis unreachable: the reply is matched from PostgreSQL",
+            extra={"company_id": company.id, "error": type(exc).__name__},
+        )
+        pending = None
     with rt.session() as session:
         if pending is not None:
             row = _row_for_pending(session, company_id=company.id, phone=phone, pending=pending)
@@ -200,7 +224,7 @@ def _row_for_pending(
         return None
     row = history.get(session, company_id=company_id, history_id=history_id)
     # The key names the phone; a row of another client (a recycled number, a stale key) is not this reply's.
-    if row is None or row.phone != phone or row.status != Status.SENT:
+    if row is None or row.phone != phone or row.status != Status.SENT or row.dry_run:
         return None
     return row
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,15 @@ FINAL = (Status.SENT, Status.SKIPPED, Status.FAILED, Status.UNKNOWN, Status.HOLD
 MAX_STORED_TEXT = 2000
 # A service title longer than this is not a title; the row keeps its head (and the message is written from it).
 MAX_SERVICE_NAME = 300
+
+
+def not_dry_run() -> ColumnElement[bool]:
+    """A row that may stand for a contact: not a dry run's.
+
+    A dry run is a sandbox: its rows are never a contact, so every query that means "contacts" (results, the
+    bookings and replies linked to a message, the minimum gap between messages, the steps of a lapse, the
+    hand-overs) takes this clause, and only this one."""
+    return ReactivationHistory.dry_run.is_(False)
 
 
 def claim(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
@@ -97,7 +106,7 @@ def set_fields(session: Session, *, company_id: int, history_id: int, now: datet
 def latest_sent_message(
     session: Session, *, company_id: int, phone_e164: str, now: datetime, days: int, lock: bool = False
 ) -> ReactivationHistory | None:
-    """The client's latest message sent within the last `days` days (by E.164 phone), or None.
+    """The client's latest message really sent (not in a dry run) within the last `days` days (by E.164 phone), or None.
 
     What the reply handler falls back to when Redis lost the pendingAction, and what a booking the admin reports is
     linked to.
@@ -110,6 +119,7 @@ def latest_sent_message(
             h.company_id == company_id,
             h.phone == phone_e164,
             h.status == Status.SENT,
+            not_dry_run(),
             h.message_sent_at <= now,
             h.message_sent_at >= now - timedelta(days=days),
         )

@@ -104,6 +104,8 @@ class Company(Base):
     country: Mapped[str] = mapped_column(Text, nullable=False, server_default="RU")
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     settings: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, server_default=text("'{}'"))
+    # Written by `reactivation demo` or `seed-demo` (synthetic): only such a company may be replaced by them.
+    is_demo: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     created_at: Mapped[dt.datetime] = _now()
 
 
@@ -289,7 +291,18 @@ class AveragesDayDigest(Base):
 
 class CampaignRun(Base):
     __tablename__ = "campaign_runs"
-    __table_args__ = (UniqueConstraint("company_id", "run_date", name="uq_campaign_runs_company_date"),)
+    __table_args__ = (
+        # One real run per company and local date. A dry run has a record of its own (as many as are started) and
+        # never takes the real run's place, so the key covers real runs only.
+        Index(
+            "uq_campaign_runs_company_date",
+            "company_id",
+            "run_date",
+            unique=True,
+            postgresql_where=text("NOT dry_run"),
+            sqlite_where=text("NOT dry_run"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigIdentity, Identity(), primary_key=True)
     company_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
@@ -342,6 +355,13 @@ class ReactivationHistory(Base):
         Index("ix_history_company_phone_sent", "company_id", "phone", "message_sent_at"),
         Index("ix_history_company_status_updated", "company_id", "status", "updated_at"),
         Index("ix_history_run", "campaign_run_id"),
+        # The sweep's look-up of the few rows whose hand-over Redis has not taken yet.
+        Index(
+            "ix_history_handover_pending",
+            "company_id",
+            postgresql_where=text("handover_pending IS NOT NULL"),
+            sqlite_where=text("handover_pending IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIdentity, Identity(), primary_key=True)
@@ -388,6 +408,9 @@ class ReactivationHistory(Base):
 
     context_saved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     context_error: Mapped[str | None] = mapped_column(Text)
+    # What the AI admin's Redis keys still owe this row (vocabulary.PendingHandover), recorded with the fact that
+    # caused it (a reply, a booking) and cleared once Redis has taken it; the sweep and the next reply repeat it.
+    handover_pending: Mapped[str | None] = mapped_column(Text)
 
     response_received: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     response_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from reactivation.storage.db import is_postgres
@@ -42,6 +42,21 @@ COMPANY_TABLES = (
     Client,
     Service,
 )
+
+
+class NotDemoData(ValueError):
+    """The company holds data the demo tools did not write: they never replace it."""
+
+
+def refuse_unless_demo(session: Session, *, company_id: int, remedy: str) -> None:
+    """NotDemoData when the company exists and is not marked as demo data (`companies.is_demo`): a salon the
+    booking-system sync wrote, or one made by hand, is never replaced by a synthetic one."""
+    is_demo = session.scalar(select(Company.is_demo).where(Company.id == company_id))
+    if is_demo is False:
+        raise NotDemoData(
+            f"company {company_id} exists and is not demo data (companies.is_demo is false); "
+            f"refusing to replace it. {remedy}"
+        )
 
 
 def delete_company_data(session: Session, *, company_id: int) -> None:
@@ -88,9 +103,11 @@ def _copy_value(value: Any) -> Any:
     return value
 
 
-def load_salon(session: Session, plan: SalonPlan, *, replace: bool = False) -> dict[str, int]:
-    """Write a synthetic salon; with `replace`, first delete whatever that company had."""
+def load_salon(session: Session, plan: SalonPlan, *, replace: bool = False, remedy: str = "") -> dict[str, int]:
+    """Write a synthetic salon, marked as demo data; with `replace`, first delete whatever that company had, if it is
+    demo data too (NotDemoData otherwise, with `remedy` said after the refusal)."""
     if replace:
+        refuse_unless_demo(session, company_id=plan.company_id, remedy=remedy)
         delete_company_data(session, company_id=plan.company_id)
     session.execute(
         insert(Company).values(
@@ -100,6 +117,7 @@ def load_salon(session: Session, plan: SalonPlan, *, replace: bool = False) -> d
             country="RU",
             enabled=True,
             settings=plan.settings,
+            is_demo=True,
         )
     )
     company_id = plan.company_id

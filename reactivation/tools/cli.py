@@ -43,7 +43,7 @@ from reactivation.storage.models import AppointmentCache, Booking, Client, Compa
 from reactivation.timing.averages import calculate_averages
 from reactivation.timing.backtest import LEVELS, TOLERANCE_DAYS, BacktestReport, Method, Score, backtest, load_history
 from reactivation.timing.sendwindow import holiday_name
-from reactivation.tools.bulk import load_salon
+from reactivation.tools.bulk import load_salon, refuse_unless_demo
 from reactivation.tools.synthetic import generate_salon
 
 app = typer.Typer(
@@ -121,9 +121,15 @@ def seed_demo(
     seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same salon.")] = 1,
     today: Annotated[str | None, typer.Option("--today", help="Reference date YYYY-MM-DD (default: today).")] = None,
     timezone: Annotated[str, typer.Option("--timezone", help="IANA time zone of the salon.")] = "Europe/Moscow",
-    replace: Annotated[bool, typer.Option("--replace", help="Delete the company's existing rows first.")] = False,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Delete the company's existing rows first (only a company seed-demo or demo wrote)."
+        ),
+    ] = False,
 ) -> None:
-    """Write a realistic synthetic salon: services, clients with their own rhythms, a year of visits."""
+    """Write a realistic synthetic salon, marked as demo data: services, clients with their own rhythms, a year of
+    visits."""
     rt = runtime()
     day = parse_date(today) or date.today()
     summary = seed_company(
@@ -149,10 +155,17 @@ def seed_company(
     replace: bool = False,
     settings: dict[str, object] | None = None,
 ) -> dict[str, int]:
+    remedy = (
+        "Pick another --company id (a salon seed-demo wrote before companies were marked can be marked by hand: "
+        f"UPDATE companies SET is_demo = true WHERE id = {company_id})."
+    )
     with rt.session() as session:
         exists = session.execute(select(Company.id).where(Company.id == company_id)).first() is not None
         if exists and not replace:
             raise ValueError(f"company {company_id} already exists; pass --replace to rebuild it")
+        if replace:
+            # Said before minutes of generating, not after.
+            refuse_unless_demo(session, company_id=company_id, remedy=remedy)
     with progress(f"generating {clients} clients"):
         plan = generate_salon(
             company_id=company_id,
@@ -163,7 +176,7 @@ def seed_company(
             settings=settings,
         )
     with progress("writing the salon"), rt.session() as session:
-        return load_salon(session, plan, replace=replace)
+        return load_salon(session, plan, replace=replace, remedy=remedy)
 
 
 def print_salon_summary(rt: Runtime, *, company_id: int, counts: dict[str, int], today: date) -> None:
@@ -218,13 +231,7 @@ def demo() -> None:
         logging.getLogger().setLevel(logging.WARNING)
     settings = demo_module.demo_settings(base.settings)
     rt = Runtime(settings)
-    if settings.embedded:
-        console.print(
-            "[bold]Embedded default[/bold]: SQLite under var/, an in-process Redis stand-in, tasks run in this "
-            "process; nothing to install."
-        )
-    else:
-        console.print("Using DATABASE_URL and REDIS_URL from the environment; tasks run in this process.")
+    console.print(demo_module.where_it_writes(settings), highlight=False)
     migrate_database(rt)
     result = demo_module.run_demo(rt, console)
     demo_module.print_summary(console, result, gemini=settings.gemini_enabled)
@@ -290,12 +297,16 @@ def campaign_run(
 def campaign_status(
     company: Annotated[int, typer.Option("--company", help="Company id.")],
     day: Annotated[str | None, typer.Option("--date", help="Run date YYYY-MM-DD (default: the salon's today).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="The latest dry run of that date instead of the real run.")
+    ] = False,
 ) -> None:
     """Counts by status and reason for one run."""
     rt = runtime()
     with rt.session() as session:
         config = load_company(session, company_id=company)
-    print_status(rt, company_id=company, run_date=parse_date(day) or config.local_today(datetime.now(UTC)))
+    run_date = parse_date(day) or config.local_today(datetime.now(UTC))
+    print_status(rt, company_id=company, run_date=run_date, dry_run=dry_run)
 
 
 def print_status(rt: Runtime, *, company_id: int, run_date: date, dry_run: bool = False) -> None:
@@ -760,6 +771,15 @@ def backtest_table(result: BacktestReport) -> Table:
 # --- The AI admin's calls, by hand --------------------------------------------------------------------------
 
 
+def warn_if_handover_pending(result: dict[str, Any], *, done: str) -> None:
+    """Say on stderr (stdout may be JSON) that Redis did not take the hand-over: the fact stands, the admin is late."""
+    if result.get("handover_pending"):
+        err_console.print(
+            f"[yellow]warning:[/yellow] Redis is unreachable: {done} in the database, but the hand-over to the AI "
+            "admin is pending (its pendingAction stays until then); the sweep or the client's next reply repeats it."
+        )
+
+
 @app.command("reply")
 @user_errors
 def reply_command(
@@ -771,6 +791,7 @@ def reply_command(
     """Handle a client's reply as the AI admin would: classify, record, and print the enriched prompt."""
     rt = runtime()
     result = handle_reply(rt, company_id=company, phone=phone, text=text, now=datetime.now(UTC))
+    warn_if_handover_pending(result, done="the reply is recorded")
     if output is OutputFormat.JSON:
         print_json(result)
         return
@@ -797,6 +818,7 @@ def booking_command(
     """Link a booking the AI admin made to the client's latest message, and clear the pending action."""
     rt = runtime()
     result = mark_booking_created(rt, company_id=company, phone=phone, booking_id=booking_id, now=datetime.now(UTC))
+    warn_if_handover_pending(result, done="the booking is recorded")
     if output is OutputFormat.JSON:
         print_json(result)
     elif result["linked"]:

@@ -4,6 +4,10 @@ bookings, through the same tasks and chains the workers run (eagerly, in this pr
 Nothing here is special to the demo but its data and its printout: the salon is synthetic, the send window is
 open all day, messages go to an outbox file, and a handful of replies and bookings are simulated through the
 reply handler exactly as the AI admin would call it.
+
+The demo salon has a company id of its own (DEMO_COMPANY_ID, not the 962302 of the README's examples) and is marked
+as demo data (`companies.is_demo`). Each run rebuilds it; a company with that id that is not marked (the booking
+system's, or one made by hand) is never replaced: the demo stops with an error instead.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import func, select
@@ -27,17 +32,21 @@ from reactivation.outcomes.attribution import mark_booking_created
 from reactivation.outcomes.stats import campaign_stats
 from reactivation.replies.handler import handle_reply
 from reactivation.runtime import Runtime
-from reactivation.storage.history import FINAL
+from reactivation.storage.history import FINAL, not_dry_run
 from reactivation.storage.models import Booking, ReactivationHistory
 from reactivation.timing.averages import calculate_averages
 from reactivation.timing.waterfall import Source
 from reactivation.tools.bulk import load_salon
 from reactivation.tools.synthetic import generate_salon
 
-COMPANY_ID = 962302
+# The demo salon's own company id: no real salon's, and not the 962302 the README's by-hand examples use.
+DEMO_COMPANY_ID = 990001
 CLIENTS = 400
 SEED = 7
 OUTBOX = DATA_DIR / "demo-outbox.jsonl"
+NOT_DEMO_REMEDY = (
+    "The demo writes only its own salon: point DATABASE_URL at another database, or remove that company yourself."
+)
 # Open all day so the demo sends at any hour; holidays off for the same reason.
 SALON_SETTINGS: dict[str, object] = {"send_window_start": "00:00", "send_window_end": "23:59", "skip_holidays": False}
 # What the demo's clients write back, in order; one reply per sent message until they run out.
@@ -61,6 +70,8 @@ class DemoResult:
     replies: list[tuple[str, str, str]]
     stats: dict[str, Any]
     outbox: Path
+    # Where the rows went, as the operator is told it (DATABASE_URL's password masked).
+    database: str
     generator: str
     # Claimed rows that were not sent, by status and reason ("skipped: invalid_phone").
     not_sent: Counter[str]
@@ -73,6 +84,19 @@ def demo_settings(base: Settings) -> Settings:
     return load_settings(**values, _env_file=None)
 
 
+def where_it_writes(settings: Settings) -> str:
+    """The demo's first line: the database and Redis it really uses (DATABASE_URL's password masked)."""
+    if settings.embedded and settings.database_url.startswith("sqlite"):
+        return (
+            f"[bold]Embedded default[/bold]: {escape(settings.database_description)}, an in-process Redis stand-in, "
+            "tasks run in this process; nothing to install."
+        )
+    return (
+        f"Database: {escape(settings.database_description)} · Redis: {escape(settings.redis_description)} · "
+        "tasks run in this process."
+    )
+
+
 def run_demo(rt: Runtime, console: Console, *, now: datetime | None = None) -> DemoResult:
     """Seed, compute averages, run today's campaign through the tasks, simulate replies; return the summary."""
     now = now or datetime.now(UTC)
@@ -82,12 +106,14 @@ def run_demo(rt: Runtime, console: Console, *, now: datetime | None = None) -> D
         from zoneinfo import ZoneInfo
 
         today = now.astimezone(ZoneInfo("Europe/Moscow")).date()
-        plan = generate_salon(company_id=COMPANY_ID, clients=CLIENTS, seed=SEED, today=today, settings=SALON_SETTINGS)
+        plan = generate_salon(
+            company_id=DEMO_COMPANY_ID, clients=CLIENTS, seed=SEED, today=today, settings=SALON_SETTINGS
+        )
         with rt.session() as session:
-            load_salon(session, plan, replace=True)
+            load_salon(session, plan, replace=True, remedy=NOT_DEMO_REMEDY)
     console.print(f"[green]✓[/green] seeded {plan.name}: {CLIENTS} clients, {len(plan.appointments)} visits in a year")
     with console.status("computing the salon's service medians and its clients' own rhythms"), rt.session() as session:
-        averages = calculate_averages(session, company_id=COMPANY_ID, now=now)
+        averages = calculate_averages(session, company_id=DEMO_COMPANY_ID, now=now)
     figures = averages.as_dict()
     console.print(
         f"[green]✓[/green] averages: {figures['services_active']} services with a salon median, "
@@ -99,14 +125,14 @@ def run_demo(rt: Runtime, console: Console, *, now: datetime | None = None) -> D
         rows = list(
             session.scalars(
                 select(ReactivationHistory)
-                .where(ReactivationHistory.company_id == COMPANY_ID, ReactivationHistory.dry_run.is_(False))
+                .where(ReactivationHistory.company_id == DEMO_COMPANY_ID, not_dry_run())
                 .order_by(ReactivationHistory.id)
             )
         )
     sent = [r for r in rows if r.status == Status.SENT]
     replies = _simulate_replies(rt, sent, now=now)
     with rt.session() as session:
-        stats = campaign_stats(session, company_id=COMPANY_ID, since=None, until=None)
+        stats = campaign_stats(session, company_id=DEMO_COMPANY_ID, since=None, until=None)
     examples = []
     for message_type in (step.message_type for step in Step):
         example = next((r for r in sent if r.message_type == message_type), None)
@@ -122,6 +148,7 @@ def run_demo(rt: Runtime, console: Console, *, now: datetime | None = None) -> D
         replies=replies,
         stats=stats,
         outbox=OUTBOX,
+        database=rt.settings.database_description,
         generator=", ".join(f"{name} {count}" for name, count in generators.items()) or "-",
         not_sent=Counter(
             f"{r.status}: {r.skip_reason or (r.error or '-')[:60]}" for r in rows if r.status != Status.SENT
@@ -141,7 +168,7 @@ def _run_campaign_with_progress(rt: Runtime, console: Console, *, run_date: date
 
     def work() -> None:
         try:
-            outcome.update(run_campaign.apply(args=(COMPANY_ID, run_date.isoformat())).get())
+            outcome.update(run_campaign.apply(args=(DEMO_COMPANY_ID, run_date.isoformat())).get())
         except BaseException as exc:  # re-raised in the main thread below
             failure.append(exc)
 
@@ -157,7 +184,7 @@ def _run_campaign_with_progress(rt: Runtime, console: Console, *, run_date: date
                 total, done = session.execute(
                     select(
                         func.count(), func.count().filter(ReactivationHistory.status.in_([s.value for s in FINAL]))
-                    ).where(ReactivationHistory.company_id == COMPANY_ID)
+                    ).where(ReactivationHistory.company_id == DEMO_COMPANY_ID)
                 ).one()
             progress.update(task, total=total or None, completed=done)
     if failure:
@@ -170,14 +197,14 @@ def _simulate_replies(rt: Runtime, sent: list[ReactivationHistory], *, now: date
     results = []
     for index, (row, text) in enumerate(zip(sent, REPLIES, strict=False)):
         moment = now + timedelta(minutes=5 + index)
-        answer = handle_reply(rt, company_id=COMPANY_ID, phone=row.phone or "", text=text, now=moment)
+        answer = handle_reply(rt, company_id=DEMO_COMPANY_ID, phone=row.phone or "", text=text, now=moment)
         if answer["should_start_booking"]:
-            booking_id = COMPANY_ID * 10_000_000 + 9_000_000 + row.id
+            booking_id = DEMO_COMPANY_ID * 10_000_000 + 9_000_000 + row.id
             with rt.session() as session:
                 session.add(
                     Booking(
                         id=booking_id,
-                        company_id=COMPANY_ID,
+                        company_id=DEMO_COMPANY_ID,
                         client_id=row.client_id,
                         client_phone=row.phone,
                         datetime=moment + timedelta(days=3),
@@ -185,7 +212,9 @@ def _simulate_replies(rt: Runtime, sent: list[ReactivationHistory], *, now: date
                         created_at=moment,
                     )
                 )
-            mark_booking_created(rt, company_id=COMPANY_ID, phone=row.phone or "", booking_id=booking_id, now=moment)
+            mark_booking_created(
+                rt, company_id=DEMO_COMPANY_ID, phone=row.phone or "", booking_id=booking_id, now=moment
+            )
         results.append((mask_phone(row.phone), text, answer["response_type"]))
     return results
 
@@ -242,4 +271,9 @@ def print_summary(console: Console, result: DemoResult, *, gemini: bool) -> None
         table.add_row(label, str(funnel[key]))
     table.add_row("conversion", f"{funnel['conversion_rate']:.1%}")
     console.print(table)
-    console.print(f"Outbox: {result.outbox} · Database: see DATABASE_URL · Run it again any time: make demo")
+    console.print(
+        f"Outbox: {result.outbox} · Database: {result.database} (company {DEMO_COMPANY_ID}) · "
+        "Run it again any time: make demo",
+        highlight=False,
+        markup=False,
+    )

@@ -72,6 +72,7 @@ class Salon:
             created_at=moment,
             updated_at=moment,
             message_sent_at=moment if status in ("sent", "delivered", "unknown") else None,
+            **fields,
         )
         self.session.add(row)
         self.session.flush()
@@ -328,6 +329,42 @@ def test_min_days_between_messages_is_a_company_setting(session: Session) -> Non
     client = salon.client(60)
     salon.history(client, days_ago=10, last_visit_date=TODAY - timedelta(days=300))
     assert client.id not in salon.due()
+
+
+# --- a dry run is a sandbox: its rows are never a contact ----------------------------------------------------------
+
+
+def test_a_dry_run_message_does_not_count_for_the_minimum_gap(salon: Salon) -> None:
+    # Given a client and a phone that a dry run "messaged" yesterday (for an earlier lapse, so no step is involved)
+    client = salon.client(60)
+    salon.history(client, days_ago=1, last_visit_date=TODAY - timedelta(days=300), dry_run=True)
+    twin = salon.client(60, phone="8 900 321-00-98")
+    other_record = salon.client(60)
+    salon.history(
+        other_record, phone="+79003210098", days_ago=1, last_visit_date=TODAY - timedelta(days=300), dry_run=True
+    )
+    # Then the real selection still reaches both, whole or limited
+    for due in (salon.due(), salon.due(limit=10)):
+        assert {client.id, twin.id} <= set(due)
+
+
+def test_a_dry_run_takes_no_step_of_the_lapse_and_stops_no_flow(salon: Salon) -> None:
+    # Given a dry run that "sent" the gentle step of this lapse, and one whose "reply" stopped the flow
+    client = salon.client(30)
+    salon.history(client, step=1, days_ago=2, dry_run=True)
+    stopped = salon.client(30)
+    salon.history(stopped, step=1, days_ago=2, dry_run=True, flow_stopped_reason="negative")
+    # Then the real selection still finds the gentle step due for both, as if nothing had been sent
+    for due in (salon.due(), salon.due(limit=10)):
+        assert (due[client.id].step, due[client.id].previous_step) == (Step.GENTLE, None)
+        assert due[stopped.id].step == Step.GENTLE
+    # And the re-check before each step does not take the dry run's stopped flow for the client's
+    lapse = stopped.last_visit_date
+    assert lapse is not None
+    assert (
+        recheck_client(salon.session, company_id=salon.company_id, client_id=stopped.id, lapse_date=lapse, now=NOW)
+        is None
+    )
 
 
 def test_nothing_beyond_max_inactive_days(salon: Salon) -> None:

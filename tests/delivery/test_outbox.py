@@ -33,8 +33,18 @@ def test_the_outbox_appends_one_json_line_per_message(tmp_path: Path) -> None:
         "idempotency_key": "reactivation:962302:5",
         "sender_id": None,
         "sent_at": "2025-04-15T07:00:00+00:00",
+        "dry_run": False,
     }
     assert (result.provider, result.provider_message_id) == ("outbox", "outbox:reactivation:962302:5")
+
+
+def test_a_dry_runs_outbox_marks_each_line(tmp_path: Path) -> None:
+    # Given one file that real messages (WHATSAPP_PROVIDER=outbox) and a dry run's both write to
+    path = tmp_path / "outbox.jsonl"
+    OutboxSender(path, clock=clock).send(request(5))
+    OutboxSender(path, clock=clock, dry_run=True).send(request(6))
+    # Then a reader tells them apart by the line alone
+    assert [(r["history_id"], r["dry_run"]) for r in read_outbox(path)] == [(5, False), (6, True)]
 
 
 _WRITER = """

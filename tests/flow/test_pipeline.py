@@ -16,7 +16,7 @@ from reactivation.flow.campaign import run_campaign
 from reactivation.flow.pipeline import Continue, RetryLater, Stop
 from reactivation.handover.admin_handover import read_pending_action
 from reactivation.runtime import Runtime
-from reactivation.storage.models import OptOut, ReactivationHistory
+from reactivation.storage.models import CampaignRun, OptOut, ReactivationHistory
 from tests.chains import STEPS, claim, rows, run_chain
 from tests.fake_gateway import FakeGateway
 from tests.salon import build_salon
@@ -309,12 +309,69 @@ def test_a_dry_run_writes_the_outbox_and_leaves_the_real_run_untouched(
     assert gateway.messages() == []
     outbox = [json.loads(line) for line in rt.settings.whatsapp_outbox_path.read_text().splitlines()]
     assert sorted(line["phone"] for line in outbox) == sorted(salon.phones.values())
+    # and each of its outbox lines says it is a dry run's
+    assert all(line["dry_run"] is True for line in outbox)
     # Then the real run still reaches everyone
     real = claim(rt, salon)
     assert len(real) == 3
     for history_id in real:
         run_chain(rt, salon, history_id)
     assert len(gateway.messages()) == 3
+
+
+def test_a_dry_run_takes_no_slot_of_the_senders_rate_limit(
+    committed_settings: Settings, committed_engine: Engine, gateway: FakeGateway
+) -> None:
+    # Given a sender allowed one message a minute
+    settings = load_settings(
+        **{
+            **committed_settings.model_dump(),
+            "whatsapp_provider": "gateway",
+            "whatsapp_gateway_url": gateway.url,
+            "whatsapp_rate_limit": "1/60",
+        },
+        _env_file=None,
+    )
+    rt = Runtime(settings)
+    salon = build_salon(committed_engine, due=3, extras=False)
+    try:
+        # When a dry run writes all three messages
+        for history_id in claim(rt, salon, dry_run=True):
+            assert run_chain(rt, salon, history_id)[-1] == Stop("nothing to hand over")
+        # Then none waited for the limit, and the real run's first message still has the minute's slot
+        first, *others = claim(rt, salon)
+        assert run_chain(rt, salon, first)[-1] == Stop("done")
+        [*_, waiting] = run_chain(rt, salon, others[0])
+        assert isinstance(waiting, RetryLater) and waiting.reason == "whatsapp rate limit"
+        assert len(gateway.messages()) == 1
+    finally:
+        rt.dispose()
+
+
+def test_a_dry_run_has_a_run_record_of_its_own_that_never_takes_the_real_runs_place(
+    rt: Runtime, committed_engine: Engine
+) -> None:
+    salon = build_salon(committed_engine, due=3, extras=False)
+    # Given two dry runs of the day
+    for _ in range(2):
+        for history_id in claim(rt, salon, dry_run=True):
+            run_chain(rt, salon, history_id)
+    # Then each has its record, and the latest one's rows are what the dry run's status shows
+    with Session(committed_engine) as session:
+        runs = session.execute(select(CampaignRun).order_by(CampaignRun.id)).scalars().all()
+        assert [(r.dry_run, r.status, r.claimed_count) for r in runs] == [(True, "done", 3), (True, "done", 3)]
+        assert campaign.run_status(session, company_id=salon.company_id, run_date=salon.today, dry_run=True) == [
+            ("sent", None, 3)
+        ]
+        # and the real run of the day has not happened yet
+        assert campaign.run_status(session, company_id=salon.company_id, run_date=salon.today) == []
+    # When the real run comes
+    assert len(claim(rt, salon)) == 3
+    # Then it has a record of its own, and both statuses tell their own rows
+    with Session(committed_engine) as session:
+        real = session.execute(select(CampaignRun).where(CampaignRun.dry_run.is_(False))).scalar_one()
+        assert (real.run_date, real.claimed_count) == (salon.today, 3)
+        assert campaign.run_status(session, company_id=salon.company_id, run_date=salon.today) == [("claimed", None, 3)]
 
 
 def test_two_companies_never_mix(rt: Runtime, committed_engine: Engine, gateway: FakeGateway) -> None:

@@ -107,3 +107,24 @@ def test_runs_whose_dispatch_was_lost_or_cut_off_are_dispatched_again(db: Sessio
     # Then the lost and the cut-off runs are dispatched again, the others left alone
     stale = {run.run_id for run in stale_planned_runs(db, now=now)}
     assert stale & set(ids.values()) == {ids["lost"], ids["cut"]}
+
+
+def test_a_dry_runs_record_never_takes_the_days_run_nor_is_dispatched_again(db: Session) -> None:
+    # Given two dry runs started by hand before the salon's send time, and left unfinished (cut off)
+    company = make_company(db)
+    early = datetime(2026, 11, 23, 5, 0, tzinfo=UTC)  # 08:00 in Moscow
+    dry = [
+        create_run(db, company_id=company.id, run_date=date(2026, 11, 23), trigger="cli", now=early, dry_run=True)
+        for _ in range(2)
+    ]
+    assert None not in dry and len(set(dry)) == 2
+    # When beat's tick comes at 10:05 local time
+    now = datetime(2026, 11, 23, 7, 5, tzinfo=UTC)
+    planned = [p for p in plan_runs(db, now=now) if p.company_id == company.id]
+    # Then the day's real run is planned as if no dry run had happened
+    assert [(p.run_date, p.run_id in dry) for p in planned] == [(date(2026, 11, 23), False)]
+    run = get_or_create_run(db, company_id=company.id, run_date=date(2026, 11, 23), trigger="cli", now=now)
+    assert run.id == planned[0].run_id and run.dry_run is False
+    # And a dry run planned long ago is never dispatched again (it would come back as a real run)
+    stale = {p.run_id for p in stale_planned_runs(db, now=now + timedelta(hours=1))}
+    assert not stale & set(dry)

@@ -185,6 +185,24 @@ def test_rows_that_were_not_sent_are_not_attributed(db: Session) -> None:
     assert fresh(db, failed).booking_created is False
 
 
+def test_a_dry_runs_rows_are_never_attributed(db: Session) -> None:
+    # Given a client with a real message, then a later dry-run "message"; and a client only a dry run "messaged"
+    company = make_company(db)
+    client = make_client(db, company.id, last_visit=LAST_VISIT)
+    real = make_history(db, client, sent_at=SENT_AT)
+    dry = make_history(db, client, sent_at=SENT_AT + timedelta(days=1), step=2, dry_run=True)
+    only_dry = make_client(db, company.id, last_visit=LAST_VISIT)
+    dry_only = make_history(db, only_dry, sent_at=SENT_AT, dry_run=True)
+    held = make_history(db, only_dry, sent_at=None, status="holdout", created_at=SENT_AT, step=2, dry_run=True)
+    # When both book, after every one of those rows
+    booking = make_booking(db, client, when=NOW, created_at=SENT_AT + timedelta(days=2))
+    make_booking(db, only_dry, when=NOW, created_at=SENT_AT + timedelta(days=2))
+    # Then the booking goes to the real message and nothing to the dry run's rows
+    assert attribute_bookings(db, company_id=company.id, now=NOW) == 1
+    assert fresh(db, real).booking_id == booking.id
+    assert not any(fresh(db, row).booking_created for row in (dry, dry_only, held))
+
+
 def test_two_companies_never_mix(db: Session) -> None:
     # given two salons with a client of the same phone, a message in the first and a booking only in the second
     first, second = make_company(db), make_company(db)
@@ -296,6 +314,22 @@ def test_link_booking_does_not_replace_a_booking_already_on_the_message(db: Sess
     assert link_booking(db, company_id=company.id, phone_e164=client.phone, booking_id=1, now=now) == message.id
     assert link_booking(db, company_id=company.id, phone_e164=client.phone, booking_id=2, now=now) is None
     assert fresh(db, message).booking_id == 1
+
+
+def test_link_booking_passes_over_a_dry_runs_rows(db: Session) -> None:
+    # Given a real message and a later dry-run "message" to one phone, and a phone only a dry run "messaged"
+    company = make_company(db)
+    client = make_client(db, company.id, last_visit=LAST_VISIT, phone="+79005551234")
+    real = make_history(db, client, sent_at=SENT_AT)
+    dry = make_history(db, client, sent_at=SENT_AT + timedelta(days=1), step=2, dry_run=True)
+    only_dry = make_client(db, company.id, last_visit=LAST_VISIT, phone="+79005554321")
+    make_history(db, only_dry, sent_at=SENT_AT, dry_run=True)
+    now = SENT_AT + timedelta(days=2)
+    # When the admin reports a booking for each
+    # Then the first goes to the real message, the second finds nothing to link to
+    assert link_booking(db, company_id=company.id, phone_e164="+79005551234", booking_id=7, now=now) == real.id
+    assert link_booking(db, company_id=company.id, phone_e164="+79005554321", booking_id=8, now=now) is None
+    assert fresh(db, dry).booking_created is False
 
 
 def test_link_booking_refuses_bad_input(db: Session) -> None:

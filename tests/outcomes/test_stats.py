@@ -216,6 +216,31 @@ def test_steps_of_one_lapse_count_once_in_the_holdout(db: Session) -> None:
     assert stats["holdout"]["control"]["clients"] == 1
 
 
+def test_a_dry_runs_rows_are_never_counted(db: Session) -> None:
+    # Given a campaign with known figures
+    company = make_company(db)
+    build_campaign(db, company.id)
+    before = campaign_stats(db, company_id=company.id, since=None, until=None)
+    # When a dry run "sends" to more clients, one of whom replies and books, and holds out others
+    for index in range(4):
+        client = make_client(db, company.id, last_visit=date(2026, 1, 10))
+        make_history(
+            db,
+            client,
+            sent_at=SENT_AT,
+            dry_run=True,
+            response_received=True,
+            response_type="positive",
+            booking_created=True,
+            booking_id=100 + index,
+            booking_created_at=SENT_AT + timedelta(days=1),
+        )
+        held = make_client(db, company.id, last_visit=date(2026, 1, 10))
+        make_history(db, held, sent_at=None, status="holdout", created_at=SENT_AT, dry_run=True)
+    # Then the funnel, its breakdowns and the hold-out are exactly what they were
+    assert campaign_stats(db, company_id=company.id, since=None, until=None) == before
+
+
 def test_no_holdout_and_no_messages(db: Session) -> None:
     company = make_company(db)
     stats = campaign_stats(db, company_id=company.id, since=None, until=None)

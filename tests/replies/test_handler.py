@@ -65,7 +65,7 @@ def test_campaign_reply_booking_stats(rt: Runtime, committed_engine: Engine) -> 
     booked = mark_booking_created(
         rt, company_id=salon.company_id, phone=first.phone or "", booking_id=777001, now=reply_at + timedelta(minutes=5)
     )
-    assert booked == {"linked": True, "history_id": ids[0], "pending_action_cleared": True}
+    assert booked == {"linked": True, "history_id": ids[0], "pending_action_cleared": True, "handover_pending": False}
     assert (
         read_pending_action(
             rt.redis, prefix=rt.settings.redis_key_prefix, company_id=salon.company_id, phone=first.phone or ""
@@ -199,6 +199,37 @@ def test_a_half_holdout_on_200_clients_and_the_uplift_in_stats(rt: Runtime, comm
     assert holdout is not None
     assert holdout["treated"]["bookings"] == 30 and holdout["control"]["bookings"] == 10
     assert holdout["uplift_ci_low"] < holdout["uplift"] < holdout["uplift_ci_high"]
+
+
+def test_a_reply_to_a_dry_runs_message_answers_no_reactivation(rt: Runtime, committed_engine: Engine) -> None:
+    # Given a dry run that "sent" to two clients (the messages went to the outbox, never to them)
+    salon = build_salon(committed_engine, due=2, extras=False)
+    first, second = (row(committed_engine, h) for h in send_campaign(rt, salon, dry_run=True))
+    assert first.status == second.status == "sent" and first.dry_run
+    # When one of them writes "yes" anyway
+    answer = handle_reply(rt, company_id=salon.company_id, phone=first.phone or "", text="Да, хочу", now=salon.now)
+    # Then the admin is told it answers no reactivation: no prompt quoting a message the client never received
+    assert answer["is_reactivation"] is False and answer["history_id"] is None
+    assert answer["enriched_prompt"] is None and answer["should_start_booking"] is False
+    assert row(committed_engine, first.id).response_received is False
+
+
+def test_an_opt_out_after_a_dry_run_is_the_clients_and_touches_no_dry_row(
+    rt: Runtime, committed_engine: Engine
+) -> None:
+    # Given a dry run that "sent" to a client
+    salon = build_salon(committed_engine, due=1, extras=False)
+    [dry_id] = send_campaign(rt, salon, dry_run=True)
+    phone = row(committed_engine, dry_id).phone or ""
+    # When the client asks to stop (they wrote it, so it holds)
+    answer = handle_reply(rt, company_id=salon.company_id, phone=phone, text="Отпишите меня", now=salon.now)
+    assert answer["response_type"] == "opt_out" and answer["is_reactivation"] is False
+    # Then the opt-out is recorded for the phone, linked to no dry-run row, and the dry row itself is untouched
+    with Session(committed_engine) as session:
+        opt_out = session.execute(select(OptOut).where(OptOut.company_id == salon.company_id)).scalar_one()
+    assert (opt_out.phone, opt_out.history_id) == (phone, None)
+    dry = row(committed_engine, dry_id)
+    assert (dry.response_type, dry.flow_stopped_reason) == (None, None)
 
 
 def test_bad_input_is_refused_clearly(rt: Runtime, committed_engine: Engine) -> None:

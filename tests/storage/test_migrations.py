@@ -224,3 +224,47 @@ def test_the_latest_status_check_agrees_with_the_vocabulary_on_sqlite(sqlite_db:
     assert isinstance(engine, Engine)
     assert _checked_statuses(engine) == {status.value for status in Status}
     _refuses_an_unknown_status(sqlite_db)
+
+
+def test_t0012b_downgrade_deletes_the_dry_runs_records_the_old_key_cannot_hold(sqlite_url: str) -> None:
+    # Given a day with its real run and two dry runs, and a dry-run history row that names its run
+    migrations.upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    try:
+        with engine.begin() as connection:
+            for dry_run in (False, True, True):
+                connection.execute(
+                    text(
+                        "INSERT INTO campaign_runs (company_id, run_date, dry_run, created_at) "
+                        "VALUES (7, '2026-11-23', :dry, '2026-11-23 07:00:00')"
+                    ),
+                    {"dry": dry_run},
+                )
+        with Session(engine) as session:
+            company = make_company(session, 7)
+            client = make_client(session, company.id, last_visit=date(2026, 10, 1))
+            row = make_history(session, client, sent_at=None, status=Status.HOLDOUT, dry_run=True, campaign_run_id=3)
+            session.commit()
+            history_id = row.id
+        # When the schema goes back to before t0012b
+        migrations.downgrade(sqlite_url, "t0012")
+        # Then the real run stays, the dry runs' records are gone and their history row keeps its row, without a run
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT id, dry_run FROM campaign_runs")).all() == [(1, 0)]
+            assert (
+                connection.execute(
+                    text("SELECT campaign_run_id FROM client_reactivation_history WHERE id = :id"), {"id": history_id}
+                ).scalar_one()
+                is None
+            )
+        # And the old key holds again: a second run of that day is refused
+        with pytest.raises(IntegrityError), engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO campaign_runs (company_id, run_date, dry_run, created_at) "
+                    "VALUES (7, '2026-11-23', 1, '2026-11-23 08:00:00')"
+                )
+            )
+        migrations.upgrade(sqlite_url)
+    finally:
+        engine.dispose()

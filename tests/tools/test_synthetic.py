@@ -1,4 +1,4 @@
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -7,10 +7,11 @@ from typer.testing import CliRunner
 
 from reactivation.core.phones import try_normalize_phone
 from reactivation.core.settings import get_settings
-from reactivation.storage.models import AppointmentCache, Booking, Client, Company, Service
+from reactivation.storage.models import AppointmentCache, Booking, Client, Company, OptOut, Service
 from reactivation.tools import cli
-from reactivation.tools.bulk import load_salon
+from reactivation.tools.bulk import NotDemoData, load_salon
 from reactivation.tools.synthetic import generate_salon
+from tests.factories import make_client, make_company
 
 TODAY = date(2026, 11, 23)
 
@@ -85,7 +86,47 @@ def test_seed_demo_command_on_sqlite(sqlite_url: str, monkeypatch: pytest.Monkey
         rt = cli.runtime()
         with rt.session() as session:
             assert session.scalar(select(func.count()).select_from(Client)) == 50
-            assert session.get(Company, 77) is not None
+            company = session.get(Company, 77)
+            assert company is not None and company.is_demo is True
+        rt.dispose()
+    finally:
+        get_settings.cache_clear()
+
+
+def test_a_company_that_is_not_demo_data_is_never_replaced(db: Session) -> None:
+    # Given a real salon (the booking system's: not marked as demo data) with a client and an opt-out
+    real = make_company(db, 4343)
+    make_client(db, real.id, last_visit=TODAY, id=43_430_001)
+    db.add(OptOut(company_id=real.id, phone="+79001112233", created_at=datetime(2026, 11, 1, tzinfo=UTC)))
+    db.flush()
+    plan = generate_salon(company_id=real.id, clients=20, seed=3, today=TODAY)
+    # When a synthetic salon is loaded over it with replace
+    with pytest.raises(NotDemoData, match=r"company 4343 exists and is not demo data.*refusing to replace it\. Try"):
+        load_salon(db, plan, replace=True, remedy="Try another id.")
+    # Then nothing of the salon's was touched
+    assert db.scalar(select(func.count()).select_from(Client).where(Client.company_id == real.id)) == 1
+    assert db.scalar(select(func.count()).select_from(OptOut).where(OptOut.company_id == real.id)) == 1
+
+
+def test_seed_demo_replace_refuses_a_company_it_did_not_write(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        assert runner.invoke(cli.app, ["migrate"]).exit_code == 0
+        rt = cli.runtime()
+        with rt.session() as session:
+            make_company(session, 78, name="Салон клиента")
+            make_client(session, 78, last_visit=TODAY, id=780_000_001)
+        # When seed-demo is asked to replace the salon that the booking system wrote
+        refused = runner.invoke(cli.app, ["seed-demo", "--company", "78", "--clients", "20", "--replace"])
+        # Then it refuses with one clear line that says what to do, exit code 2, and the salon is as it was
+        assert refused.exit_code == 2, refused.output
+        assert "company 78 exists and is not demo data" in refused.output and "another --company" in refused.output
+        assert "Traceback" not in refused.output
+        with rt.session() as session:
+            assert session.scalar(select(Company.name).where(Company.id == 78)) == "Салон клиента"
+            assert session.scalar(select(func.count()).select_from(Client).where(Client.company_id == 78)) == 1
         rt.dispose()
     finally:
         get_settings.cache_clear()
