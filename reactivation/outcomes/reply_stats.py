@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from reactivation.core.instants import as_aware
 from reactivation.core.phones import mask_phone
 from reactivation.core.vocabulary import Status
+from reactivation.storage.history import not_dry_run
 from reactivation.storage.holds import HoldKind
 from reactivation.storage.models import Client, ReactivationHistory, ReplyHold
 
@@ -42,7 +43,7 @@ def replies_by_reason(
     h = ReactivationHistory
     rows = session.execute(
         select(h.response_type, h.response_reason, func.count())
-        .where(h.company_id == company_id, h.status == Status.SENT, h.response_received.is_(True))
+        .where(h.company_id == company_id, h.status == Status.SENT, not_dry_run(), h.response_received.is_(True))
         .where(*_in_period(h.message_sent_at, start, end))
         .group_by(h.response_type, h.response_reason)
     ).all()
@@ -62,6 +63,7 @@ def snoozes(session: Session, *, company_id: int, start: datetime | None, end: d
             h.company_id == company_id,
             h.client_id == r.client_id,
             h.last_visit_date == r.last_visit_date,
+            not_dry_run(),
             h.booking_created.is_(True),
         )
         .exists()
@@ -89,6 +91,7 @@ def unhappy_replies(
     where = and_(
         h.company_id == company_id,
         h.status == Status.SENT,
+        not_dry_run(),
         h.response_reason == _UNHAPPY,
         *_in_period(h.message_sent_at, start, end),
     )
