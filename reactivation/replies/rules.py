@@ -43,6 +43,7 @@ from reactivation.replies.lexicon import (
     HOURS,
     INFO_WORDS,
     LATER_WORDS,
+    LOOK_UP,
     MESSAGES_NOT_WANTED,
     MONTHS,
     MSG_NOUNS,
@@ -89,6 +90,9 @@ class ReplyFacts:
     cancels: bool = False  # "удалите", "отмените", "перенесите": about a booking there is
     passing: bool = False  # a reason that passes: a trip, an illness, a baby
     names_time: bool = False  # a time for later: "не беспокойте до лета" is not_now, not an opt-out
+    asks_to_write: bool = False  # "пишите сколько стоит", "напишите в телеграм": writing is wanted, of something else
+    books: bool = False  # a booking asked for ("запишите к Оле"): whoever books has not withdrawn consent
+    turns: bool = False  # a later clause turns with "но"/"а" ("отписаться хотела, но раз скидка — давайте")
 
     @classmethod
     def of(cls, clauses: list[Clause]) -> ReplyFacts:
@@ -101,6 +105,9 @@ class ReplyFacts:
             writes=any(t.has({"писать", "написать"}) and not t.negated for t in tokens),
             thought=any(t.has({"думать", "подумать", "решить"}) and t.word is not None and t.word.past for t in tokens),
             names_time=named_time(clauses) is not None,
+            asks_to_write=any(_imperative(t, {"писать", "написать"}) for t in tokens),
+            books=any(_imperative(t, BOOK) or (BOOK_STEM.match(t.text) and _imperative(t, t.lemma)) for t in tokens),
+            turns=any(c.contrast for c in clauses[1:]),
             words=frozenset(t.text for t in tokens),
             booking_object=any(t.has(BOOKING_OBJECTS) for t in tokens),
             cancels=any(t.has(ERASE | {"отменить", "отменять", "перенести", "переносить"}) for t in tokens),
@@ -110,6 +117,11 @@ class ReplyFacts:
                 for t in tokens
             ),
         )
+
+
+def _imperative(t: Token, lemmas: frozenset[str] | set[str] | str) -> bool:
+    """An affirmed imperative of one of `lemmas` ("пишите", "запишите")."""
+    return t.word is not None and t.word.imperative and not t.negated and t.has(lemmas) and not t.word.first_person
 
 
 def _speaks_of_messages(t: Token) -> bool:
@@ -273,13 +285,30 @@ def _stop_word(at: At) -> bool:
         return False  # "отпишитесь, когда будет окно": write back
     if t.has("спам") and at.facts.reply.thought:
         return False  # "сначала подумала, что спам, а это вы"
+    if _refused_by_me(at) or _wished_once(at):
+        return False
     return not (t.has("отписаться") and at.word.first_person and at.word.future and _answers_later(at))
+
+
+def _refused_by_me(at: At) -> bool:
+    """The client's own negated verb governs the stop word: "в спам не кидаю", "отписываться не буду", "блокировать
+    не стану", "спам не люблю, но вам прощаю" say what the client will not do, not what we must stop."""
+    return any(
+        o.negated and o.word is not None and o.word.first_person and not o.word.past and not o.has(MESSAGES_NOT_WANTED)
+        for o in at.tokens
+    )
+
+
+def _wished_once(at: At) -> bool:
+    """A wish told in the past and turned by "но"/"а": "отписаться хотела, но раз скидка — давайте"."""
+    wished = any(o.has(WANT | {"собираться", "думать"}) and o.word is not None and o.word.past for o in at.tokens)
+    return wished and at.facts.reply.turns
 
 
 def _fed_up(at: At) -> bool:
     """Fed up with us ("вы надоели", "достали уже", "заблокирую", "буду жаловаться"), not with anything else."""
     t = at.t
-    if not t.has(FED_UP) or t.negated:
+    if not t.has(FED_UP) or t.negated or _refused_by_me(at):
         return False
     if t.has("достать") and t.text not in {"достали", "достал", "достала", "достало"}:
         return False
@@ -292,8 +321,11 @@ def _fed_up(at: At) -> bool:
 
 
 def _answers_later(at: At) -> bool:
-    """A reply promised ("потом отпишусь", "отпишусь вечером"), nothing about messages."""
-    later = any(o.text in LATER_WORDS for o in at.tokens)
+    """A reply promised ("потом отпишусь", "посмотрю расписание и отпишусь"), nothing about messages."""
+    later = any(
+        o.text in LATER_WORDS or (o.has(LOOK_UP) and o.word is not None and o.word.first_person and o.word.future)
+        for o in at.tokens
+    )
     return later and not at.facts.has_msg and not any(o.text in {"от", "из"} for o in at.tokens)
 
 
@@ -310,6 +342,8 @@ def _do_not_message(at: At) -> bool:
         return False
     if reply.words & {"больше", "никогда", "вообще", "совсем"}:
         return True
+    if reply.asks_to_write or reply.books:
+        return False  # "не присылайте прайс, просто запишите к Оле", "не пишите, что скидка, пишите сколько стоит"
     # "не пишите сейчас, я за рулём", "пока не беспокойте, я в декрете": a moment, or a reason that passes
     return not (reply.busy_context or (reply.words & {"пока", "сейчас", "щас"} and reply.passing))
 
@@ -348,8 +382,8 @@ def _enough(at: At) -> bool:
 
 def _erase_me(at: At) -> bool:
     """Erase me ("удалите мой номер", "уберите из рассылки", "удалите" alone)."""
-    if not at.t.has(ERASE) or at.word.first_person or at.word.past:
-        return False
+    if not at.t.has(ERASE) or at.word.first_person or at.word.past or _refused_by_me(at):
+        return False  # "удалять ваш номер не буду" keeps it
     rest = _content(at.tokens[: at.i] + at.tokens[at.i + 1 :], QUIET | {"из", "с", "от"})
     if any(o.has(ERASE_OBJECTS) for o in rest):
         return True
