@@ -178,7 +178,7 @@ def _respellings() -> dict[str, str]:
     """Skeleton → the one form of a key word with it (skeletons shared by two words are left out)."""
     found: dict[str, dict[str, str]] = {}
     for lemma in sorted(RESPELL_LEMMAS):
-        if not _CYRILLIC.fullmatch(lemma):
+        if not _CYRILLIC.fullmatch(lemma.replace("ё", "е")):  # "самолёт" too
             continue
         for form in morphology.parse(lemma)[0].lexeme:
             word = form.word.replace("ё", "е")

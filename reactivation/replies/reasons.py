@@ -25,6 +25,7 @@ from reactivation.replies.lexicon import (
     ANOTHER,
     BOOK,
     BUSY_CONTEXT,
+    CALLBACK,
     CANNOT,
     DAY_WORDS,
     FOR_GOOD,
@@ -286,25 +287,46 @@ def _only_agrees(j: Judgement) -> bool:
 def _busy(j: Judgement) -> bool:
     """Busy by the rules' words ("за рулём", "отвечу позже"), or by the reply as a whole: "работаю, потом", "я
     занята, позже" (a busy moment and a later, nothing refused), "щас не могу" (only now is refused)."""
+    if named_time(j.clauses) is not None:
+        return False  # "в ноябре напишите, сейчас занята": a time for the visit
     if any(s.busy for s in j.signals):
         return True
     tokens = [t for c in j.clauses for t in c.tokens]
     if any(t.negated and t.has(MSG_VERBS) for t in tokens) and any(t.has(BUSY_CONTEXT) for t in tokens):
         return True  # "не пиши мне в рабочее время, я на работе"
     # Anything that puts off the visit rather than the answer: a time, a day, "как-нибудь", "подумаю", a hardship.
-    if named_time(j.clauses) is not None or any(t.has(_PUT_OFF) or t.has(HARDSHIP) for t in tokens):
-        return False
-    if any(s.remind for s in j.signals):
+    # "Вечером" and "потом" beside an answer are the answer's time ("сейчас не могу, вечером напишу").
+    if any((t.has(_PUT_OFF) and t.text not in _ANSWER_LATER) or t.has(HARDSHIP) for t in tokens):
         return False
     negated = [t for t in tokens if t.negated]
-    if not negated and any(t.text in _ANSWER_LATER for t in tokens) and any(t.has(BUSY_CONTEXT) for t in tokens):
+    # "щас не могу, позже", "сейчас не могу, вечером напишу": only now is refused ("не смогу", "не получится" refuse
+    # the visit; "может позже" puts it off).
+    only_now = bool(negated) and all(t.text in _CANNOT_NOW for t in negated) and any(t.has("сейчас") for t in tokens)
+    later = any(t.has(LATER_CUES - {"сейчас"}) and t.text not in _ANSWER_LATER for t in tokens)
+    if only_now and "может" not in {t.text for t in tokens} and not later:
         return True
-    only_now = bool(negated) and all(t.has(CANNOT) for t in negated) and any(t.has("сейчас") for t in tokens)
-    return only_now and not any(t.has(LATER_CUES - {"сейчас"}) for t in tokens)
+    if any(s.remind for s in j.signals):
+        return False
+    answer_later = any(t.text in _ANSWER_LATER - {"вечером"} for t in tokens)
+    if not negated and answer_later and any(_call_me(t) for t in tokens):
+        return True  # "перезвоните позже" ("перезвоните вечером" names a time for the call)
+    return not negated and any(t.text in _ANSWER_LATER for t in tokens) and any(t.has(BUSY_CONTEXT) for t in tokens)
+
+
+def _call_me(t: Token) -> bool:
+    """A call-back asked for: "перезвоните", "наберите"."""
+    return t.word is not None and t.word.imperative and t.has(CALLBACK) and not t.negated
+
+
+def _refuses_visit(r: Reply) -> bool:
+    """The visit itself is refused ("не получится", "не смогу", "никак"): a busy moment beside it only says why."""
+    return any(t.text == "никак" or (t.negated and t.has({"получиться", "смочь"})) for t in r.tokens)
 
 
 # Words as typed that put off an answer ("работаю, потом"); what puts off the visit instead.
 _ANSWER_LATER = frozenset({"потом", "позже", "попозже", "позднее", "вечером"})
+# Cannot at this moment (present tense): "не могу" is busy now, "не смогу" refuses the visit.
+_CANNOT_NOW = frozenset({"могу", "можем"})
 _PUT_OFF = WEEKDAYS | DAY_WORDS | {"нибудь", "подумать", "месяц", "неделя", "конец", "год"}
 
 
@@ -362,6 +384,11 @@ def reason_for(j: Judgement, label: ReplyLabel) -> Classification:
         return Classification(label, ReplyReason.NO_NEED if reason is ReplyReason.NOT_NOW else reason)
     if _ends_with_question(j):
         return Classification(ReplyLabel.NEUTRAL, ReplyReason.QUESTION)
-    if _busy(j) and reason not in _TELLING and reason is not ReplyReason.PRICE and not _hard_no(r):
+    if (
+        _busy(j)
+        and reason not in _TELLING
+        and reason is not ReplyReason.PRICE
+        and not (_hard_no(r) or _refuses_visit(r))
+    ):
         return Classification(ReplyLabel.NEUTRAL, ReplyReason.BUSY)
     return Classification(label, reason, r.when if reason is ReplyReason.NOT_NOW else None)
