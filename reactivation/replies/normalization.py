@@ -114,6 +114,7 @@ class Word:
     name: bool  # one of its readings is a first name ("Вере" is also "вера")
     name_first: bool  # its likeliest reading is a first name ("Оле")
     place: bool = False  # one of its readings is a place name ("Казани", "Сочи")
+    third_person: bool = False  # "пойдут", "придёт": someone else does it
 
 
 @lru_cache(maxsize=100_000)
@@ -140,6 +141,7 @@ def analyse(word: str) -> Word:
         name=any("Name" in p.tag for p in parses),
         name_first="Name" in parses[0].tag,
         place=any("Geox" in p.tag for p in parses),
+        third_person=tag.person == "3per",
     )
 
 

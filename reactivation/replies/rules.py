@@ -237,8 +237,8 @@ def is_concrete(tokens: list[Token], i: int) -> bool:
         return True
     if t.word is None:
         return False
-    if prev is not None and (prev.text == "до" or prev.has({"какой", "который", "прошлый"})):
-        return False  # "на работе до вечера": a limit; "до какого числа": a question
+    if prev is not None and (prev.text in {"до", "без"} or prev.has({"какой", "который", "прошлый"})):
+        return False  # "на работе до вечера": a limit; "без выходных": none; "до какого числа": a question
     if t.has(WEEKDAYS) or t.text in {"днем", "днём"}:
         return True
     if prev is not None and prev.has({"добрый", "хороший", "прекрасный", "удачный"}):
@@ -557,7 +557,7 @@ def _idiom(said: _Said, t: Token, prev: str) -> bool:
     """Fixed idioms ("разбежалась", "ага, щас", "ну-ну", "делать мне больше нечего", "сейчас всё брошу")."""
     if (
         t.text in SARCASM_WORDS
-        or (t.text == "щас" and prev in {"ага", "ну", "да"})
+        or (t.text == "щас" and prev in {"ага", "угу", "ну", "да"})
         or (t.text == "ну" and prev == "ну")
     ):
         return True
@@ -647,6 +647,15 @@ def _idioms(at: At, s: Signals) -> bool:
     return False
 
 
+def _without(at: At, s: Signals) -> bool:
+    """Without: "без шансов", "без вариантов", "пока без меня", "пашу без выходных" refuse."""
+    nxt = at.nxt
+    if at.t.text != "без" or nxt is None or not nxt.has({"шанс", "вариант", "я", "выходной"}):
+        return False
+    s.refuse = True
+    return True
+
+
 def _habit(at: At, s: Signals) -> bool:
     """A habit ("стригусь у подруги") asks for nothing; a habit given up ("я больше не крашусь") refuses."""
     w = at.word
@@ -663,6 +672,8 @@ def _booking(at: At, s: Signals) -> bool:
     if not (t.has(BOOK) or BOOK_STEM.match(t.text)):
         return False
     is_past = w.past or (not known(t.text) and bool(BOOK_PAST.search(t.text)))
+    if w.third_person or "если" in texts[: at.i]:
+        return True  # "как дети в школу пойдут", "только если в гости приеду": someone else, or a mere condition
     if t.negated:
         s.refuse = True
     elif is_past and "бы" in texts:
@@ -978,6 +989,7 @@ def _hardship(at: At, s: Signals) -> bool:
 CLAUSE_RULES: tuple[ClauseRule, ...] = (
     _nyet,
     _idioms,
+    _without,
     _busy_now,
     _hardship,
     _habit,
@@ -1137,6 +1149,20 @@ def _warm_refusals(clauses: list[Clause], verdicts: list[Verdict]) -> list[Verdi
     return out
 
 
+def _refused_times(clauses: list[Clause], said: list[Signals], verdicts: list[Verdict]) -> list[Verdict]:
+    """A bare time that a refusal follows is the time refused ("В этом месяце, к сожалению, не получится"), and so is
+    a bare time that echoes a refusal ("завтра никак, и послезавтра тоже")."""
+    out = list(verdicts)
+    for j, (clause, s) in enumerate(zip(clauses, said, strict=True)):
+        if out[j].kind != "concrete" or s.agree or s.book or s.question:
+            continue
+        echoes = j > 0 and out[j - 1].kind == "refuse" and any(t.text in {"тоже", "также"} for t in clause.tokens)
+        following = next((v.kind for v in out[j + 1 :] if v.kind in _DECISIVE), None)
+        if echoes or following == "refuse":
+            out[j] = Verdict("refuse")
+    return out
+
+
 @dataclass(frozen=True)
 class Judgement:
     """The label the rules give a reply, with what each clause said (the reasons read them)."""
@@ -1156,7 +1182,7 @@ def judge(clauses: list[Clause]) -> Judgement:
         return Judgement(ReplyLabel.OPT_OUT, clauses, [], [])
     reply = ReplyFacts.of(clauses)
     said = [signals(c, reply) for c in clauses]
-    verdicts = _warm_refusals(clauses, [verdict(s) for s in said])
+    verdicts = _refused_times(clauses, said, _warm_refusals(clauses, [verdict(s) for s in said]))
     if is_sarcastic(clauses):
         return Judgement(ReplyLabel.NEGATIVE, clauses, said, verdicts, sarcastic=True)
     return Judgement(decide(verdicts, [c.contrast for c in clauses]), clauses, said, verdicts)
