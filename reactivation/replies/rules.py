@@ -201,6 +201,9 @@ def _words_of(facts: ClauseFacts) -> list[At]:
 # --- Negation and concrete times -----------------------------------------------------------------------------
 
 
+_MODALS = frozenset({"мочь", "смочь", "получаться", "получиться", "успеть", "успевать"})
+
+
 def negate(clause: Clause) -> bool:
     """Mark the words "не"/"ни" negate; True when a "не" stands alone ("не, спасибо") or as "не до того"."""
     alone = False
@@ -216,12 +219,16 @@ def negate(clause: Clause) -> bool:
         if t.text == "ни" and i + 1 < len(tokens) and tokens[i + 1].text in {"за", "в"}:
             alone = True
             continue
-        for target in tokens[i + 1 :]:
+        for k, target in enumerate(tokens[i + 1 :], start=i + 1):
             if target.text in NEGATORS:
                 continue
             if target.text in FILLERS and target is not tokens[-1]:
                 continue
             target.negated = True
+            after = tokens[k + 1] if k + 1 < len(tokens) else None
+            if target.has(_MODALS) and after is not None and after.word is not None and after.word.infinitive:
+                # "не получается выбраться": what cannot be done is refused too ("не могу писать" asks for nothing)
+                after.negated = not after.has(MSG_VERBS)
             break
         else:
             alone = True
@@ -1149,13 +1156,17 @@ def _warm_refusals(clauses: list[Clause], verdicts: list[Verdict]) -> list[Verdi
     return out
 
 
+_TIME_WORDS = WEEKDAYS | DAY_WORDS | {"месяц", "неделя", "выходной", "выходные"}
+
+
 def _refused_times(clauses: list[Clause], said: list[Signals], verdicts: list[Verdict]) -> list[Verdict]:
     """A bare time that a refusal follows is the time refused ("В этом месяце, к сожалению, не получится"), and so is
     a bare time that echoes a refusal ("завтра никак, и послезавтра тоже")."""
     out = list(verdicts)
     for j, (clause, s) in enumerate(zip(clauses, said, strict=True)):
-        if out[j].kind != "concrete" or s.agree or s.book or s.question:
-            continue
+        timed = any(t.special in {"time", "date"} or t.has(_TIME_WORDS) for t in clause.tokens)
+        if out[j].kind != "concrete" or s.agree or s.book or s.question or not timed:
+            continue  # "только к Диме, к другим не пойду" names a master, not a time
         echoes = j > 0 and out[j - 1].kind == "refuse" and any(t.text in {"тоже", "также"} for t in clause.tokens)
         following = next((v.kind for v in out[j + 1 :] if v.kind in _DECISIVE), None)
         if echoes or following == "refuse":
