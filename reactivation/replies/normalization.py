@@ -63,7 +63,7 @@ _ENGLISH_NOT = re.compile(r"(?<![^\W\d_])(?:do|does|did|can|won|is|are)n['’]?t
 _TOKEN = re.compile(
     r"(?P<special>__(?:time|date|percent|money)__)"
     r"|(?P<word>[^\W_]+)"
-    r"|(?P<emoji>[" + "".join(SIGNAL_EMOJI) + r"])"
+    r"|(?P<emoji>[" + "".join(SIGNAL_EMOJI) + r"]|\+(?![\s(]*\d))"
     r"|(?P<sep>[,.;!?\n…:—–]+)"
 )
 
@@ -282,7 +282,7 @@ def split_clauses(text: str) -> list[Clause]:
                 clauses.append(Clause())
             continue
         if kind == "emoji":
-            current.tokens.append(Token(text=value, emoji=SIGNAL_EMOJI[value]))
+            current.tokens.append(Token(text=value, emoji=SIGNAL_EMOJI.get(value, "yes")))  # a "+" agrees
             continue
         if kind == "special":
             current.tokens.append(Token(text=value, special=value.strip("_")))

@@ -250,13 +250,28 @@ def _asks(clause: Clause, *, loose: bool = False) -> bool:
         # Without a question mark (voice) a question word early on asks; "как", "что", "когда" also join clauses.
         words = QUESTION_WORDS - {"как", "что", "когда", "почему", "ли", "напомните"}
         return any(
-            t.has(words) and "не" not in [o.text for o in tokens[max(0, i - 2) : i]] for i, t in enumerate(tokens[:3])
+            t.has(words) and "не" not in [o.text for o in tokens[max(0, i - 2) : i]] and not _rhetorical(tokens, i)
+            for i, t in enumerate(tokens[:3])
         )
-    if first.has(QUESTION_WORDS):
+    if first.has(QUESTION_WORDS) and not _indefinite(tokens, tokens.index(first)):
         return True
     about = any(t.has(PRICE) or t.has(ADDRESS) or t.has(HOURS) or t.has(INFO_WORDS) for t in tokens)
     # "Алло?", "Серьёзно?", "Что?" ask nothing of the salon; "А вы кто?" does.
     return (loose and len(tokens) > 1) or about or any(t.text == "ли" or t.has(QUESTION_WORDS) for t in tokens[1:])
+
+
+def _indefinite(tokens: list[Token], i: int) -> bool:
+    """ "где-то", "когда-нибудь", "кто-либо": a question word made indefinite asks nothing."""
+    return i + 1 < len(tokens) and tokens[i + 1].text in {"то", "нибудь", "либо"}
+
+
+def _rhetorical(tokens: list[Token], i: int) -> bool:
+    """Without a question mark, "какой маникюр", "какие ногти" after a hardship exclaim rather than ask; so does an
+    indefinite "где-то"."""
+    if _indefinite(tokens, i):
+        return True
+    nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+    return tokens[i].has("какой") and nxt is not None and nxt.has(SERVICE_WORDS) and len(tokens) <= 3
 
 
 def _ends_with_question(j: Judgement) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Literal
 
 from reactivation.replies.labels import ReplyLabel
@@ -29,6 +30,7 @@ from reactivation.replies.lexicon import (
     BUSY_NOW,
     BUSY_PLACES,
     CALLBACK,
+    COMPANIONS,
     DAY_WORDS,
     DEFER,
     ERASE,
@@ -619,6 +621,7 @@ class Signals:
     habit: bool = False  # tells a habit ("хожу к мастеру на дому"): a master named is no proposal
     after: bool = False  # a day named as a limit ("только после 15-го"), a proposal only next to agreement
     question: bool = False  # the clause ends with a question mark
+    condition: bool = False  # asks on what terms ("можно с ребёнком?", "мастер может приехать на дом?")
 
 
 # Each rule reads one word and may set signals; True when the word is taken (later rules do not see it).
@@ -652,6 +655,23 @@ def _idioms(at: At, s: Signals) -> bool:
         s.agree = True
         return True
     return False
+
+
+def _condition(at: At, s: Signals) -> bool:
+    """Terms asked about: "можно с ребёнком?", "а с собакой к вам можно?", "мастер может приехать на дом?"."""
+    nxt = at.nxt
+    if not at.facts.question or nxt is None:
+        return False
+    if (at.t.text in {"с", "со"} and nxt.has(COMPANIONS)) or (at.t.text == "на" and nxt.has({"дом", "дому"})):
+        s.condition = True
+        return True
+    return False
+
+
+def _just_right(at: At) -> bool:
+    """ "Как раз": the circumstance suits ("давайте, я как раз отпуск взяла", "как раз зарплата пришла")."""
+    texts = at.facts.texts
+    return any(a == "как" and b == "раз" for a, b in pairwise(texts))
 
 
 def _without(at: At, s: Signals) -> bool:
@@ -740,6 +760,8 @@ def _either(at: At, s: Signals, words: frozenset[str] | set[str], *, affirmed: s
 
 def _refusal_word(at: At, s: Signals) -> bool:
     """A refusal ("дорого", "отпуск", "против"), agreement when negated ("не против")."""
+    if _just_right(at) and at.t.has(REFUSE) and not at.t.negated:
+        return True
     return _either(at, s, REFUSE, affirmed="refuse", negated="agree")
 
 
@@ -988,7 +1010,7 @@ def _hardship(at: At, s: Signals) -> bool:
     """Money, a complaint, a baby, shifts: "я бы с радостью, но зарплату задерживают" refuses."""
     t = at.t
     if t.has(HARDSHIP) or (t.negated and t.has(UNHAPPY_NEGATED)):
-        s.refuse = True
+        s.refuse = s.refuse or not _just_right(at)
         return True
     return False
 
@@ -996,6 +1018,7 @@ def _hardship(at: At, s: Signals) -> bool:
 CLAUSE_RULES: tuple[ClauseRule, ...] = (
     _nyet,
     _idioms,
+    _condition,
     _without,
     _busy_now,
     _hardship,
@@ -1095,6 +1118,8 @@ def verdict(s: Signals) -> Verdict:
         return Verdict("refuse")
     if s.callback:
         return Verdict("none")
+    if s.condition and not s.concrete:
+        return Verdict("info")
     # "но только после 15-го" is a limit: a day, but not one that outweighs a refusal elsewhere.
     if s.book or time_ask or proposal:
         return Verdict("book", concrete=concrete or time_ask)
