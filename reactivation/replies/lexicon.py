@@ -476,6 +476,18 @@ QUESTION_WORDS = _words(
     "напомните уточните подскажи"
 )
 
+# Words a typo (one letter dropped, added or swapped) is matched to: the few that book, agree, name a day or a
+# service, or ask to stop. Kept small so that an unknown word is not taken for a decisive one by chance.
+TYPO_LEMMAS = (
+    BOOK
+    | WANT
+    | WEEKDAYS
+    | STOP_WORDS
+    | MSG_VERBS
+    | ERASE
+    | _words("давать давайте записать запишите спасибо пожалуйста маникюр педикюр стрижка окрашивание брови ресницы")
+)
+
 # --- Misspellings ------------------------------------------------------------------------------------------------
 
 # Words whose forms a misspelt unknown word is matched to by its consonants ("сичас" → "сейчас", "дароговато" →
