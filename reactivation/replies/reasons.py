@@ -31,6 +31,7 @@ from reactivation.replies.lexicon import (
     FOR_GOOD,
     FRIENDS,
     HABITUAL,
+    HAGGLE,
     HARD_NO,
     HARDSHIP,
     HOURS,
@@ -48,9 +49,11 @@ from reactivation.replies.lexicon import (
     SELF,
     SERVICE_VERBS,
     SERVICE_WORDS,
+    TRIP,
     UNHAPPY,
     UNHAPPY_NEGATED,
     WEEKDAYS,
+    WRITE_BACK,
 )
 from reactivation.replies.normalization import Clause, Token
 from reactivation.replies.rules import Judgement
@@ -109,6 +112,10 @@ def _unhappy(r: Reply) -> bool:
             return True  # "после того как мне сожгли волосы"
         if t.text == "ногой" and before[-1:] == ["ни"]:
             return True  # "ни ногой"
+        if t.has("рука") and r.has("место") and any(o.negated for o in r.tokens):
+            return True  # "руки не из того места"
+        if t.has("телефон") and r.has("сидеть") and r.has(PLACES):
+            return True  # "мастер весь сеанс сидела в телефоне"
     return False
 
 
@@ -127,7 +134,7 @@ def _moved(r: Reply) -> bool:
             return True  # "я переехала" (not "мой мастер переехала в другой салон")
         if _is_place(r, i) and (
             (t.negated and r.has({"больше", "уже"}))  # "я больше не в Москве"
-            or any(o.text == "теперь" for o in r.around(i, 3))  # "я в Питере теперь"
+            or any(o.text in {"теперь", "уже"} for o in r.around(i, 3))  # "я в Питере теперь", "я уже в Казани"
             or (t.has({"город", "страна"}) and any(o.has({"сменить", "поменять"}) for o in r.around(i, 2)))
         ):
             return True
@@ -140,8 +147,9 @@ def _moved(r: Reply) -> bool:
             elsewhere = any(o.has("другой") for o in after) and any(
                 _is_place(r, j) for j in range(i + 1, min(i + 6, len(r.tokens)))
             )
-            if r.has(FOR_GOOD) or away or elsewhere:
-                return True  # "уехала насовсем", "уехала из города", "уехала в другую страну"
+            to_town = any(_is_place(r, j) for j in range(i + 1, min(i + 4, len(r.tokens)))) and not r.has(TRIP)
+            if r.has(FOR_GOOD) or away or elsewhere or to_town:
+                return True  # "уехала насовсем", "уехала из города", "уехала в Казань" (not "на неделю")
     return False
 
 
@@ -153,6 +161,9 @@ def _elsewhere(r: Reply) -> bool:
         prev = r.tokens[i - 1] if i else None
         if t.has(ANOTHER) and nxt is not None and nxt.has(PLACES):
             return True
+        near_after = any(o.has({"рядом", "возле", "около", "близкий"}) for o in r.tokens[i + 1 : i + 3])
+        if t.has(PLACES) and near_after:
+            return True  # "в барбершоп возле метро хожу", "в студии возле работы"
         if t.has(PLACES) and (r.has({"дом", "уйти", "подешевле"}) or r.has("найти")):
             return True  # "салон рядом с домом", "мастер ушла от вас", "нашла мастера подешевле"
         if t.has(PLACES) and any(o.has("работать") and o.word is not None and o.word.past for o in r.tokens):
@@ -183,8 +194,8 @@ def _self_service(r: Reply) -> bool:
     tools = r.has({"машинка", "триммер", "лампа", "аппарат", "бритва"})
     if tools or (service and (r.has(SELF) or r.has(RELATIVES) or r.has("научиться"))):
         return True
-    if r.has(SELF) and r.has(PLACES) and any(t.text == "себе" for t in r.tokens):
-        return True  # "я сама себе парикмахер"
+    if r.has(SELF) and not r.has(BOOK | WRITE_BACK) and (r.has(PLACES) or r.has("всё")):
+        return True  # "я сама себе парикмахер", "я сама мастер маникюра", "теперь всё сама"
     return service and any(t.text == "дома" for t in r.tokens)
 
 
@@ -205,8 +216,14 @@ def _price(r: Reply) -> bool:
     """Money: "дорого", "денег нет", "не по карману", "не потяну", "финансы не позволяют"."""
     negation = any(t.negated for t in r.tokens)
     # Negated or not: "не по карману", "не потяну" say it as plainly as "дорого".
-    money = any(t.has(PRICE_CUES) for t in r.tokens)
+    money = any(t.has(PRICE_CUES) for t in r.tokens) or _haggles(r)
     return money or (negation and any(t.has({"позволить", "позволять"}) for t in r.tokens))
+
+
+def _haggles(r: Reply) -> bool:
+    """A discount haggled over: "10% мало", "только если скидка 30%", "скидка 10% на ваши цены, смешно"."""
+    discount = any(t.has({"скидка", "акция"}) or t.special == "percent" for t in r.tokens)
+    return discount and r.has(HAGGLE)
 
 
 def _not_now(r: Reply) -> bool:

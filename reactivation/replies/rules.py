@@ -41,6 +41,7 @@ from reactivation.replies.lexicon import (
     FOOT_CONTEXT,
     GO_AWAY,
     HABITUAL,
+    HAGGLE,
     HARDSHIP,
     HOURS,
     INFO_WORDS,
@@ -60,6 +61,7 @@ from reactivation.replies.lexicon import (
     SARCASM_RUN,
     SARCASM_WORDS,
     SEASONS,
+    SERVICE_VERBS,
     SLOT_CUES,
     SLOT_NOUNS,
     STOP_WORDS,
@@ -674,6 +676,16 @@ def _just_right(at: At) -> bool:
     return any(a == "как" and b == "раз" for a, b in pairwise(texts))
 
 
+def _haggle(at: At, s: Signals) -> bool:
+    """A discount haggled over ("10% мало", "только если скидка 30%", "если скидка будет больше") refuses."""
+    if not at.t.has(HAGGLE) or at.t.negated:
+        return False
+    if not any(o.has({"скидка", "акция"}) or o.special == "percent" for o in at.tokens):
+        return False
+    s.refuse = True
+    return True
+
+
 def _without(at: At, s: Signals) -> bool:
     """Without: "без шансов", "без вариантов", "пока без меня", "пашу без выходных" refuse."""
     nxt = at.nxt
@@ -686,7 +698,7 @@ def _without(at: At, s: Signals) -> bool:
 def _habit(at: At, s: Signals) -> bool:
     """A habit ("стригусь у подруги") asks for nothing; a habit given up ("я больше не крашусь") refuses."""
     w = at.word
-    if not at.t.has(HABITUAL) or w.infinitive or w.future or w.imperative or w.past:
+    if not at.t.has(HABITUAL | SERVICE_VERBS) or w.infinitive or w.future or w.imperative or w.past:
         return False
     s.refuse = s.refuse or at.t.negated
     s.habit = s.habit or not at.t.negated
@@ -1019,6 +1031,7 @@ CLAUSE_RULES: tuple[ClauseRule, ...] = (
     _nyet,
     _idioms,
     _condition,
+    _haggle,
     _without,
     _busy_now,
     _hardship,
