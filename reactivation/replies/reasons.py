@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 
 from reactivation.replies.labels import Classification, NamedTime, ReplyLabel, ReplyReason
 from reactivation.replies.lexicon import (
@@ -30,6 +31,7 @@ from reactivation.replies.lexicon import (
     DAY_WORDS,
     FOR_GOOD,
     FRIENDS,
+    GROWING,
     HABITUAL,
     HAGGLE,
     HARD_NO,
@@ -41,6 +43,7 @@ from reactivation.replies.lexicon import (
     MOVED_FAR,
     MSG_VERBS,
     NOT_WANTED,
+    PASSING,
     PLACES,
     PRICE,
     PRICE_CUES,
@@ -114,6 +117,8 @@ def _unhappy(r: Reply) -> bool:
             return True  # "ни ногой"
         if t.has("рука") and r.has("место") and any(o.negated for o in r.tokens):
             return True  # "руки не из того места"
+        if t.has("держаться") and r.has(SERVICE_WORDS) and r.has({"день", "неделя", "два", "три"}):
+            return True  # "маникюр держался два дня"
         if t.has("телефон") and r.has("сидеть") and r.has(PLACES):
             return True  # "мастер весь сеанс сидела в телефоне"
     return False
@@ -122,19 +127,21 @@ def _unhappy(r: Reply) -> bool:
 def _is_place(r: Reply, i: int) -> bool:
     """A town or a country: "в Питере", "в другом городе" ("к Лене" is a master, not the river)."""
     t = r.tokens[i]
-    to_someone = i > 0 and r.tokens[i - 1].text in {"к", "у", "ко"}
-    return (t.word is not None and t.word.place and not to_someone) or t.has({"город", "страна"})
+    # A place name after "в", "на", "из" ("на Урале", not "ращу косу"); "к Лене" is a master.
+    located = i > 0 and r.tokens[i - 1].text in {"в", "во", "на", "из"}
+    return (t.word is not None and t.word.place and located) or t.has({"город", "страна"})
 
 
 def _moved(r: Reply) -> bool:
     """A move: "переехала", "живу теперь в Казани", "больше не живу в этом городе", "уехала насовсем"."""
     for i, t in enumerate(r.tokens):
-        master_moved = any(o.has(PLACES) for o in r.tokens[max(0, i - 3) : i])
+        # "мой мастер переехала в другой салон"; "сменила место жительства" is the client's move
+        master_moved = any(o.has(PLACES) for o in r.tokens[max(0, i - 3) : i]) and not t.has("жительство")
         if t.has(MOVED) and not t.negated and not master_moved:
             return True  # "я переехала" (not "мой мастер переехала в другой салон")
         if _is_place(r, i) and (
             (t.negated and r.has({"больше", "уже"}))  # "я больше не в Москве"
-            or any(o.text in {"теперь", "уже"} for o in r.around(i, 3))  # "я в Питере теперь", "я уже в Казани"
+            or any(o.text in {"теперь", "уже"} for o in r.around(i, 5))  # "я в Питере теперь", "я уже в Казани"
             or (t.has({"город", "страна"}) and any(o.has({"сменить", "поменять"}) for o in r.around(i, 2)))
         ):
             return True
@@ -155,7 +162,7 @@ def _moved(r: Reply) -> bool:
 
 def _elsewhere(r: Reply) -> bool:
     """Another salon or master: "хожу в другой салон", "у меня свой мастер", "стригусь у подруги"."""
-    friends_master = r.has(PLACES) and (r.has(FRIENDS) or r.has(RELATIVES))
+    friends_master = r.has(PLACES) and r.has(FRIENDS)  # a relative who is a master is self-service
     for i, t in enumerate(r.tokens):
         nxt = r.tokens[i + 1] if i + 1 < len(r.tokens) else None
         prev = r.tokens[i - 1] if i else None
@@ -194,6 +201,8 @@ def _self_service(r: Reply) -> bool:
     tools = r.has({"машинка", "триммер", "лампа", "аппарат", "бритва"})
     if tools or (service and (r.has(SELF) or r.has(RELATIVES) or r.has("научиться"))):
         return True
+    if r.has(RELATIVES) and r.has(PLACES) and not r.has(ANOTHER):
+        return True  # "у меня свекровь парикмахер", "дочка у меня мастер маникюра"
     if r.has(SELF) and not r.has(BOOK | WRITE_BACK) and (r.has(PLACES) or r.has("всё")):
         return True  # "я сама себе парикмахер", "я сама мастер маникюра", "теперь всё сама"
     return service and any(t.text == "дома" for t in r.tokens)
@@ -205,6 +214,26 @@ def _already_done(r: Reply) -> bool:
         return False
     done = any(t.has(SERVICE_VERBS) and t.word is not None and t.word.past and not t.negated for t in r.tokens)
     return done and (r.has("уже") or r.has(PLACES))
+
+
+def _no_time_for_it(r: Reply) -> bool:
+    """ "Не до этого", "не до салонов": no time or strength for it now (money said aside: "ипотека, не до салонов")."""
+    texts = [t.text for t in r.tokens]
+    return any(a == "не" and b == "до" for a, b in pairwise(texts)) and not _price(r)
+
+
+def _gave_up(r: Reply) -> bool:
+    """A habit given up or hair grown out: "больше не крашусь", "я волосы отращиваю" (not for a passing reason:
+    "беременна, пока не крашусь" is later)."""
+    passing = r.has(PASSING)
+    return any(
+        (
+            (t.negated and (t.has(HABITUAL) or t.has(SERVICE_VERBS)) and t.word is not None and not t.word.future)
+            and not passing
+        )
+        or t.has(GROWING)
+        for t in r.tokens
+    )
 
 
 def _named_later(r: Reply) -> bool:
@@ -234,10 +263,12 @@ def _not_now(r: Reply) -> bool:
 
 NEGATIVE_REASONS: tuple[tuple[ReplyReason, Callable[[Reply], bool]], ...] = (
     (ReplyReason.UNHAPPY, _unhappy),
+    (ReplyReason.NOT_NOW, _no_time_for_it),
     (ReplyReason.MOVED_AWAY, _moved),
     (ReplyReason.WENT_ELSEWHERE, _elsewhere),
     (ReplyReason.SELF_SERVICE, _self_service),
     (ReplyReason.WENT_ELSEWHERE, _already_done),
+    (ReplyReason.NO_NEED, _gave_up),
     (ReplyReason.NOT_NOW, _named_later),
     (ReplyReason.PRICE, _price),
     (ReplyReason.NOT_NOW, _not_now),

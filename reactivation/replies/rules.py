@@ -62,6 +62,7 @@ from reactivation.replies.lexicon import (
     SARCASM_WORDS,
     SEASONS,
     SERVICE_VERBS,
+    SERVICE_WORDS,
     SLOT_CUES,
     SLOT_NOUNS,
     STOP_WORDS,
@@ -97,6 +98,7 @@ class ReplyFacts:
     asks_to_write: bool = False  # "пишите сколько стоит", "напишите в телеграм": writing is wanted, of something else
     books: bool = False  # a booking asked for ("запишите к Оле"): whoever books has not withdrawn consent
     turns: bool = False  # a later clause turns with "но"/"а" ("отписаться хотела, но раз скидка — давайте")
+    discount: bool = False  # a discount or a percentage is spoken of ("10%? вау, щедро")
 
     @classmethod
     def of(cls, clauses: list[Clause]) -> ReplyFacts:
@@ -112,6 +114,7 @@ class ReplyFacts:
             asks_to_write=any(_imperative(t, {"писать", "написать"}) for t in tokens),
             books=any(_imperative(t, BOOK) or (BOOK_STEM.match(t.text) and _imperative(t, t.lemma)) for t in tokens),
             turns=any(c.contrast for c in clauses[1:]),
+            discount=any(t.has({"скидка", "акция"}) or t.special == "percent" for t in tokens),
             words=frozenset(t.text for t in tokens),
             booking_object=any(t.has(BOOKING_OBJECTS) for t in tokens),
             cancels=any(t.has(ERASE | {"отменить", "отменять", "перенести", "переносить"}) for t in tokens),
@@ -561,7 +564,8 @@ def _dreaming(said: _Said, t: Token) -> bool:
         return True
     if not t.has("мечтать") or t.negated or said.books:
         return False
-    return bool({"жизнь", "только", "ага", "конечно"} & set(said.texts) | {o.lemma for o in said.tokens} & {"жизнь"})
+    cues = {"жизнь", "только", "ага", "конечно", "опять", "снова"}  # "как раз мечтаю опять час ждать"
+    return bool(cues & set(said.texts) | {o.lemma for o in said.tokens} & {"жизнь"})
 
 
 def _idiom(said: _Said, t: Token, prev: str) -> bool:
@@ -574,6 +578,8 @@ def _idiom(said: _Said, t: Token, prev: str) -> bool:
         return True
     if t.has("нечего") and said.has("делать"):
         return True
+    if t.has("свистнуть") and said.has("рак"):
+        return True  # "когда рак на горе свистнет"
     if t.has("куча") and said.has("время") and ("же" in said.texts or "конечно" in said.texts):
         return True  # "у меня же куча свободного времени"
     return bool(t.word and t.has("бросить") and t.word.first_person and t.word.future and "все" in said.texts)
@@ -662,8 +668,8 @@ def _idioms(at: At, s: Signals) -> bool:
 def _condition(at: At, s: Signals) -> bool:
     """Terms asked about: "можно с ребёнком?", "а с собакой к вам можно?", "мастер может приехать на дом?"."""
     nxt = at.nxt
-    if not at.facts.question or nxt is None:
-        return False
+    if not at.facts.question or nxt is None or any(o.has(SERVICE_WORDS) for o in at.tokens):
+        return False  # "можно на стрижку с мужем вдвоём?" books two
     if (at.t.text in {"с", "со"} and nxt.has(COMPANIONS)) or (at.t.text == "на" and nxt.has({"дом", "дому"})):
         s.condition = True
         return True
@@ -678,19 +684,20 @@ def _just_right(at: At) -> bool:
 
 def _haggle(at: At, s: Signals) -> bool:
     """A discount haggled over ("10% мало", "только если скидка 30%", "если скидка будет больше") refuses."""
-    if not at.t.has(HAGGLE) or at.t.negated:
-        return False
-    if not any(o.has({"скидка", "акция"}) or o.special == "percent" for o in at.tokens):
+    if not at.t.has(HAGGLE) or at.t.negated or not at.facts.reply.discount:
         return False
     s.refuse = True
     return True
 
 
 def _without(at: At, s: Signals) -> bool:
-    """Without: "без шансов", "без вариантов", "пока без меня", "пашу без выходных" refuse."""
+    """Without: "без шансов", "без вариантов", "пока без меня", "пашу без выходных", "никаких процедур" refuse."""
     nxt = at.nxt
-    if at.t.text != "без" or nxt is None or not nxt.has({"шанс", "вариант", "я", "выходной"}):
-        return False
+    wanted = {"шанс", "вариант", "я", "выходной"}
+    if nxt is None or not (
+        (at.t.text == "без" and nxt.has(wanted)) or (at.t.has("никакой") and nxt.has(SERVICE_WORDS))
+    ):
+        return False  # also "пока никаких процедур"
     s.refuse = True
     return True
 

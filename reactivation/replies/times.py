@@ -84,6 +84,9 @@ def _refused(tokens: list[Token], i: int) -> bool:
                 break
             if t.text in {"никак", "нет", "вряд"} or (t.negated and t.has(ABLE)):
                 return True
+            nxt = tokens[j + 1] if j + 1 < len(tokens) else None
+            if nxt is not None and ((t.text == "не" and nxt.text == "до") or (t.text == "без" and nxt.has("шанс"))):
+                return True  # "в этом месяце не до этого", "в этом месяце без шансов"
             j += step
     return False
 
