@@ -117,6 +117,11 @@ def _unhappy(r: Reply) -> bool:
             return True  # "ни ногой"
         if t.has("рука") and r.has("место") and any(o.negated for o in r.tokens):
             return True  # "руки не из того места"
+        done = any(o.has(SERVICE_VERBS) and o.word is not None and o.word.past for o in r.tokens)
+        if t.text == "вместо" and done:
+            return True  # "покрасили в рыжий вместо русого"
+        if t.text == "сих" and before[-1:] == ["до"] and (done or r.has(SERVICE_WORDS)):
+            return True  # "после вашей стрижки до сих пор отхожу"
         if t.has("держаться") and r.has(SERVICE_WORDS) and r.has({"день", "неделя", "два", "три"}):
             return True  # "маникюр держался два дня"
         if t.has("телефон") and r.has("сидеть") and r.has(PLACES):
@@ -129,7 +134,8 @@ def _is_place(r: Reply, i: int) -> bool:
     t = r.tokens[i]
     # A place name after "в", "на", "из" ("на Урале", not "ращу косу"); "к Лене" is a master.
     located = i > 0 and r.tokens[i - 1].text in {"в", "во", "на", "из"}
-    return (t.word is not None and t.word.place and located) or t.has({"город", "страна"})
+    abroad = t.has("граница") and i > 0 and r.tokens[i - 1].text == "за"  # "за границей"
+    return (t.word is not None and t.word.place and located) or t.has({"город", "страна"}) or abroad
 
 
 def _moved(r: Reply) -> bool:
@@ -141,7 +147,7 @@ def _moved(r: Reply) -> bool:
             return True  # "я переехала" (not "мой мастер переехала в другой салон")
         if _is_place(r, i) and (
             (t.negated and r.has({"больше", "уже"}))  # "я больше не в Москве"
-            or any(o.text in {"теперь", "уже"} for o in r.around(i, 5))  # "я в Питере теперь", "я уже в Казани"
+            or any(o.text in {"теперь", "уже", "надолго"} for o in r.around(i, 5))  # "я уже в Казани"
             or (t.has({"город", "страна"}) and any(o.has({"сменить", "поменять"}) for o in r.around(i, 2)))
         ):
             return True
