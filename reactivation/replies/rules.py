@@ -52,7 +52,9 @@ from reactivation.replies.lexicon import (
     MSG_NOUNS,
     MSG_VERBS,
     NEGATORS,
+    NOTED,
     OTHER_PLACE,
+    PASS_ON,
     PASSING,
     PRICE,
     QUIET,
@@ -735,6 +737,8 @@ def _booking(at: At, s: Signals) -> bool:
             s.agree = True
     elif w.past:
         s.already = s.already or at.facts.recently
+    elif w.first_person and w.future and NOTED & set(texts):
+        s.ack = True  # "запишу себе", "запишу в календарь": noted, not booked
     elif w.first_person and w.future and {"сама", "сам", "тогда"} & set(texts):
         s.defer = True  # "сама запишусь", "зарплата 10-го, тогда и запишусь"
     else:
@@ -820,8 +824,8 @@ def _agreement(at: At, s: Signals) -> bool:
     if at.t.has(AGREE) and at.word.past and "уже" in at.facts.texts and not at.t.negated:
         s.already = True
         return True
-    if at.t.text == "хорошо" and at.prev is not None and at.prev.text in {"все", "всё"}:
-        return True  # "у меня всё хорошо": no agreement
+    if at.t.has(AGREE) and at.prev is not None and at.prev.text in {"все", "всё"}:
+        return True  # "у меня всё хорошо", "всё отлично": no agreement
     return _either(at, s, AGREE, affirmed="agree", negated="refuse")
 
 
@@ -936,12 +940,13 @@ def _elsewhere(at: At, s: Signals) -> bool:
 
 
 def _callback(at: At, s: Signals) -> bool:
-    """A call-back ("перезвоните"), or an acknowledgement ("ясно", "принято")."""
+    """A call-back ("перезвоните"), or an acknowledgement ("ясно", "принято", "передам маме")."""
     t = at.t
     if t.has(CALLBACK) and not at.word.first_person and not t.negated:
         s.callback = True
         return True
-    if t.has(ACK) and not t.negated:
+    passes_on = t.has(PASS_ON) and at.word.first_person and at.word.future  # "перешлю мужу", "я передам"
+    if (t.has(ACK) or passes_on) and not t.negated:
         s.ack = True
         return True
     return False
