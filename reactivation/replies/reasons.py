@@ -379,6 +379,8 @@ def _busy(j: Judgement) -> bool:
     answer_later = any(t.text in _ANSWER_LATER - {"вечером"} for t in tokens)
     if not negated and answer_later and any(_call_me(t) for t in tokens):
         return True  # "перезвоните позже" ("перезвоните вечером" names a time for the call)
+    if all(v.kind == "none" for v in j.verdicts) and any(t.has(BUSY_CONTEXT) for t in tokens):
+        return True  # "я на работе", "я у врача": where the client is, nothing more
     return not negated and any(t.text in _ANSWER_LATER for t in tokens) and any(t.has(BUSY_CONTEXT) for t in tokens)
 
 
@@ -389,7 +391,9 @@ def _call_me(t: Token) -> bool:
 
 def _refuses_visit(r: Reply) -> bool:
     """The visit itself is refused ("не получится", "не смогу", "никак"): a busy moment beside it only says why."""
-    return any(t.text == "никак" or (t.negated and t.has({"получиться", "смочь"})) for t in r.tokens)
+    texts = [t.text for t in r.tokens]
+    not_up_to = any(a == "не" and b == "до" for a, b in pairwise(texts)) and not r.has("переписка")  # "не до салонов"
+    return not_up_to or any(t.text == "никак" or (t.negated and t.has({"получиться", "смочь"})) for t in r.tokens)
 
 
 # Words as typed that put off an answer ("работаю, потом"); what puts off the visit instead.

@@ -27,6 +27,7 @@ from reactivation.replies.lexicon import (
     BOOK_STEM,
     BOOKING_OBJECTS,
     BUSY_CONTEXT,
+    BUSY_DOING,
     BUSY_NOW,
     BUSY_PLACES,
     CALLBACK,
@@ -862,6 +863,10 @@ def _later(at: At, s: Signals) -> bool:
     return deferred
 
 
+# Words of a lasting time: "занята" beside them is not a busy moment.
+_LASTING = WEEKDAYS | DAY_WORDS | set(MONTHS) | set(SEASONS) | {"месяц", "неделя", "до", "пока", "весь", "год"}
+
+
 def _busy_now(at: At, s: Signals) -> bool:
     """Busy: "за рулём", "на совещании", "минутку", "отвечу позже", "перезвоню", "не могу говорить"."""
     t, w, prev = at.t, at.word, at.prev
@@ -870,8 +875,16 @@ def _busy_now(at: At, s: Signals) -> bool:
         for o in at.before
     )
     lemmas = at.facts.lemmas
-    # "сейчас занята": at the moment, not for the month
-    busy_moment = bool(lemmas & {"сейчас", "минутка"}) and not lemmas & {"месяц", "неделя"}
+    # "сейчас занята", "сорри, занята": at the moment, not for a day or a month ("завтра занята", "выходные заняты")
+    timeless = not lemmas & _LASTING
+    busy_moment = bool(lemmas & {"сейчас", "минутка"} or timeless) and not lemmas & {"месяц", "неделя"}
+    # "еду", "укладываю малыша", "кормлю": what the client is doing this minute ("еду к вам" comes)
+    doing = (
+        t.has(BUSY_DOING)
+        and w.first_person
+        and not (w.past or w.future)
+        and not {"к", "грудью"} & set(at.facts.texts)  # "кормлю грудью" is a period, not a moment
+    )
     busy = (
         t.has(BUSY_NOW)
         or (prev is not None and any(t.has(place) and prev.text == word for place, word in BUSY_PLACES.items()))
@@ -884,6 +897,7 @@ def _busy_now(at: At, s: Signals) -> bool:
         )
         or (t.has(TALK) and cannot)
         or (t.has("занятый") and busy_moment)
+        or doing
     )
     if busy:
         s.busy = True
@@ -988,6 +1002,8 @@ def _hours(at: At, s: Signals) -> bool:
     if t.has("выходной") and at.facts.question and "вы" in at.facts.lemmas:
         s.hours = True
         return True
+    if t.has(HOURS) and at.word.first_person:
+        return True  # "работаю до вечера", "днём я работаю": the client's work, not the salon's hours
     if t.has(HOURS) and not any(o.word and o.word.name and o.title for o in at.tokens):
         # "мастер, которая у вас работала" tells a story; "вы работаете?" asks
         s.hours = not at.word.past
@@ -1022,8 +1038,9 @@ def _negated_time(at: At, s: Signals) -> bool:
 
 
 def _concrete(at: At, s: Signals) -> bool:
-    """A day, a time or a master ("после 15-го" a limit)."""
-    if is_concrete(at.tokens, at.i):
+    """A day, a time or a master ("после 15-го" a limit); "днём я работаю" tells the client's schedule."""
+    mine = any(o.has(HOURS) and o.word is not None and o.word.first_person for o in at.tokens)
+    if is_concrete(at.tokens, at.i) and not mine:
         s.concrete = True
         # "после 15-го", "после 18"; "после обеда" is a time of day.
         s.after = s.after or (at.t.text.isdigit() and any(o.text == "после" for o in at.before))
