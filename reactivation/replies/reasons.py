@@ -147,7 +147,8 @@ def _moved(r: Reply) -> bool:
             return True  # "я переехала" (not "мой мастер переехала в другой салон")
         if _is_place(r, i) and (
             (t.negated and r.has({"больше", "уже"}))  # "я больше не в Москве"
-            or any(o.text in {"теперь", "уже", "надолго"} for o in r.around(i, 5))  # "я уже в Казани"
+            or any(o.text in {"теперь", "надолго"} for o in r.around(i, 5))  # "я в Питере теперь"
+            or (any(o.text == "уже" for o in r.around(i, 3)) and r.has({"я", "мы"}) and not r.has(PLACES))
             or (t.has({"город", "страна"}) and any(o.has({"сменить", "поменять"}) for o in r.around(i, 2)))
         ):
             return True
@@ -229,9 +230,9 @@ def _no_time_for_it(r: Reply) -> bool:
 
 
 def _gave_up(r: Reply) -> bool:
-    """A habit given up or hair grown out: "больше не крашусь", "я волосы отращиваю" (not for a passing reason:
-    "беременна, пока не крашусь" is later)."""
-    passing = r.has(PASSING)
+    """A habit given up or hair grown out: "больше не крашусь", "я волосы отращиваю" (not for a passing reason or
+    for now: "беременна, пока не крашусь", "ногу сломала, пока никуда не хожу" are later)."""
+    passing = r.has(PASSING) or r.has({"пока", "сейчас", "позже", "потом"})  # for now, not for good
     return any(
         (
             (t.negated and (t.has(HABITUAL) or t.has(SERVICE_VERBS)) and t.word is not None and not t.word.future)

@@ -671,7 +671,7 @@ def _idioms(at: At, s: Signals) -> bool:
 def _condition(at: At, s: Signals) -> bool:
     """Terms asked about: "можно с ребёнком?", "а с собакой к вам можно?", "мастер может приехать на дом?"."""
     nxt = at.nxt
-    if not at.facts.question or nxt is None or any(o.has(SERVICE_WORDS) for o in at.tokens):
+    if not at.facts.question or nxt is None or any(o.has(SERVICE_WORDS - {"мастер"}) for o in at.tokens):
         return False  # "можно на стрижку с мужем вдвоём?" books two
     if (at.t.text in {"с", "со"} and nxt.has(COMPANIONS)) or (at.t.text == "на" and nxt.has({"дом", "дому"})):
         s.condition = True
