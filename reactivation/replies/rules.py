@@ -938,7 +938,12 @@ def _when_it_is(at: At, s: Signals) -> bool:
     t, nxt, texts = at.t, at.nxt, at.facts.texts
     if t.text not in {"когда", "как"} or nxt is None or nxt.word is None:
         return False
-    future = {"будет", "будут"} & set(texts[at.i + 1 : at.i + 4]) or (nxt.word.future and not nxt.word.infinitive)
+    # "когда будет время", "как только смогу", "когда дети пойдут в школу": a future verb within the clause's start
+    ahead = at.tokens[at.i + 1 : at.i + 4]
+    ahead = ahead if not at.facts.question else ahead[:1]  # "когда вы сможете меня принять?" asks for a time
+    future = {"будет", "будут"} & set(texts[at.i + 1 : at.i + 4]) or any(
+        o.word is not None and o.word.future and not o.word.infinitive for o in ahead
+    )
     if future or nxt.text == "только":
         s.defer = True
         return True
