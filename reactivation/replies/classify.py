@@ -21,11 +21,13 @@ Decisions an admin would make, and that the labeled set in tests/data/replies.ts
 - negative: declines for now without asking to stop ("нет", "не сейчас", "спасибо, не нужно", "подумаю", "как-нибудь
   потом", "сама запишусь", "дорого", "на даче до сентября", sarcasm such as "ага, конечно, бегу уже"), warm refusals
   ("я бы с радостью, но …"), "<day> никак", already done elsewhere, by oneself or by a relative.
-- neutral: unclear, a question about price, address or hours (bare agreement plus such a question stays neutral;
+- neutral: unclear, a question about price, address, hours or terms ("можно с ребёнком?"; bare agreement plus such
+  a question stays neutral;
   an explicit booking request plus a question is positive; a question after a refusal is a question), thanks, emoji
-  without a yes/no meaning (🙏 ❤️ 😊), voice and media placeholders, a request to be called back, a busy client
-  ("за рулём, позже отвечу"), and "уже записалась" (the client already has a booking: the admin confirms it; the
-  booking itself is attributed from the bookings table, not from the words).
+  without a yes/no meaning (🙏 ❤️ 😊), voice and media placeholders, a request to be called back, a message passed
+  on ("перешлю мужу"), a busy client ("за рулём, позже отвечу", "я у врача", "сейчас не могу, вечером напишу" —
+  but "не смогу", "не получится" refuse the visit), and "уже записалась" (the client already has a booking: the
+  admin confirms it; the booking itself is attributed from the bookings table, not from the words).
 
 Limits of rules: sarcasm is caught only through its fixed idioms ("бегу уже", "разбежалась", "ага, щас", "делать мне
 больше нечего"), not through tone; irony with ordinary words ("Ну конечно, всю неделю ждала вашего сообщения")

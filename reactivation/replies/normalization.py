@@ -23,6 +23,7 @@ from reactivation.replies.lexicon import (
     RESPELL_LEMMAS,
     SIGNAL_EMOJI,
     TRANSLIT,
+    TYPO_LEMMAS,
     VARIANTS,
 )
 
@@ -63,7 +64,7 @@ _ENGLISH_NOT = re.compile(r"(?<![^\W\d_])(?:do|does|did|can|won|is|are)n['’]?t
 _TOKEN = re.compile(
     r"(?P<special>__(?:time|date|percent|money)__)"
     r"|(?P<word>[^\W_]+)"
-    r"|(?P<emoji>[" + "".join(SIGNAL_EMOJI) + r"])"
+    r"|(?P<emoji>[" + "".join(SIGNAL_EMOJI) + r"]|\+(?![\s(]*\d))"
     r"|(?P<sep>[,.;!?\n…:—–]+)"
 )
 
@@ -114,6 +115,7 @@ class Word:
     name: bool  # one of its readings is a first name ("Вере" is also "вера")
     name_first: bool  # its likeliest reading is a first name ("Оле")
     place: bool = False  # one of its readings is a place name ("Казани", "Сочи")
+    third_person: bool = False  # "пойдут", "придёт": someone else does it
 
 
 @lru_cache(maxsize=100_000)
@@ -140,6 +142,7 @@ def analyse(word: str) -> Word:
         name=any("Name" in p.tag for p in parses),
         name_first="Name" in parses[0].tag,
         place=any("Geox" in p.tag for p in parses),
+        third_person=tag.person == "3per",
     )
 
 
@@ -178,12 +181,54 @@ def _respellings() -> dict[str, str]:
     """Skeleton → the one form of a key word with it (skeletons shared by two words are left out)."""
     found: dict[str, dict[str, str]] = {}
     for lemma in sorted(RESPELL_LEMMAS):
-        if not _CYRILLIC.fullmatch(lemma):
+        if not _CYRILLIC.fullmatch(lemma.replace("ё", "е")):  # "самолёт" too
             continue
         for form in morphology.parse(lemma)[0].lexeme:
             word = form.word.replace("ё", "е")
             found.setdefault(_skeleton(word), {}).setdefault(form.normal_form, word)
     return {skeleton: next(iter(by_lemma.values())) for skeleton, by_lemma in found.items() if len(by_lemma) == 1}
+
+
+# A typo (a letter dropped, added, swapped or mistyped: "давйте", "дапвайте", "запишиет", "дввайте") is undone
+# only for words this long, unknown to the dictionary, and only when one key word is that one letter away.
+_TYPO_MIN_LENGTH = 5
+
+
+def _deletes(word: str) -> set[str]:
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
+
+
+@lru_cache(maxsize=1)
+def _typos() -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]:
+    """Each form of a key word by itself and by each of its one-letter deletions (a symmetric-delete index)."""
+    forms: dict[str, set[str]] = {}
+    deleted: dict[str, set[str]] = {}
+    for lemma in sorted(TYPO_LEMMAS):
+        for form in morphology.parse(lemma)[0].lexeme:
+            word = form.word.replace("ё", "е")
+            if len(word) < _TYPO_MIN_LENGTH - 1:
+                continue
+            forms.setdefault(word, set()).add(word)
+            for variant in _deletes(word):
+                deleted.setdefault(variant, set()).add(word)
+    return {k: frozenset(v) for k, v in forms.items()}, {k: frozenset(v) for k, v in deleted.items()}
+
+
+def _typo(word: str) -> str | None:
+    """The one key word a letter away from `word` ("давйте" → "давайте"), or None when none or several are."""
+    forms, deleted = _typos()
+    variants = _deletes(word)
+    swapped = {word[:i] + word[i + 1] + word[i] + word[i + 2 :] for i in range(len(word) - 1)}
+    # The likeliest typo first: a letter dropped, two letters swapped, one letter for another, a letter added.
+    for found in (
+        set(deleted.get(word, ())),
+        {f for v in swapped for f in forms.get(v, ())},
+        {f for v in variants for f in deleted.get(v, ())},
+        {f for v in variants for f in forms.get(v, ())},
+    ):
+        if found:
+            return min(found) if len({analyse(f).lemma for f in found}) == 1 else None
+    return None
 
 
 _REPEATS = re.compile(r"([^\W\d_])\1{2,}")
@@ -214,6 +259,8 @@ def normalize_word(raw: str) -> list[str]:
             return [canonical]
     if len(word) >= 4 and not known(word) and _CYRILLIC.fullmatch(word):
         word = _respellings().get(_skeleton(word), word)
+    if len(word) >= _TYPO_MIN_LENGTH and not known(word) and _CYRILLIC.fullmatch(word):
+        word = _typo(word) or word
     if not known(word) and _DOUBLES.search(word):
         single = _DOUBLES.sub(r"\1", word)
         if known(single) or any(p.match(single) for p, _ in VARIANTS):
@@ -280,7 +327,7 @@ def split_clauses(text: str) -> list[Clause]:
                 clauses.append(Clause())
             continue
         if kind == "emoji":
-            current.tokens.append(Token(text=value, emoji=SIGNAL_EMOJI[value]))
+            current.tokens.append(Token(text=value, emoji=SIGNAL_EMOJI.get(value, "yes")))  # a "+" agrees
             continue
         if kind == "special":
             current.tokens.append(Token(text=value, special=value.strip("_")))

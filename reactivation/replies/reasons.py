@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 
 from reactivation.replies.labels import Classification, NamedTime, ReplyLabel, ReplyReason
 from reactivation.replies.lexicon import (
@@ -25,11 +26,14 @@ from reactivation.replies.lexicon import (
     ANOTHER,
     BOOK,
     BUSY_CONTEXT,
+    CALLBACK,
     CANNOT,
     DAY_WORDS,
     FOR_GOOD,
     FRIENDS,
+    GROWING,
     HABITUAL,
+    HAGGLE,
     HARD_NO,
     HARDSHIP,
     HOURS,
@@ -39,6 +43,7 @@ from reactivation.replies.lexicon import (
     MOVED_FAR,
     MSG_VERBS,
     NOT_WANTED,
+    PASSING,
     PLACES,
     PRICE,
     PRICE_CUES,
@@ -47,9 +52,11 @@ from reactivation.replies.lexicon import (
     SELF,
     SERVICE_VERBS,
     SERVICE_WORDS,
+    TRIP,
     UNHAPPY,
     UNHAPPY_NEGATED,
     WEEKDAYS,
+    WRITE_BACK,
 )
 from reactivation.replies.normalization import Clause, Token
 from reactivation.replies.rules import Judgement
@@ -108,25 +115,40 @@ def _unhappy(r: Reply) -> bool:
             return True  # "после того как мне сожгли волосы"
         if t.text == "ногой" and before[-1:] == ["ни"]:
             return True  # "ни ногой"
+        if t.has("рука") and r.has("место") and any(o.negated for o in r.tokens):
+            return True  # "руки не из того места"
+        done = any(o.has(SERVICE_VERBS) and o.word is not None and o.word.past for o in r.tokens)
+        if t.text == "вместо" and done:
+            return True  # "покрасили в рыжий вместо русого"
+        if t.text == "сих" and before[-1:] == ["до"] and (done or r.has(SERVICE_WORDS)):
+            return True  # "после вашей стрижки до сих пор отхожу"
+        if t.has("держаться") and r.has(SERVICE_WORDS) and r.has({"день", "неделя", "два", "три"}):
+            return True  # "маникюр держался два дня"
+        if t.has("телефон") and r.has("сидеть") and r.has(PLACES):
+            return True  # "мастер весь сеанс сидела в телефоне"
     return False
 
 
 def _is_place(r: Reply, i: int) -> bool:
     """A town or a country: "в Питере", "в другом городе" ("к Лене" is a master, not the river)."""
     t = r.tokens[i]
-    to_someone = i > 0 and r.tokens[i - 1].text in {"к", "у", "ко"}
-    return (t.word is not None and t.word.place and not to_someone) or t.has({"город", "страна"})
+    # A place name after "в", "на", "из" ("на Урале", not "ращу косу"); "к Лене" is a master.
+    located = i > 0 and r.tokens[i - 1].text in {"в", "во", "на", "из"}
+    abroad = t.has("граница") and i > 0 and r.tokens[i - 1].text == "за"  # "за границей"
+    return (t.word is not None and t.word.place and located) or t.has({"город", "страна"}) or abroad
 
 
 def _moved(r: Reply) -> bool:
     """A move: "переехала", "живу теперь в Казани", "больше не живу в этом городе", "уехала насовсем"."""
     for i, t in enumerate(r.tokens):
-        master_moved = any(o.has(PLACES) for o in r.tokens[max(0, i - 3) : i])
+        # "мой мастер переехала в другой салон"; "сменила место жительства" is the client's move
+        master_moved = any(o.has(PLACES) for o in r.tokens[max(0, i - 3) : i]) and not t.has("жительство")
         if t.has(MOVED) and not t.negated and not master_moved:
             return True  # "я переехала" (not "мой мастер переехала в другой салон")
         if _is_place(r, i) and (
             (t.negated and r.has({"больше", "уже"}))  # "я больше не в Москве"
-            or any(o.text == "теперь" for o in r.around(i, 3))  # "я в Питере теперь"
+            or any(o.text in {"теперь", "надолго"} for o in r.around(i, 5))  # "я в Питере теперь"
+            or (any(o.text == "уже" for o in r.around(i, 3)) and r.has({"я", "мы"}) and not r.has(PLACES))
             or (t.has({"город", "страна"}) and any(o.has({"сменить", "поменять"}) for o in r.around(i, 2)))
         ):
             return True
@@ -139,19 +161,23 @@ def _moved(r: Reply) -> bool:
             elsewhere = any(o.has("другой") for o in after) and any(
                 _is_place(r, j) for j in range(i + 1, min(i + 6, len(r.tokens)))
             )
-            if r.has(FOR_GOOD) or away or elsewhere:
-                return True  # "уехала насовсем", "уехала из города", "уехала в другую страну"
+            to_town = any(_is_place(r, j) for j in range(i + 1, min(i + 4, len(r.tokens)))) and not r.has(TRIP)
+            if r.has(FOR_GOOD) or away or elsewhere or to_town:
+                return True  # "уехала насовсем", "уехала из города", "уехала в Казань" (not "на неделю")
     return False
 
 
 def _elsewhere(r: Reply) -> bool:
     """Another salon or master: "хожу в другой салон", "у меня свой мастер", "стригусь у подруги"."""
-    friends_master = r.has(PLACES) and (r.has(FRIENDS) or r.has(RELATIVES))
+    friends_master = r.has(PLACES) and r.has(FRIENDS)  # a relative who is a master is self-service
     for i, t in enumerate(r.tokens):
         nxt = r.tokens[i + 1] if i + 1 < len(r.tokens) else None
         prev = r.tokens[i - 1] if i else None
         if t.has(ANOTHER) and nxt is not None and nxt.has(PLACES):
             return True
+        near_after = any(o.has({"рядом", "возле", "около", "близкий"}) for o in r.tokens[i + 1 : i + 3])
+        if t.has(PLACES) and near_after:
+            return True  # "в барбершоп возле метро хожу", "в студии возле работы"
         if t.has(PLACES) and (r.has({"дом", "уйти", "подешевле"}) or r.has("найти")):
             return True  # "салон рядом с домом", "мастер ушла от вас", "нашла мастера подешевле"
         if t.has(PLACES) and any(o.has("работать") and o.word is not None and o.word.past for o in r.tokens):
@@ -182,8 +208,10 @@ def _self_service(r: Reply) -> bool:
     tools = r.has({"машинка", "триммер", "лампа", "аппарат", "бритва"})
     if tools or (service and (r.has(SELF) or r.has(RELATIVES) or r.has("научиться"))):
         return True
-    if r.has(SELF) and r.has(PLACES) and any(t.text == "себе" for t in r.tokens):
-        return True  # "я сама себе парикмахер"
+    if r.has(RELATIVES) and r.has(PLACES) and not r.has(ANOTHER):
+        return True  # "у меня свекровь парикмахер", "дочка у меня мастер маникюра"
+    if r.has(SELF) and not r.has(BOOK | WRITE_BACK) and (r.has(PLACES) or r.has("всё")):
+        return True  # "я сама себе парикмахер", "я сама мастер маникюра", "теперь всё сама"
     return service and any(t.text == "дома" for t in r.tokens)
 
 
@@ -195,6 +223,26 @@ def _already_done(r: Reply) -> bool:
     return done and (r.has("уже") or r.has(PLACES))
 
 
+def _no_time_for_it(r: Reply) -> bool:
+    """ "Не до этого", "не до салонов": no time or strength for it now (money said aside: "ипотека, не до салонов")."""
+    texts = [t.text for t in r.tokens]
+    return any(a == "не" and b == "до" for a, b in pairwise(texts)) and not _price(r)
+
+
+def _gave_up(r: Reply) -> bool:
+    """A habit given up or hair grown out: "больше не крашусь", "я волосы отращиваю" (not for a passing reason or
+    for now: "беременна, пока не крашусь", "ногу сломала, пока никуда не хожу" are later)."""
+    passing = r.has(PASSING) or r.has({"пока", "сейчас", "позже", "потом"})  # for now, not for good
+    return any(
+        (
+            (t.negated and (t.has(HABITUAL) or t.has(SERVICE_VERBS)) and t.word is not None and not t.word.future)
+            and not passing
+        )
+        or t.has(GROWING)
+        for t in r.tokens
+    )
+
+
 def _named_later(r: Reply) -> bool:
     """A time named for later: "может в январе", "после праздников", "в этом месяце никак"."""
     return r.when is not None
@@ -204,8 +252,14 @@ def _price(r: Reply) -> bool:
     """Money: "дорого", "денег нет", "не по карману", "не потяну", "финансы не позволяют"."""
     negation = any(t.negated for t in r.tokens)
     # Negated or not: "не по карману", "не потяну" say it as plainly as "дорого".
-    money = any(t.has(PRICE_CUES) for t in r.tokens)
+    money = any(t.has(PRICE_CUES) for t in r.tokens) or _haggles(r)
     return money or (negation and any(t.has({"позволить", "позволять"}) for t in r.tokens))
+
+
+def _haggles(r: Reply) -> bool:
+    """A discount haggled over: "10% мало", "только если скидка 30%", "скидка 10% на ваши цены, смешно"."""
+    discount = any(t.has({"скидка", "акция"}) or t.special == "percent" for t in r.tokens)
+    return discount and r.has(HAGGLE)
 
 
 def _not_now(r: Reply) -> bool:
@@ -216,10 +270,12 @@ def _not_now(r: Reply) -> bool:
 
 NEGATIVE_REASONS: tuple[tuple[ReplyReason, Callable[[Reply], bool]], ...] = (
     (ReplyReason.UNHAPPY, _unhappy),
+    (ReplyReason.NOT_NOW, _no_time_for_it),
     (ReplyReason.MOVED_AWAY, _moved),
     (ReplyReason.WENT_ELSEWHERE, _elsewhere),
     (ReplyReason.SELF_SERVICE, _self_service),
     (ReplyReason.WENT_ELSEWHERE, _already_done),
+    (ReplyReason.NO_NEED, _gave_up),
     (ReplyReason.NOT_NOW, _named_later),
     (ReplyReason.PRICE, _price),
     (ReplyReason.NOT_NOW, _not_now),
@@ -249,13 +305,28 @@ def _asks(clause: Clause, *, loose: bool = False) -> bool:
         # Without a question mark (voice) a question word early on asks; "как", "что", "когда" also join clauses.
         words = QUESTION_WORDS - {"как", "что", "когда", "почему", "ли", "напомните"}
         return any(
-            t.has(words) and "не" not in [o.text for o in tokens[max(0, i - 2) : i]] for i, t in enumerate(tokens[:3])
+            t.has(words) and "не" not in [o.text for o in tokens[max(0, i - 2) : i]] and not _rhetorical(tokens, i)
+            for i, t in enumerate(tokens[:3])
         )
-    if first.has(QUESTION_WORDS):
+    if first.has(QUESTION_WORDS) and not _indefinite(tokens, tokens.index(first)):
         return True
     about = any(t.has(PRICE) or t.has(ADDRESS) or t.has(HOURS) or t.has(INFO_WORDS) for t in tokens)
     # "Алло?", "Серьёзно?", "Что?" ask nothing of the salon; "А вы кто?" does.
     return (loose and len(tokens) > 1) or about or any(t.text == "ли" or t.has(QUESTION_WORDS) for t in tokens[1:])
+
+
+def _indefinite(tokens: list[Token], i: int) -> bool:
+    """ "где-то", "когда-нибудь", "кто-либо": a question word made indefinite asks nothing."""
+    return i + 1 < len(tokens) and tokens[i + 1].text in {"то", "нибудь", "либо"}
+
+
+def _rhetorical(tokens: list[Token], i: int) -> bool:
+    """Without a question mark, "какой маникюр", "какие ногти" after a hardship exclaim rather than ask; so does an
+    indefinite "где-то"."""
+    if _indefinite(tokens, i):
+        return True
+    nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+    return tokens[i].has("какой") and nxt is not None and nxt.has(SERVICE_WORDS) and len(tokens) <= 3
 
 
 def _ends_with_question(j: Judgement) -> bool:
@@ -286,25 +357,50 @@ def _only_agrees(j: Judgement) -> bool:
 def _busy(j: Judgement) -> bool:
     """Busy by the rules' words ("за рулём", "отвечу позже"), or by the reply as a whole: "работаю, потом", "я
     занята, позже" (a busy moment and a later, nothing refused), "щас не могу" (only now is refused)."""
+    if named_time(j.clauses) is not None:
+        return False  # "в ноябре напишите, сейчас занята": a time for the visit
     if any(s.busy for s in j.signals):
         return True
     tokens = [t for c in j.clauses for t in c.tokens]
     if any(t.negated and t.has(MSG_VERBS) for t in tokens) and any(t.has(BUSY_CONTEXT) for t in tokens):
         return True  # "не пиши мне в рабочее время, я на работе"
     # Anything that puts off the visit rather than the answer: a time, a day, "как-нибудь", "подумаю", a hardship.
-    if named_time(j.clauses) is not None or any(t.has(_PUT_OFF) or t.has(HARDSHIP) for t in tokens):
-        return False
-    if any(s.remind for s in j.signals):
+    # "Вечером" and "потом" beside an answer are the answer's time ("сейчас не могу, вечером напишу").
+    if any((t.has(_PUT_OFF) and t.text not in _ANSWER_LATER) or t.has(HARDSHIP) for t in tokens):
         return False
     negated = [t for t in tokens if t.negated]
-    if not negated and any(t.text in _ANSWER_LATER for t in tokens) and any(t.has(BUSY_CONTEXT) for t in tokens):
+    # "щас не могу, позже", "сейчас не могу, вечером напишу": only now is refused ("не смогу", "не получится" refuse
+    # the visit; "может позже" puts it off).
+    only_now = bool(negated) and all(t.text in _CANNOT_NOW for t in negated) and any(t.has("сейчас") for t in tokens)
+    later = any(t.has(LATER_CUES - {"сейчас"}) and t.text not in _ANSWER_LATER for t in tokens)
+    if only_now and "может" not in {t.text for t in tokens} and not later:
         return True
-    only_now = bool(negated) and all(t.has(CANNOT) for t in negated) and any(t.has("сейчас") for t in tokens)
-    return only_now and not any(t.has(LATER_CUES - {"сейчас"}) for t in tokens)
+    if any(s.remind for s in j.signals):
+        return False
+    answer_later = any(t.text in _ANSWER_LATER - {"вечером"} for t in tokens)
+    if not negated and answer_later and any(_call_me(t) for t in tokens):
+        return True  # "перезвоните позже" ("перезвоните вечером" names a time for the call)
+    if all(v.kind == "none" for v in j.verdicts) and any(t.has(BUSY_CONTEXT) for t in tokens):
+        return True  # "я на работе", "я у врача": where the client is, nothing more
+    return not negated and any(t.text in _ANSWER_LATER for t in tokens) and any(t.has(BUSY_CONTEXT) for t in tokens)
+
+
+def _call_me(t: Token) -> bool:
+    """A call-back asked for: "перезвоните", "наберите"."""
+    return t.word is not None and t.word.imperative and t.has(CALLBACK) and not t.negated
+
+
+def _refuses_visit(r: Reply) -> bool:
+    """The visit itself is refused ("не получится", "не смогу", "никак"): a busy moment beside it only says why."""
+    texts = [t.text for t in r.tokens]
+    not_up_to = any(a == "не" and b == "до" for a, b in pairwise(texts)) and not r.has("переписка")  # "не до салонов"
+    return not_up_to or any(t.text == "никак" or (t.negated and t.has({"получиться", "смочь"})) for t in r.tokens)
 
 
 # Words as typed that put off an answer ("работаю, потом"); what puts off the visit instead.
 _ANSWER_LATER = frozenset({"потом", "позже", "попозже", "позднее", "вечером"})
+# Cannot at this moment (present tense): "не могу" is busy now, "не смогу" refuses the visit.
+_CANNOT_NOW = frozenset({"могу", "можем"})
 _PUT_OFF = WEEKDAYS | DAY_WORDS | {"нибудь", "подумать", "месяц", "неделя", "конец", "год"}
 
 
@@ -362,6 +458,11 @@ def reason_for(j: Judgement, label: ReplyLabel) -> Classification:
         return Classification(label, ReplyReason.NO_NEED if reason is ReplyReason.NOT_NOW else reason)
     if _ends_with_question(j):
         return Classification(ReplyLabel.NEUTRAL, ReplyReason.QUESTION)
-    if _busy(j) and reason not in _TELLING and reason is not ReplyReason.PRICE and not _hard_no(r):
+    if (
+        _busy(j)
+        and reason not in _TELLING
+        and reason is not ReplyReason.PRICE
+        and not (_hard_no(r) or _refuses_visit(r))
+    ):
         return Classification(ReplyLabel.NEUTRAL, ReplyReason.BUSY)
     return Classification(label, reason, r.when if reason is ReplyReason.NOT_NOW else None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Literal
 
 from reactivation.replies.labels import ReplyLabel
@@ -26,9 +27,11 @@ from reactivation.replies.lexicon import (
     BOOK_STEM,
     BOOKING_OBJECTS,
     BUSY_CONTEXT,
+    BUSY_DOING,
     BUSY_NOW,
     BUSY_PLACES,
     CALLBACK,
+    COMPANIONS,
     DAY_WORDS,
     DEFER,
     ERASE,
@@ -39,16 +42,20 @@ from reactivation.replies.lexicon import (
     FOOT_CONTEXT,
     GO_AWAY,
     HABITUAL,
+    HAGGLE,
     HARDSHIP,
     HOURS,
     INFO_WORDS,
     LATER_WORDS,
+    LOOK_UP,
     MESSAGES_NOT_WANTED,
     MONTHS,
     MSG_NOUNS,
     MSG_VERBS,
     NEGATORS,
+    NOTED,
     OTHER_PLACE,
+    PASS_ON,
     PASSING,
     PRICE,
     QUIET,
@@ -57,6 +64,8 @@ from reactivation.replies.lexicon import (
     SARCASM_RUN,
     SARCASM_WORDS,
     SEASONS,
+    SERVICE_VERBS,
+    SERVICE_WORDS,
     SLOT_CUES,
     SLOT_NOUNS,
     STOP_WORDS,
@@ -89,6 +98,10 @@ class ReplyFacts:
     cancels: bool = False  # "удалите", "отмените", "перенесите": about a booking there is
     passing: bool = False  # a reason that passes: a trip, an illness, a baby
     names_time: bool = False  # a time for later: "не беспокойте до лета" is not_now, not an opt-out
+    asks_to_write: bool = False  # "пишите сколько стоит", "напишите в телеграм": writing is wanted, of something else
+    books: bool = False  # a booking asked for ("запишите к Оле"): whoever books has not withdrawn consent
+    turns: bool = False  # a later clause turns with "но"/"а" ("отписаться хотела, но раз скидка — давайте")
+    discount: bool = False  # a discount or a percentage is spoken of ("10%? вау, щедро")
 
     @classmethod
     def of(cls, clauses: list[Clause]) -> ReplyFacts:
@@ -101,6 +114,10 @@ class ReplyFacts:
             writes=any(t.has({"писать", "написать"}) and not t.negated for t in tokens),
             thought=any(t.has({"думать", "подумать", "решить"}) and t.word is not None and t.word.past for t in tokens),
             names_time=named_time(clauses) is not None,
+            asks_to_write=any(_imperative(t, {"писать", "написать"}) for t in tokens),
+            books=any(_imperative(t, BOOK) or (BOOK_STEM.match(t.text) and _imperative(t, t.lemma)) for t in tokens),
+            turns=any(c.contrast for c in clauses[1:]),
+            discount=any(t.has({"скидка", "акция"}) or t.special == "percent" for t in tokens),
             words=frozenset(t.text for t in tokens),
             booking_object=any(t.has(BOOKING_OBJECTS) for t in tokens),
             cancels=any(t.has(ERASE | {"отменить", "отменять", "перенести", "переносить"}) for t in tokens),
@@ -110,6 +127,11 @@ class ReplyFacts:
                 for t in tokens
             ),
         )
+
+
+def _imperative(t: Token, lemmas: frozenset[str] | set[str] | str) -> bool:
+    """An affirmed imperative of one of `lemmas` ("пишите", "запишите")."""
+    return t.word is not None and t.word.imperative and not t.negated and t.has(lemmas) and not t.word.first_person
 
 
 def _speaks_of_messages(t: Token) -> bool:
@@ -189,6 +211,9 @@ def _words_of(facts: ClauseFacts) -> list[At]:
 # --- Negation and concrete times -----------------------------------------------------------------------------
 
 
+_MODALS = frozenset({"мочь", "смочь", "получаться", "получиться", "успеть", "успевать"})
+
+
 def negate(clause: Clause) -> bool:
     """Mark the words "не"/"ни" negate; True when a "не" stands alone ("не, спасибо") or as "не до того"."""
     alone = False
@@ -204,12 +229,16 @@ def negate(clause: Clause) -> bool:
         if t.text == "ни" and i + 1 < len(tokens) and tokens[i + 1].text in {"за", "в"}:
             alone = True
             continue
-        for target in tokens[i + 1 :]:
+        for k, target in enumerate(tokens[i + 1 :], start=i + 1):
             if target.text in NEGATORS:
                 continue
             if target.text in FILLERS and target is not tokens[-1]:
                 continue
             target.negated = True
+            after = tokens[k + 1] if k + 1 < len(tokens) else None
+            if target.has(_MODALS) and after is not None and after.word is not None and after.word.infinitive:
+                # "не получается выбраться": what cannot be done is refused too ("не могу писать" asks for nothing)
+                after.negated = not after.has(MSG_VERBS)
             break
         else:
             alone = True
@@ -225,8 +254,8 @@ def is_concrete(tokens: list[Token], i: int) -> bool:
         return True
     if t.word is None:
         return False
-    if prev is not None and (prev.text == "до" or prev.has({"какой", "который", "прошлый"})):
-        return False  # "на работе до вечера": a limit; "до какого числа": a question
+    if prev is not None and (prev.text in {"до", "без"} or prev.has({"какой", "который", "прошлый"})):
+        return False  # "на работе до вечера": a limit; "без выходных": none; "до какого числа": a question
     if t.has(WEEKDAYS) or t.text in {"днем", "днём"}:
         return True
     if prev is not None and prev.has({"добрый", "хороший", "прекрасный", "удачный"}):
@@ -273,13 +302,30 @@ def _stop_word(at: At) -> bool:
         return False  # "отпишитесь, когда будет окно": write back
     if t.has("спам") and at.facts.reply.thought:
         return False  # "сначала подумала, что спам, а это вы"
+    if _refused_by_me(at) or _wished_once(at):
+        return False
     return not (t.has("отписаться") and at.word.first_person and at.word.future and _answers_later(at))
+
+
+def _refused_by_me(at: At) -> bool:
+    """The client's own negated verb governs the stop word: "в спам не кидаю", "отписываться не буду", "блокировать
+    не стану", "спам не люблю, но вам прощаю" say what the client will not do, not what we must stop."""
+    return any(
+        o.negated and o.word is not None and o.word.first_person and not o.word.past and not o.has(MESSAGES_NOT_WANTED)
+        for o in at.tokens
+    )
+
+
+def _wished_once(at: At) -> bool:
+    """A wish told in the past and turned by "но"/"а": "отписаться хотела, но раз скидка — давайте"."""
+    wished = any(o.has(WANT | {"собираться", "думать"}) and o.word is not None and o.word.past for o in at.tokens)
+    return wished and at.facts.reply.turns
 
 
 def _fed_up(at: At) -> bool:
     """Fed up with us ("вы надоели", "достали уже", "заблокирую", "буду жаловаться"), not with anything else."""
     t = at.t
-    if not t.has(FED_UP) or t.negated:
+    if not t.has(FED_UP) or t.negated or _refused_by_me(at):
         return False
     if t.has("достать") and t.text not in {"достали", "достал", "достала", "достало"}:
         return False
@@ -292,8 +338,11 @@ def _fed_up(at: At) -> bool:
 
 
 def _answers_later(at: At) -> bool:
-    """A reply promised ("потом отпишусь", "отпишусь вечером"), nothing about messages."""
-    later = any(o.text in LATER_WORDS for o in at.tokens)
+    """A reply promised ("потом отпишусь", "посмотрю расписание и отпишусь"), nothing about messages."""
+    later = any(
+        o.text in LATER_WORDS or (o.has(LOOK_UP) and o.word is not None and o.word.first_person and o.word.future)
+        for o in at.tokens
+    )
     return later and not at.facts.has_msg and not any(o.text in {"от", "из"} for o in at.tokens)
 
 
@@ -310,6 +359,8 @@ def _do_not_message(at: At) -> bool:
         return False
     if reply.words & {"больше", "никогда", "вообще", "совсем"}:
         return True
+    if reply.asks_to_write or reply.books:
+        return False  # "не присылайте прайс, просто запишите к Оле", "не пишите, что скидка, пишите сколько стоит"
     # "не пишите сейчас, я за рулём", "пока не беспокойте, я в декрете": a moment, or a reason that passes
     return not (reply.busy_context or (reply.words & {"пока", "сейчас", "щас"} and reply.passing))
 
@@ -348,8 +399,8 @@ def _enough(at: At) -> bool:
 
 def _erase_me(at: At) -> bool:
     """Erase me ("удалите мой номер", "уберите из рассылки", "удалите" alone)."""
-    if not at.t.has(ERASE) or at.word.first_person or at.word.past:
-        return False
+    if not at.t.has(ERASE) or at.word.first_person or at.word.past or _refused_by_me(at):
+        return False  # "удалять ваш номер не буду" keeps it
     rest = _content(at.tokens[: at.i] + at.tokens[at.i + 1 :], QUIET | {"из", "с", "от"})
     if any(o.has(ERASE_OBJECTS) for o in rest):
         return True
@@ -516,19 +567,22 @@ def _dreaming(said: _Said, t: Token) -> bool:
         return True
     if not t.has("мечтать") or t.negated or said.books:
         return False
-    return bool({"жизнь", "только", "ага", "конечно"} & set(said.texts) | {o.lemma for o in said.tokens} & {"жизнь"})
+    cues = {"жизнь", "только", "ага", "конечно", "опять", "снова"}  # "как раз мечтаю опять час ждать"
+    return bool(cues & set(said.texts) | {o.lemma for o in said.tokens} & {"жизнь"})
 
 
 def _idiom(said: _Said, t: Token, prev: str) -> bool:
     """Fixed idioms ("разбежалась", "ага, щас", "ну-ну", "делать мне больше нечего", "сейчас всё брошу")."""
     if (
         t.text in SARCASM_WORDS
-        or (t.text == "щас" and prev in {"ага", "ну", "да"})
+        or (t.text == "щас" and prev in {"ага", "угу", "ну", "да"})
         or (t.text == "ну" and prev == "ну")
     ):
         return True
     if t.has("нечего") and said.has("делать"):
         return True
+    if t.has("свистнуть") and said.has("рак"):
+        return True  # "когда рак на горе свистнет"
     if t.has("куча") and said.has("время") and ("же" in said.texts or "конечно" in said.texts):
         return True  # "у меня же куча свободного времени"
     return bool(t.word and t.has("бросить") and t.word.first_person and t.word.future and "все" in said.texts)
@@ -578,6 +632,7 @@ class Signals:
     habit: bool = False  # tells a habit ("хожу к мастеру на дому"): a master named is no proposal
     after: bool = False  # a day named as a limit ("только после 15-го"), a proposal only next to agreement
     question: bool = False  # the clause ends with a question mark
+    condition: bool = False  # asks on what terms ("можно с ребёнком?", "мастер может приехать на дом?")
 
 
 # Each rule reads one word and may set signals; True when the word is taken (later rules do not see it).
@@ -613,10 +668,47 @@ def _idioms(at: At, s: Signals) -> bool:
     return False
 
 
+def _condition(at: At, s: Signals) -> bool:
+    """Terms asked about: "можно с ребёнком?", "а с собакой к вам можно?", "мастер может приехать на дом?"."""
+    nxt = at.nxt
+    if not at.facts.question or nxt is None or any(o.has(SERVICE_WORDS - {"мастер"}) for o in at.tokens):
+        return False  # "можно на стрижку с мужем вдвоём?" books two
+    if (at.t.text in {"с", "со"} and nxt.has(COMPANIONS)) or (at.t.text == "на" and nxt.has({"дом", "дому"})):
+        s.condition = True
+        return True
+    return False
+
+
+def _just_right(at: At) -> bool:
+    """ "Как раз": the circumstance suits ("давайте, я как раз отпуск взяла", "как раз зарплата пришла")."""
+    texts = at.facts.texts
+    return any(a == "как" and b == "раз" for a, b in pairwise(texts))
+
+
+def _haggle(at: At, s: Signals) -> bool:
+    """A discount haggled over ("10% мало", "только если скидка 30%", "если скидка будет больше") refuses."""
+    if not at.t.has(HAGGLE) or at.t.negated or not at.facts.reply.discount:
+        return False
+    s.refuse = True
+    return True
+
+
+def _without(at: At, s: Signals) -> bool:
+    """Without: "без шансов", "без вариантов", "пока без меня", "пашу без выходных", "никаких процедур" refuse."""
+    nxt = at.nxt
+    wanted = {"шанс", "вариант", "я", "выходной"}
+    if nxt is None or not (
+        (at.t.text == "без" and nxt.has(wanted)) or (at.t.has("никакой") and nxt.has(SERVICE_WORDS))
+    ):
+        return False  # also "пока никаких процедур"
+    s.refuse = True
+    return True
+
+
 def _habit(at: At, s: Signals) -> bool:
     """A habit ("стригусь у подруги") asks for nothing; a habit given up ("я больше не крашусь") refuses."""
     w = at.word
-    if not at.t.has(HABITUAL) or w.infinitive or w.future or w.imperative or w.past:
+    if not at.t.has(HABITUAL | SERVICE_VERBS) or w.infinitive or w.future or w.imperative or w.past:
         return False
     s.refuse = s.refuse or at.t.negated
     s.habit = s.habit or not at.t.negated
@@ -629,6 +721,8 @@ def _booking(at: At, s: Signals) -> bool:
     if not (t.has(BOOK) or BOOK_STEM.match(t.text)):
         return False
     is_past = w.past or (not known(t.text) and bool(BOOK_PAST.search(t.text)))
+    if w.third_person or "если" in texts[: at.i]:
+        return True  # "как дети в школу пойдут", "только если в гости приеду": someone else, or a mere condition
     if t.negated:
         s.refuse = True
     elif is_past and "бы" in texts:
@@ -644,6 +738,8 @@ def _booking(at: At, s: Signals) -> bool:
             s.agree = True
     elif w.past:
         s.already = s.already or at.facts.recently
+    elif w.first_person and w.future and NOTED & set(texts):
+        s.ack = True  # "запишу себе", "запишу в календарь": noted, not booked
     elif w.first_person and w.future and {"сама", "сам", "тогда"} & set(texts):
         s.defer = True  # "сама запишусь", "зарплата 10-го, тогда и запишусь"
     else:
@@ -688,6 +784,8 @@ def _either(at: At, s: Signals, words: frozenset[str] | set[str], *, affirmed: s
 
 def _refusal_word(at: At, s: Signals) -> bool:
     """A refusal ("дорого", "отпуск", "против"), agreement when negated ("не против")."""
+    if _just_right(at) and at.t.has(REFUSE) and not at.t.negated:
+        return True
     return _either(at, s, REFUSE, affirmed="refuse", negated="agree")
 
 
@@ -727,8 +825,8 @@ def _agreement(at: At, s: Signals) -> bool:
     if at.t.has(AGREE) and at.word.past and "уже" in at.facts.texts and not at.t.negated:
         s.already = True
         return True
-    if at.t.text == "хорошо" and at.prev is not None and at.prev.text in {"все", "всё"}:
-        return True  # "у меня всё хорошо": no agreement
+    if at.t.has(AGREE) and at.prev is not None and at.prev.text in {"все", "всё"}:
+        return True  # "у меня всё хорошо", "всё отлично": no agreement
     return _either(at, s, AGREE, affirmed="agree", negated="refuse")
 
 
@@ -765,6 +863,10 @@ def _later(at: At, s: Signals) -> bool:
     return deferred
 
 
+# Words of a lasting time: "занята" beside them is not a busy moment.
+_LASTING = WEEKDAYS | DAY_WORDS | set(MONTHS) | set(SEASONS) | {"месяц", "неделя", "до", "пока", "весь", "год"}
+
+
 def _busy_now(at: At, s: Signals) -> bool:
     """Busy: "за рулём", "на совещании", "минутку", "отвечу позже", "перезвоню", "не могу говорить"."""
     t, w, prev = at.t, at.word, at.prev
@@ -773,8 +875,16 @@ def _busy_now(at: At, s: Signals) -> bool:
         for o in at.before
     )
     lemmas = at.facts.lemmas
-    # "сейчас занята": at the moment, not for the month
-    busy_moment = bool(lemmas & {"сейчас", "минутка"}) and not lemmas & {"месяц", "неделя"}
+    # "сейчас занята", "сорри, занята": at the moment, not for a day or a month ("завтра занята", "выходные заняты")
+    timeless = not lemmas & _LASTING
+    busy_moment = bool(lemmas & {"сейчас", "минутка"} or timeless) and not lemmas & {"месяц", "неделя"}
+    # "еду", "укладываю малыша", "кормлю": what the client is doing this minute ("еду к вам" comes)
+    doing = (
+        t.has(BUSY_DOING)
+        and w.first_person
+        and not (w.past or w.future)
+        and not {"к", "грудью"} & set(at.facts.texts)  # "кормлю грудью" is a period, not a moment
+    )
     busy = (
         t.has(BUSY_NOW)
         or (prev is not None and any(t.has(place) and prev.text == word for place, word in BUSY_PLACES.items()))
@@ -787,6 +897,7 @@ def _busy_now(at: At, s: Signals) -> bool:
         )
         or (t.has(TALK) and cannot)
         or (t.has("занятый") and busy_moment)
+        or doing
     )
     if busy:
         s.busy = True
@@ -827,7 +938,12 @@ def _when_it_is(at: At, s: Signals) -> bool:
     t, nxt, texts = at.t, at.nxt, at.facts.texts
     if t.text not in {"когда", "как"} or nxt is None or nxt.word is None:
         return False
-    future = {"будет", "будут"} & set(texts[at.i + 1 : at.i + 4]) or (nxt.word.future and not nxt.word.infinitive)
+    # "когда будет время", "как только смогу", "когда дети пойдут в школу": a future verb within the clause's start
+    ahead = at.tokens[at.i + 1 : at.i + 4]
+    ahead = ahead if not at.facts.question else ahead[:1]  # "когда вы сможете меня принять?" asks for a time
+    future = {"будет", "будут"} & set(texts[at.i + 1 : at.i + 4]) or any(
+        o.word is not None and o.word.future and not o.word.infinitive for o in ahead
+    )
     if future or nxt.text == "только":
         s.defer = True
         return True
@@ -843,12 +959,13 @@ def _elsewhere(at: At, s: Signals) -> bool:
 
 
 def _callback(at: At, s: Signals) -> bool:
-    """A call-back ("перезвоните"), or an acknowledgement ("ясно", "принято")."""
+    """A call-back ("перезвоните"), or an acknowledgement ("ясно", "принято", "передам маме")."""
     t = at.t
     if t.has(CALLBACK) and not at.word.first_person and not t.negated:
         s.callback = True
         return True
-    if t.has(ACK) and not t.negated:
+    passes_on = t.has(PASS_ON) and at.word.first_person and at.word.future  # "перешлю мужу", "я передам"
+    if (t.has(ACK) or passes_on) and not t.negated:
         s.ack = True
         return True
     return False
@@ -890,6 +1007,8 @@ def _hours(at: At, s: Signals) -> bool:
     if t.has("выходной") and at.facts.question and "вы" in at.facts.lemmas:
         s.hours = True
         return True
+    if t.has(HOURS) and at.word.first_person:
+        return True  # "работаю до вечера", "днём я работаю": the client's work, not the salon's hours
     if t.has(HOURS) and not any(o.word and o.word.name and o.title for o in at.tokens):
         # "мастер, которая у вас работала" tells a story; "вы работаете?" asks
         s.hours = not at.word.past
@@ -924,8 +1043,9 @@ def _negated_time(at: At, s: Signals) -> bool:
 
 
 def _concrete(at: At, s: Signals) -> bool:
-    """A day, a time or a master ("после 15-го" a limit)."""
-    if is_concrete(at.tokens, at.i):
+    """A day, a time or a master ("после 15-го" a limit); "днём я работаю" tells the client's schedule."""
+    mine = any(o.has(HOURS) and o.word is not None and o.word.first_person for o in at.tokens)
+    if is_concrete(at.tokens, at.i) and not mine:
         s.concrete = True
         # "после 15-го", "после 18"; "после обеда" is a time of day.
         s.after = s.after or (at.t.text.isdigit() and any(o.text == "после" for o in at.before))
@@ -936,7 +1056,7 @@ def _hardship(at: At, s: Signals) -> bool:
     """Money, a complaint, a baby, shifts: "я бы с радостью, но зарплату задерживают" refuses."""
     t = at.t
     if t.has(HARDSHIP) or (t.negated and t.has(UNHAPPY_NEGATED)):
-        s.refuse = True
+        s.refuse = s.refuse or not _just_right(at)
         return True
     return False
 
@@ -944,6 +1064,9 @@ def _hardship(at: At, s: Signals) -> bool:
 CLAUSE_RULES: tuple[ClauseRule, ...] = (
     _nyet,
     _idioms,
+    _condition,
+    _haggle,
+    _without,
     _busy_now,
     _hardship,
     _habit,
@@ -1042,6 +1165,8 @@ def verdict(s: Signals) -> Verdict:
         return Verdict("refuse")
     if s.callback:
         return Verdict("none")
+    if s.condition and not s.concrete:
+        return Verdict("info")
     # "но только после 15-го" is a limit: a day, but not one that outweighs a refusal elsewhere.
     if s.book or time_ask or proposal:
         return Verdict("book", concrete=concrete or time_ask)
@@ -1103,6 +1228,24 @@ def _warm_refusals(clauses: list[Clause], verdicts: list[Verdict]) -> list[Verdi
     return out
 
 
+_TIME_WORDS = WEEKDAYS | DAY_WORDS | {"месяц", "неделя", "выходной", "выходные"}
+
+
+def _refused_times(clauses: list[Clause], said: list[Signals], verdicts: list[Verdict]) -> list[Verdict]:
+    """A bare time that a refusal follows is the time refused ("В этом месяце, к сожалению, не получится"), and so is
+    a bare time that echoes a refusal ("завтра никак, и послезавтра тоже")."""
+    out = list(verdicts)
+    for j, (clause, s) in enumerate(zip(clauses, said, strict=True)):
+        timed = any(t.special in {"time", "date"} or t.has(_TIME_WORDS) for t in clause.tokens)
+        if out[j].kind != "concrete" or s.agree or s.book or s.question or not timed:
+            continue  # "только к Диме, к другим не пойду" names a master, not a time
+        echoes = j > 0 and out[j - 1].kind == "refuse" and any(t.text in {"тоже", "также"} for t in clause.tokens)
+        following = next((v.kind for v in out[j + 1 :] if v.kind in _DECISIVE), None)
+        if echoes or following == "refuse":
+            out[j] = Verdict("refuse")
+    return out
+
+
 @dataclass(frozen=True)
 class Judgement:
     """The label the rules give a reply, with what each clause said (the reasons read them)."""
@@ -1122,7 +1265,7 @@ def judge(clauses: list[Clause]) -> Judgement:
         return Judgement(ReplyLabel.OPT_OUT, clauses, [], [])
     reply = ReplyFacts.of(clauses)
     said = [signals(c, reply) for c in clauses]
-    verdicts = _warm_refusals(clauses, [verdict(s) for s in said])
+    verdicts = _refused_times(clauses, said, _warm_refusals(clauses, [verdict(s) for s in said]))
     if is_sarcastic(clauses):
         return Judgement(ReplyLabel.NEGATIVE, clauses, said, verdicts, sarcastic=True)
     return Judgement(decide(verdicts, [c.contrast for c in clauses]), clauses, said, verdicts)

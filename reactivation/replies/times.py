@@ -84,13 +84,17 @@ def _refused(tokens: list[Token], i: int) -> bool:
                 break
             if t.text in {"никак", "нет", "вряд"} or (t.negated and t.has(ABLE)):
                 return True
+            nxt = tokens[j + 1] if j + 1 < len(tokens) else None
+            if nxt is not None and ((t.text == "не" and nxt.text == "до") or (t.text == "без" and nxt.has("шанс"))):
+                return True  # "в этом месяце не до этого", "в этом месяце без шансов"
             j += step
     return False
 
 
 def _month_time(tokens: list[Token], i: int, month: int) -> NamedTime:
     before = [t.text for t in tokens[max(0, i - 2) : i]]
-    if "после" in before or ("до" in before and "конца" in before) or _refused(tokens, i):
+    refused = _refused(tokens, i) and "до" not in before  # "до декабря никак": from December on
+    if "после" in before or ("до" in before and "конца" in before) or refused:
         month = month % 12 + 1  # "после января", "до конца января", "в декабре никак": the month after
     return NamedTime.month(month)
 
@@ -98,8 +102,8 @@ def _month_time(tokens: list[Token], i: int, month: int) -> NamedTime:
 def _season_time(tokens: list[Token], i: int, season: NamedTime) -> NamedTime:
     before = [t.text for t in tokens[max(0, i - 2) : i]]
     # "уезжаю на всё лето", "после лета", "летом никак": the season after; "до весны", "летом": that one.
-    if ("на" in before and "до" not in before) or "после" in before or _refused(tokens, i):
-        return _SEASON_AFTER[season]
+    if ("до" not in before and ("на" in before or _refused(tokens, i))) or "после" in before:
+        return _SEASON_AFTER[season]  # "до весны никак": from spring on
     return season
 
 
@@ -108,11 +112,13 @@ def _unit_time(tokens: list[Token], i: int, unit: str) -> NamedTime | None:
     before = tokens[max(0, i - 2) : i]
     following = NamedTime.NEXT_WEEK if unit == "неделя" else NamedTime.NEXT_MONTH
     if any(t.has("следующий") for t in before) or (unit == "неделя" and i and tokens[i - 1].text == "через"):
-        return following  # "через неделю", not "через две недели"
-    if any(t.has("этот") for t in before) and _refused(tokens, i):
+        return following  # "через неделю", not "через две недели"; "через месяц" is the default 30 days
+    # "в этом месяце никак", "эта неделя вся занята", "весь этот месяц работаю без выходных"
+    whole = any(t.has("весь") for t in tokens[max(0, i - 3) : i + 3]) or any(t.has("занятый") for t in tokens)
+    if any(t.has("этот") for t in before) and (_refused(tokens, i) or whole):
         return following
-    if unit == "месяц" and any(t.has("конец") for t in before) and "до" in [t.text for t in tokens[max(0, i - 3) : i]]:
-        return following
+    if any(t.has("конец") for t in before) and "до" in [t.text for t in tokens[max(0, i - 3) : i]]:
+        return following  # "до конца месяца", "до конца недели"
     return None
 
 
