@@ -58,8 +58,14 @@ def failure_plan(*, code: str | None, text: str | None, resend_count: int, faile
     reason = history.cut(f"delivery failed ({code or 'no code'}): {text or 'no details'}", 500)
     common: dict[str, Any] = {"failed_at": failed_at, "delivery_error_code": code, "error": reason}
     if code == MARKETING_LIMIT_CODE and resend_count < MAX_RESCHEDULES:
-        send_after = failed_at + MARKETING_LIMIT_DELAY
-        return FailurePlan(Status.GENERATED, {**common, "send_after": send_after, "resend_count": resend_count + 1})
+        again = {
+            "send_after": failed_at + MARKETING_LIMIT_DELAY,
+            "resend_count": resend_count + 1,
+            # The next message is handed over to the AI admin anew.
+            "context_saved_at": None,
+            "context_error": None,
+        }
+        return FailurePlan(Status.GENERATED, {**common, **again})
     return FailurePlan(Status.FAILED, common)
 
 
