@@ -416,8 +416,9 @@ def _not_sent(
         )
     if isinstance(exc, SenderRefused):
         _stop_company(rt, request, SendingStop.starting("sender_refused", _sender_fix(exc), now=now), exc)
+        reason = SkipReason.SENDER_REFUSED
         return _end_send(
-            rt, request, Status.SKIPPED, now=now, skip_reason=SkipReason.SENDER_REFUSED, error=history.cut(str(exc))
+            rt, request, Status.SKIPPED, now=now, skip_reason=reason, error=history.cut(str(exc)), reason=reason
         )
     if isinstance(exc, SendSkipped):
         return _declined(rt, request, exc, dry_run=dry_run, now=now)
