@@ -8,9 +8,11 @@ worker is killed with SIGKILL mid-run, and the gateway answers 503 to 5 % of req
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -28,6 +30,7 @@ from tests.conftest import REDIS_URL
 from tests.fake_gateway import FakeGateway
 from tests.salon import build_salon
 from tests.workers import (
+    ROOT,
     Processes,
     control_app,
     half_an_hour_passes,
@@ -136,6 +139,55 @@ def test_two_dispatches_a_killed_worker_and_a_flaky_gateway_still_send_exactly_o
             assert dialog[key] == value
         if row.status == Status.SENT:
             assert dialog["pendingAction"]["reactivationHistoryId"] == row.id
+
+
+def test_a_sender_killed_with_requests_in_flight_loses_nothing_once_the_sweep_has_run(
+    committed_settings: Settings,
+    committed_engine: Engine,
+    gateway: FakeGateway,
+    prefix: str,
+    tmp_path: Path,
+) -> None:
+    # Given 12 due clients and a gateway that takes 2 seconds per request
+    today = datetime.now(ZoneInfo("Europe/Moscow")).date()
+    salon = build_salon(committed_engine, due=12, today=today, extras=False)
+    gateway.configure(latency=2.0)
+    env = worker_env(committed_settings.database_url, redis_url=REDIS_URL, prefix=prefix, gateway_url=gateway.url)
+    control = control_app(REDIS_URL, prefix)
+    with processes(env, tmp_path) as procs:
+        procs.worker("planner", queues="default,gemini", concurrency=2)
+        courier = procs.worker("courier", queues="whatsapp", concurrency=2)
+        wait_for_workers(control, ["planner", "courier"])
+        control.send_task("reactivation.run_campaign", args=[salon.company_id, today.isoformat()])
+        # When the worker sending is killed with SIGKILL while its requests are in flight
+        wait_until(lambda: gateway.stats()["in_flight"] >= 2, timeout=90, what="requests in flight")
+        courier.kill_hard()
+        # (the gateway still accepts what it was given: those messages arrived, their rows stay `sending`)
+        procs.worker("courier2", queues="whatsapp", concurrency=2)
+        wait_for_workers(control, ["courier2"])
+        settle(committed_engine, salon.company_id, quiet=5, timeout=120)
+        stuck = statuses(committed_engine, salon.company_id)[Status.SENDING]
+        # and `reactivation sweep` runs as of six minutes later
+        later = datetime.now(UTC) + timedelta(minutes=6)
+        sweep = ["sweep", "--company", str(salon.company_id), "--now", later.isoformat()]
+        swept = subprocess.run(
+            [sys.executable, "-m", "reactivation.tools.cli", *sweep],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert swept.returncode == 0, swept.stdout + swept.stderr
+        wait_until(lambda: all_final(committed_engine, salon.company_id, 12), timeout=120, what="all final")
+    # Then every due client has exactly one message at the gateway: none lost, none doubled
+    received = Counter(message["phone"] for message in gateway.messages())
+    assert received == Counter(salon.phones.values()), _logs(procs)
+    # and the killed worker's rows were sent again with their keys (the gateway dropped the repeats), none unknown
+    assert stuck >= 1 and gateway.stats()["duplicates"] >= 1, (stuck, gateway.stats())
+    assert "resent" in swept.stdout
+    assert statuses(committed_engine, salon.company_id) == {Status.SENT: 12}
 
 
 def _logs(procs: Processes) -> str:
