@@ -68,9 +68,9 @@ class Limiter:
             return 0.0
         return max(stats.reset_time - time.time(), 0.0) + _WAKE_MARGIN
 
-    def clear(self, key: str = GLOBAL) -> None:
+    def clear(self, key: str = GLOBAL, *, rate: RateLimit | None = None) -> None:
         """Forget the calls counted under the key (an operator's reset, or a test's)."""
-        self._strategy.clear(self._item, self.name, key)
+        self._strategy.clear(self._item_for(rate), self.name, key)
 
 
 def make_storage(settings: Settings) -> Storage:
