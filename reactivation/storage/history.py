@@ -181,22 +181,12 @@ def record_delivery_time(
     if column not in ("delivered_at", "read_at"):
         raise ValueError(f"not a delivery time: {column}")
     h = ReactivationHistory
-    values: dict[str, Any] = {column: at, "updated_at": now}
+    values: dict[str, Any] = {column: at}
     if column == "read_at":
         values["delivered_at"] = func.coalesce(h.delivered_at, at)
-    result = session.execute(
-        update(h)
-        .where(
-            h.company_id == company_id,
-            h.id == history_id,
-            h.provider_message_id == message_id,
-            h.status.in_([s.value for s in CONTACTED]),
-            getattr(h, column).is_(None),
-        )
-        .values(**values)
-        .execution_options(synchronize_session=False)
+    return _update_reported(
+        session, (company_id, history_id, message_id), [getattr(h, column).is_(None)], now=now, **values
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def record_delivery_failure(
@@ -212,6 +202,19 @@ def record_delivery_failure(
     """Take a row whose message failed out of the contacted states, once: only while that message is the row's,
     counts as sent, and was never reported delivered or read (a late failure does not undo a delivery)."""
     h = ReactivationHistory
+    never_arrived = [h.delivered_at.is_(None), h.read_at.is_(None)]
+    return _update_reported(
+        session, (company_id, history_id, message_id), never_arrived, now=now, status=to_status.value, **values
+    )
+
+
+def _update_reported(
+    session: Session, ids: tuple[int, int, str], conditions: list[Any], *, now: datetime, **values: Any
+) -> bool:
+    """Write what a provider reported about message `ids` = (company, row, provider's id), while that message is
+    the row's and counts as sent, and `conditions` hold; False when another report (or a replay) was first."""
+    company_id, history_id, message_id = ids
+    h = ReactivationHistory
     result = session.execute(
         update(h)
         .where(
@@ -219,10 +222,9 @@ def record_delivery_failure(
             h.id == history_id,
             h.provider_message_id == message_id,
             h.status.in_([s.value for s in CONTACTED]),
-            h.delivered_at.is_(None),
-            h.read_at.is_(None),
+            *conditions,
         )
-        .values(status=to_status.value, updated_at=now, **values)
+        .values(updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -29,16 +29,21 @@ def runtime_with(base: Settings, **overrides: object) -> Runtime:
     return Runtime(load_settings(**{**base.model_dump(), **overrides}, _env_file=None))
 
 
+def cloud_settings(gateway: FakeGateway, **overrides: object) -> dict[str, object]:
+    """The Cloud API against the fake Graph API, default phone number id 555 (None: no default)."""
+    gateway.configure(cloud_token="c-token")
+    return {
+        "whatsapp_provider": "cloud_api",
+        "whatsapp_cloud_api_url": gateway.url,
+        "whatsapp_cloud_api_token": "c-token",
+        "whatsapp_cloud_phone_number_id": "555",
+        **overrides,
+    }
+
+
 @pytest.fixture
 def cloud_rt(committed_settings: Settings, gateway: FakeGateway) -> Iterator[Runtime]:
-    gateway.configure(cloud_token="c-token")
-    rt = runtime_with(
-        committed_settings,
-        whatsapp_provider="cloud_api",
-        whatsapp_cloud_api_url=gateway.url,
-        whatsapp_cloud_api_token="c-token",
-        whatsapp_cloud_phone_number_id="555",
-    )
+    rt = runtime_with(committed_settings, **cloud_settings(gateway))
     yield rt
     rt.dispose()
 
@@ -124,13 +129,7 @@ def test_a_salon_without_any_sender_is_skipped(
 ) -> None:
     # Given the Cloud API without a default phone number id, and a salon that names none
     salon = build_salon(committed_engine, due=1, extras=False)
-    gateway.configure(cloud_token="c-token")
-    rt = runtime_with(
-        committed_settings,
-        whatsapp_provider="cloud_api",
-        whatsapp_cloud_api_url=gateway.url,
-        whatsapp_cloud_api_token="c-token",
-    )
+    rt = runtime_with(committed_settings, **cloud_settings(gateway, whatsapp_cloud_phone_number_id=None))
     try:
         [history_id] = claim(rt, salon)
         assert run_chain(rt, salon, history_id)[-1] == Stop("sender_missing")
@@ -147,16 +146,8 @@ def test_the_cloud_api_row_records_the_approved_template_and_gemini_is_never_ask
 ) -> None:
     # Given the Cloud API and a Gemini key (a fake Gemini that counts its requests)
     salon = build_salon(committed_engine, due=6, extras=False)
-    gateway.configure(cloud_token="c-token")
     with FakeGemini() as gemini:
-        settings = settings_for(
-            gemini,
-            committed_settings,
-            whatsapp_provider="cloud_api",
-            whatsapp_cloud_api_url=gateway.url,
-            whatsapp_cloud_api_token="c-token",
-            whatsapp_cloud_phone_number_id="555",
-        )
+        settings = settings_for(gemini, committed_settings, **cloud_settings(gateway))
         rt = Runtime(settings)
         try:
             sender = rt.sender
@@ -211,15 +202,7 @@ def test_a_rate_limited_cloud_send_waits_for_its_own_number(
 ) -> None:
     # Given a salon with its own Cloud API number and a limit of one message per 10 minutes
     salon = build_salon(committed_engine, due=2, settings={"sender_id": "777"}, extras=False)
-    gateway.configure(cloud_token="c-token")
-    rt = runtime_with(
-        committed_settings,
-        whatsapp_provider="cloud_api",
-        whatsapp_cloud_api_url=gateway.url,
-        whatsapp_cloud_api_token="c-token",
-        whatsapp_cloud_phone_number_id="555",
-        whatsapp_rate_limit="1/600",
-    )
+    rt = runtime_with(committed_settings, **cloud_settings(gateway, whatsapp_rate_limit="1/600"))
     try:
         ends = [run_chain(rt, salon, history_id)[-1] for history_id in claim(rt, salon)]
     finally:

@@ -35,6 +35,11 @@ def set_row(engine: Engine, history_id: int, **values: object) -> None:
         session.commit()
 
 
+def stuck_in_sending(engine: Engine, history_id: int, *, since: datetime) -> None:
+    """The row as a worker leaves it that committed `sending` through the gateway and died before the answer."""
+    set_row(engine, history_id, status="sending", sending_started_at=since, updated_at=since, provider="gateway")
+
+
 def sweep(engine: Engine, salon: Salon, now: datetime) -> sweeps.SweepResult:
     with Session(engine) as session:
         found = sweeps.sweep_company(session, company_id=salon.company_id, now=now)
@@ -49,14 +54,7 @@ def test_a_gateway_row_stuck_in_sending_is_sent_again_with_its_key_and_arrives_o
     history_id = generated_row(rt, salon)
     row = rows(committed_engine, salon.company_id)[0]
     # Given a worker that committed `sending`, whose request reached the gateway, and that died before the answer
-    set_row(
-        committed_engine,
-        history_id,
-        status="sending",
-        sending_started_at=salon.now,
-        updated_at=salon.now,
-        provider="gateway",
-    )
+    stuck_in_sending(committed_engine, history_id, since=salon.now)
     key = idempotency_key(salon.company_id, history_id)
     with GatewaySender(gateway.url) as sender:
         first = sender.send(
@@ -83,14 +81,7 @@ def test_a_gateway_row_whose_request_never_arrived_is_sent_once_by_the_sweep(
 ) -> None:
     salon = build_salon(committed_engine, due=1, extras=False)
     history_id = generated_row(rt, salon)
-    set_row(
-        committed_engine,
-        history_id,
-        status="sending",
-        sending_started_at=salon.now,
-        updated_at=salon.now,
-        provider="gateway",
-    )
+    stuck_in_sending(committed_engine, history_id, since=salon.now)
     found = sweep(committed_engine, salon, salon.now + timedelta(minutes=6))
     assert found.resent == 1
     later = salon.now + timedelta(minutes=6)
