@@ -61,7 +61,7 @@ def run() -> list[Figure]:
             database_url=url, redis_url=REDIS_URL, redis_key_prefix="bench:webhook:", whatsapp_app_secret=SECRET
         )
         rt = Runtime(settings)
-        app = create_app(rt, enqueue_withdraw=lambda *_: None, clock=lambda: SENT + timedelta(hours=1))
+        app = create_app(rt, follow_up=lambda _applied: None, clock=lambda: SENT + timedelta(hours=1))
         rng = random.Random(1)
         latencies: list[float] = []
         try:

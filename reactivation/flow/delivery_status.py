@@ -9,11 +9,17 @@ limit (131049) schedules the same step again 24 hours later, at most twice, as a
 idempotency key); a number not on WhatsApp (131026) ends the row, and the phone is skipped as `not_on_whatsapp`
 for this company until the client's number changes (audience.selection.recheck_client). The AI admin's
 pendingAction for the failed message is withdrawn by a task the caller enqueues (`Applied.withdraw`).
+
+Meta echoes each message's `biz_opaque_callback_data`, this product's idempotency key: it names the row. When the
+Cloud API's answer was lost (a timeout after Meta took the message: the row is `sending` or `unknown`, without a
+message id), a report about it proves the message left: the row is recorded as accepted with that id, and the caller
+resumes its chain (`Applied.resume`), so it is persisted and handed over instead of being lost as `unknown`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -32,6 +38,8 @@ MARKETING_LIMIT_DELAY = timedelta(hours=24)
 MAX_RESCHEDULES = 2
 
 Outcome = Literal["applied", "duplicate", "unknown_message", "ignored"]
+# The idempotency key (delivery.contract.idempotency_key): company, row and, for a message sent again, its round.
+_CALLBACK = re.compile(r"^reactivation:(\d+):(\d+)(?::r(\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,16 @@ class Applied:
     company_id: int | None = None
     history_id: int | None = None
     withdraw: int | None = None
+    # The row was found through the callback data with its answer lost: resume its chain (persist, hand over).
+    resume: bool = False
+
+
+def callback_row(callback: str | None) -> tuple[int, int, int] | None:
+    """(company_id, history_id, resend round) named by a message's callback data, None when it names none."""
+    match = _CALLBACK.match(callback or "")
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
 
 
 @dataclass(frozen=True)
@@ -73,10 +91,16 @@ def apply_report(session: Session, report: StatusReport, *, now: datetime) -> Ap
     """Apply one provider report to the history row of its message, idempotently and never backwards."""
     found = history.rows_for_provider_message(session, provider=report.provider, message_id=report.message_id)
     where: dict[str, Any] = {"provider": report.provider, "message_id": report.message_id, "status": report.status}
+    named = callback_row(report.callback_data)
+    if not found and named is not None and report.status is not DeliveryStatus.FAILED:
+        recovered = _recover_lost_answer(session, report, named, now=now)
+        if recovered is not None:
+            return recovered
     if not found:
         log.warning("delivery report for an unknown message; acknowledged", extra=where)
         return Applied("unknown_message")
-    company_id, history_id = found[0]
+    # Ids are the provider's: when two rows share one, the callback data says whose it is.
+    company_id, history_id = named[:2] if named is not None and named[:2] in found else found[0]
     where.update(company_id=company_id, history_id=history_id)
     at = report.at or now
     if report.status is DeliveryStatus.SENT:
@@ -127,3 +151,34 @@ def _apply_failure(
         },
     )
     return Applied("applied", company_id, history_id, withdraw=row.resend_count)
+
+
+def _recover_lost_answer(
+    session: Session, report: StatusReport, named: tuple[int, int, int], *, now: datetime
+) -> Applied | None:
+    """Record a message whose send's answer was lost as accepted, from Meta's report about it; None when the row
+    it names is not such a row (its answer was recorded, it is another round, or it does not exist)."""
+    company_id, history_id, resend = named
+    at = report.at or now
+    times = {"delivered_at": at} if report.status is DeliveryStatus.DELIVERED else {}
+    if report.status is DeliveryStatus.READ:
+        times = {"delivered_at": at, "read_at": at}
+    recovered = history.record_lost_answer(
+        session,
+        company_id=company_id,
+        history_id=history_id,
+        provider=report.provider,
+        resend=resend,
+        now=now,
+        provider_message_id=report.message_id,
+        message_sent_at=at,
+        error=None,
+        **times,
+    )
+    if not recovered:
+        return None
+    log.warning(
+        "lost send answer recovered from a delivery report",
+        extra={"company_id": company_id, "history_id": history_id, "message_id": report.message_id},
+    )
+    return Applied("applied", company_id, history_id, resume=True)

@@ -230,6 +230,35 @@ def _update_reported(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def record_lost_answer(
+    session: Session,
+    *,
+    company_id: int,
+    history_id: int,
+    provider: str,
+    resend: int,
+    now: datetime,
+    **values: Any,
+) -> bool:
+    """Move a row whose send's answer was lost (`sending` or `unknown`, no message id) of this provider and round
+    to `delivered` (accepted), once; False when it is not such a row."""
+    h = ReactivationHistory
+    result = session.execute(
+        update(h)
+        .where(
+            h.company_id == company_id,
+            h.id == history_id,
+            h.provider == provider,
+            h.resend_count == resend,
+            h.provider_message_id.is_(None),
+            h.status.in_([Status.SENDING.value, Status.UNKNOWN.value]),
+        )
+        .values(status=Status.DELIVERED.value, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def phone_reported_with_code(session: Session, *, company_id: int, phone: str, code: str) -> bool:
     """Whether a message of this company to this E.164 phone ended with the provider's `code` (e.g. 131026)."""
     h = ReactivationHistory

@@ -21,6 +21,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -29,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from reactivation.core.vocabulary import ChainStep
 from reactivation.delivery.webhooks import (
     MalformedReport,
     StatusReport,
@@ -37,7 +39,8 @@ from reactivation.delivery.webhooks import (
     meta_reports,
     meta_signature_ok,
 )
-from reactivation.flow.delivery_status import apply_report
+from reactivation.flow.delivery_status import Applied, apply_report
+from reactivation.storage.db import after_commit
 
 if TYPE_CHECKING:
     from reactivation.runtime import Runtime
@@ -47,8 +50,8 @@ log = logging.getLogger(__name__)
 # Meta's posts are a few kilobytes; anything this large is not one.
 MAX_BODY_BYTES = 1_000_000
 
-# (company_id, history_id, resend): withdraw the hand-over of that row's failed message.
-Enqueue = Callable[[int, int, int], None]
+# Sends the work an applied report calls for: withdrawing a failed message's hand-over, resuming a recovered chain.
+FollowUp = Callable[[Applied], None]
 Clock = Callable[[], datetime]
 
 
@@ -65,21 +68,26 @@ def serve(rt: Runtime, *, host: str, port: int) -> None:
     import uvicorn
 
     from celery_app.app import configure
-    from celery_app.tasks import withdraw_handover
+    from celery_app.tasks import chain_from, withdraw_handover
 
     configure(rt.settings)
 
-    def enqueue(company_id: int, history_id: int, resend: int) -> None:
-        withdraw_handover.apply_async(args=(company_id, history_id, resend))
+    def follow_up(applied: Applied) -> None:
+        assert applied.company_id is not None and applied.history_id is not None
+        if applied.withdraw is not None:
+            withdraw_handover.apply_async(args=(applied.company_id, applied.history_id, applied.withdraw))
+        if applied.resume:
+            chain_from(ChainStep.PERSIST_HISTORY, applied.company_id, applied.history_id).apply_async()
 
-    app = create_app(rt, enqueue_withdraw=enqueue)
+    app = create_app(rt, follow_up=follow_up)
     log.info("webhook receiver listening", extra={"host": host, "port": port})
     # The product's own key=value logging stays in charge; uvicorn's access log would only repeat each request.
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, server_header=False)
 
 
-def create_app(rt: Runtime, *, enqueue_withdraw: Enqueue, clock: Clock = _utcnow) -> Starlette:
-    """The receiver's ASGI app over this runtime's database; `enqueue_withdraw` sends the withdraw task."""
+def create_app(rt: Runtime, *, follow_up: FollowUp, clock: Clock = _utcnow) -> Starlette:
+    """The receiver's ASGI app over this runtime's database; `follow_up` sends the tasks an applied report calls
+    for (withdrawing a hand-over, resuming a chain)."""
     settings = rt.settings
     app_secret = _secret(settings.whatsapp_app_secret)
     verify_token = _secret(settings.whatsapp_webhook_verify_token)
@@ -92,10 +100,13 @@ def create_app(rt: Runtime, *, enqueue_withdraw: Enqueue, clock: Clock = _utcnow
             for report in reports:
                 applied = apply_report(session, report, now=now)
                 counts[applied.outcome] += 1
-                if applied.withdraw is not None and applied.company_id is not None and applied.history_id is not None:
+                if applied.withdraw is not None:
                     # Sent before the commit on purpose: if the broker is down the post fails (500) and the
-                    # provider retries it whole; the task reads nothing this transaction writes.
-                    enqueue_withdraw(applied.company_id, applied.history_id, applied.withdraw)
+                    # provider retries it whole; the withdraw reads nothing this transaction writes.
+                    follow_up(applied)
+                elif applied.resume:
+                    # The resumed chain reads the row this transaction recovers: it leaves after the commit.
+                    after_commit(session, partial(follow_up, applied))
         return counts
 
     async def verify(request: Request) -> Response:

@@ -25,6 +25,7 @@ from reactivation.audience.selection import recheck_client
 from reactivation.core.settings import Settings, load_settings
 from reactivation.core.vocabulary import ChainStep, SkipReason
 from reactivation.flow import pipeline, sweeps
+from reactivation.flow.delivery_status import Applied
 from reactivation.handover.admin_handover import read_pending_action
 from reactivation.runtime import Runtime
 from reactivation.storage.models import Client, ReactivationHistory
@@ -91,11 +92,17 @@ def running_receiver(settings: Settings, engine: Engine, *, due: int) -> Iterato
         for history_id in claim(rt, salon):
             assert run_chain(rt, salon, history_id)[-1] == pipeline.Stop("done")
 
-        def withdraw(company_id: int, history_id: int, resend: int) -> None:
-            # What the enqueued task does, run here at once: the test sees its effect when the answer comes.
-            pipeline.withdraw_failed_handover(rt, company_id=company_id, history_id=history_id, resend=resend)
+        def follow_up(applied: Applied) -> None:
+            # What the enqueued tasks do, run here at once: the test sees their effect when the answer comes.
+            assert applied.company_id is not None and applied.history_id is not None
+            ids = {"company_id": applied.company_id, "history_id": applied.history_id}
+            if applied.withdraw is not None:
+                pipeline.withdraw_failed_handover(rt, **ids, resend=applied.withdraw)
+            if applied.resume:
+                for step in (pipeline.persist_history, pipeline.save_handover):
+                    step(rt, **ids, now=salon.now + timedelta(hours=1))
 
-        app = create_app(rt, enqueue_withdraw=withdraw, clock=lambda: salon.now + timedelta(hours=1))
+        app = create_app(rt, follow_up=follow_up, clock=lambda: salon.now + timedelta(hours=1))
         with serving(app) as url, httpx.Client(timeout=10, trust_env=False) as http:
             yield Receiver(url, rt, salon, engine, http)
     finally:
@@ -274,6 +281,33 @@ def test_a_number_not_on_whatsapp_is_suppressed_for_this_company_until_it_change
             )
             is None
         )
+
+
+def test_a_report_about_a_message_whose_answer_was_lost_recovers_it(cloud: Receiver, gateway: FakeGateway) -> None:
+    # Given two rows whose Cloud API answer never came back (a timeout after Meta took them): one still `sending`,
+    # one already given up as `unknown`
+    lost, given_up = rows(cloud.engine, cloud.salon.company_id)[:2]
+    with cloud.rt.session() as session:
+        for row, status in ((lost, "sending"), (given_up, "unknown")):
+            session.execute(
+                ReactivationHistory.__table__.update()
+                .where(ReactivationHistory.id == row.id)
+                .values(status=status, provider_message_id=None, context_saved_at=None, updated_at=cloud.salon.now)
+            )
+    company = cloud.salon.company_id
+    # When Meta reports them, naming each by its callback data (the idempotency key)
+    for row, message in ((lost, "wamid.LOST"), (given_up, "wamid.GIVENUP")):
+        body = meta_status(message, "delivered", at=at(cloud, 1), callback=f"reactivation:{company}:{row.id}")
+        assert cloud.meta(body).json()["applied"] == 1
+    # Then both are recorded as sent with Meta's ids, and handed over to the AI admin
+    for row, message in ((lost, "wamid.LOST"), (given_up, "wamid.GIVENUP")):
+        recovered = cloud.row(row.id)
+        assert (recovered.status, recovered.provider_message_id) == ("sent", message)
+        assert recovered.delivered_at == instant(cloud, 1) and cloud.pending(recovered) is not None
+    # And a callback naming another round, or a failure, recovers nothing
+    third = rows(cloud.engine, company)[2]
+    other_round = meta_status("wamid.X", "read", at=at(cloud, 2), callback=f"reactivation:{company}:{third.id}:r1")
+    assert cloud.meta(other_round).json()["unknown_message"] == 1
 
 
 # --- The gateway's reports --------------------------------------------------------------------------------------------
