@@ -27,8 +27,9 @@ ROUTES = {
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # The tick's period comes from BEAT_TICK_SECONDS (default 300).
     "plan-campaigns": {"task": "reactivation.plan_campaigns", "schedule": 300.0},
-    # Each per-company job below sends one task per company.
-    "sweep-stuck-rows": {"task": "reactivation.sweep", "schedule": 900.0},
+    # Each per-company job below sends one task per company. Every minute: a chain lost with a killed worker is found
+    # 3 minutes after its last write (reactivation.flow.sweeps), so it resumes within 5 minutes of the crash.
+    "sweep-stuck-rows": {"task": "reactivation.sweep", "schedule": 60.0},
     # Hourly; the task picks the companies whose local time is Sunday 03:xx.
     "plan-averages": {"task": "reactivation.plan_averages", "schedule": crontab(minute=0)},
     "attribute-bookings": {"task": "reactivation.attribute_bookings", "schedule": crontab(minute=30)},

@@ -112,7 +112,13 @@ generate_message = _chain_task(
     soft_time_limit=runtime().settings.gemini_budget_seconds + 60,
     time_limit=runtime().settings.gemini_budget_seconds + 90,
 )
-send_message = _chain_task(ChainStep.SEND_MESSAGE, pipeline.send_message)
+send_message = _chain_task(
+    ChainStep.SEND_MESSAGE,
+    pipeline.send_message,
+    # One provider request plus room for the database: a `sending` row outlives this only if its worker died.
+    soft_time_limit=runtime().settings.whatsapp_timeout_seconds + 30,
+    time_limit=runtime().settings.whatsapp_timeout_seconds + 60,
+)
 persist_history = _chain_task(ChainStep.PERSIST_HISTORY, pipeline.persist_history)
 
 
@@ -193,7 +199,7 @@ def _company_job(job: str, company_id: int, work: Callable[[Session], int]) -> i
 
 @app.task(name="reactivation.sweep")
 def sweep() -> int:
-    """Every 15 minutes: one `sweep_company` per company."""
+    """Every minute: one `sweep_company` per company."""
     return _fan_out(sweep_company)
 
 
@@ -201,7 +207,12 @@ def sweep() -> int:
 def sweep_company(company_id: int) -> dict[str, int]:
     """Resolve one company's rows stuck in an in-flight status (see reactivation.flow.sweeps), then repeat the
     hand-overs Redis still owes after a reply or booking recorded while it was down."""
-    now = _now()
+    return sweep_and_resume(company_id, now=_now())
+
+
+def sweep_and_resume(company_id: int, *, now: datetime) -> dict[str, int]:
+    """Sweep one company as of `now`, send what it found to resume (after the commit) and repeat the hand-overs
+    Redis owes; what it did, counted. The task above and `reactivation sweep` both run this."""
     with runtime().session() as session:
         found = sweeps.sweep_company(session, company_id=company_id, now=now)
         resumed = (chain_from(step, company, history_id) for company, history_id, step in found.resume)
@@ -209,12 +220,24 @@ def sweep_company(company_id: int) -> dict[str, int]:
         send_after_commit(session, [*resumed, *handovers])
     owed = hand_over_owed(runtime(), company_id=company_id, now=now)
     return {
+        "resent": found.resent,
         "unknown": found.unknown,
         "expired": found.expired,
         "resumed": len(found.resume),
         "handover": len(found.handover),
         "handover_repeated": len(owed.done),
     }
+
+
+@app.task(name="reactivation.withdraw_handover", bind=True, max_retries=pipeline.MAX_CONTEXT_ATTEMPTS)
+def withdraw_handover(self: Task, company_id: int, history_id: int, resend: int) -> str:
+    """Take back the AI admin's pendingAction for a message the provider reported not delivered."""
+    outcome = pipeline.withdraw_failed_handover(
+        runtime(), company_id=company_id, history_id=history_id, resend=resend, attempt=self.request.retries + 1
+    )
+    if isinstance(outcome, RetryLater):
+        raise self.retry(countdown=outcome.countdown)
+    return outcome.reason if isinstance(outcome, Stop) else "continue"
 
 
 @app.task(name="reactivation.calculate_service_averages", soft_time_limit=900, time_limit=960)

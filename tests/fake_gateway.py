@@ -54,7 +54,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 # Longest latency a test may ask for; keeps every handler bounded.
 MAX_LATENCY = 30.0
-_CLOUD_PATH = re.compile(r"^/(?:v\d+(?:\.\d+)?/)?(\d+)/messages$")
+_CLOUD_PATH = re.compile(r"^/(?:(v\d+(?:\.\d+)?)/)?([^/]+)/messages$")
 _CONFIG_KEYS = {
     "fail_fraction",
     "down",
@@ -67,6 +67,8 @@ _CONFIG_KEYS = {
     "cloud_templates",
     "cloud_fail_next",
     "cloud_fail_phones",
+    "senders",
+    "cloud_senders",
 }
 
 
@@ -79,6 +81,8 @@ class _State:
     messages: list[dict[str, Any]] = field(default_factory=list)
     ids_by_key: dict[str, str] = field(default_factory=dict)
     send_requests: int = 0
+    # /send requests being answered right now (a latency holds them)
+    in_flight: int = 0
     counted_requests: int = 0
     failed_503: int = 0
     rejected: int = 0
@@ -100,6 +104,9 @@ class _State:
     # each: {"code": 131049, "status": 400, "message": "..."}
     cloud_fail_next: deque[dict[str, Any]] = field(default_factory=deque)
     cloud_fail_phones: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The gateway sessions (sender_id) and Cloud API phone number ids that exist; None accepts any.
+    senders: set[str] | None = None
+    cloud_senders: set[str] | None = None
 
     def new_id(self, prefix: str) -> str:
         self.next_id += 1
@@ -192,13 +199,23 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path == "/send":
             self._send(gateway, body)
         elif match := _CLOUD_PATH.match(self.path):
-            self._cloud(gateway, match.group(1), body)
+            self._cloud(gateway, match.group(2), body, version=match.group(1))
         else:
             self._reply(404, {"error": "not found"})
 
     # --- the gateway ---
 
     def _send(self, gateway: FakeGateway, body: Any) -> None:
+        state = gateway.state
+        with state.lock:
+            state.in_flight += 1
+        try:
+            self._send_counted(gateway, body)
+        finally:
+            with state.lock:
+                state.in_flight -= 1
+
+    def _send_counted(self, gateway: FakeGateway, body: Any) -> None:
         state = gateway.state
         with state.lock:
             state.send_requests += 1
@@ -217,6 +234,11 @@ class _Handler(BaseHTTPRequestHandler):
             isinstance(body.get(name), str) and body.get(name) for name in ("phone", "message", "idempotency_key")
         ):
             self._reply(400, {"error": "phone, message and idempotency_key are required"})
+            return
+        with state.lock:
+            senders = state.senders
+        if body.get("sender_id") is not None and senders is not None and body["sender_id"] not in senders:
+            self._reply(404, {"error": "unknown sender"})
             return
         phone, key = body["phone"], body["idempotency_key"]
         with state.lock:
@@ -263,11 +285,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- the Cloud API ---
 
-    def _cloud(self, gateway: FakeGateway, phone_number_id: str, body: Any) -> None:
+    def _cloud(self, gateway: FakeGateway, phone_number_id: str, body: Any, *, version: str | None) -> None:
         state = gateway.state
         with state.lock:
             state.cloud_requests += 1
-            down, latency, token = state.down, state.latency, state.cloud_token
+            down, latency, token, senders = state.down, state.latency, state.cloud_token, state.cloud_senders
+        if not phone_number_id.isdigit() or (senders is not None and phone_number_id not in senders):
+            error = _meta_error(100, f"Object with ID '{phone_number_id}' does not exist")
+            error["error"]["error_subcode"] = 33
+            self._reply(400, error)
+            return
         if down is not None:
             self._reply(503, _meta_error(2, "Service temporarily unavailable"))
             return
@@ -302,6 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
                         "id": message_id,
                         "phone": to,
                         "phone_number_id": phone_number_id,
+                        "version": version,
                         "template": template["name"],
                         "language": template["language"]["code"],
                         "parameters": parameters,
@@ -438,7 +466,8 @@ class FakeGateway:
         (seconds), reject_status (e.g. 400) with reject_phones (empty: everyone), token (required bearer on
         /send), no_id (answer 200 without an id), cloud_token, cloud_templates ({name: parameter count}),
         cloud_fail_next (list of {"code", "status", "message"} for the next Cloud API requests),
-        cloud_fail_phones ({phone: {"code", "status", "message"}})."""
+        cloud_fail_phones ({phone: {"code", "status", "message"}}), senders (the gateway's sessions: another
+        sender_id gets 404) and cloud_senders (the phone number ids: another gets Meta's code 100/33); None: any."""
         unknown = set(changes) - _CONFIG_KEYS
         if unknown:
             raise TypeError(f"unknown settings: {sorted(unknown)}")
@@ -476,6 +505,10 @@ class FakeGateway:
                 state.cloud_fail_next = deque(dict(item) for item in changes["cloud_fail_next"] or ())
             if "cloud_fail_phones" in changes:
                 state.cloud_fail_phones = {str(k): dict(v) for k, v in (changes["cloud_fail_phones"] or {}).items()}
+            if "senders" in changes:
+                state.senders = None if changes["senders"] is None else set(changes["senders"])
+            if "cloud_senders" in changes:
+                state.cloud_senders = None if changes["cloud_senders"] is None else set(changes["cloud_senders"])
         if refuse_changed and self._started:
             self._apply_refuse(state.down == "refuse")
 
@@ -505,6 +538,8 @@ class FakeGateway:
             cloud_templates=None,
             cloud_fail_next=(),
             cloud_fail_phones={},
+            senders=None,
+            cloud_senders=None,
         )
         with self.state.lock:
             state = self.state
@@ -526,6 +561,7 @@ class FakeGateway:
             return {
                 "accepted": len(state.messages),
                 "send_requests": state.send_requests,
+                "in_flight": state.in_flight,
                 "failed_503": state.failed_503,
                 "rejected": state.rejected,
                 "duplicates": state.duplicates,

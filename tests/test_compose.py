@@ -56,6 +56,7 @@ def test_compose_has_every_process() -> None:
         "worker-whatsapp",
         "beat",
         "flower",
+        "webhook",
     } <= services
 
 

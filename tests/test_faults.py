@@ -36,9 +36,9 @@ from tests.salon import Salon, build_salon
 from tests.workers import (
     Processes,
     control_app,
-    half_an_hour_passes,
     processes,
     settle,
+    stale_time_passes,
     statuses,
     wait_for_workers,
     wait_until,
@@ -257,9 +257,9 @@ def test_a_redis_restart_mid_campaign_loses_no_client_and_doubles_none(fresh: Ri
     # service manager; no worker exits for any other reason
     fresh.ping(timeout=90, supervise=True)
     assert all("Connection to broker lost" in log for log in fresh.exits), fresh.exits
-    # and what the broker lost stands still until the sweep (half an hour later) resumes it
+    # and what the broker lost stands still until the sweep (3 minutes later) resumes it
     after_restart = settle(committed_engine, salon.company_id)
-    half_an_hour_passes(committed_engine, salon.company_id)
+    stale_time_passes(committed_engine, salon.company_id)
     fresh.sweep()
     wait_until(lambda: all_final(committed_engine, salon), timeout=120, what="all rows final")
     # and every due client got exactly one message, none twice

@@ -8,9 +8,11 @@ worker is killed with SIGKILL mid-run, and the gateway answers 503 to 5 % of req
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -28,11 +30,12 @@ from tests.conftest import REDIS_URL
 from tests.fake_gateway import FakeGateway
 from tests.salon import build_salon
 from tests.workers import (
+    ROOT,
     Processes,
     control_app,
-    half_an_hour_passes,
     processes,
     settle,
+    stale_time_passes,
     statuses,
     wait_for_workers,
     wait_until,
@@ -66,6 +69,15 @@ def history_rows(engine: Engine, company_id: int) -> list[ReactivationHistory]:
         return list(session.scalars(select(ReactivationHistory).where(ReactivationHistory.company_id == company_id)))
 
 
+def all_handed_over(engine: Engine, company_id: int) -> bool:
+    """Every sent row's hand-over to the AI admin is written (or given up with its error)."""
+    return all(
+        r.context_saved_at is not None or r.context_error is not None
+        for r in history_rows(engine, company_id)
+        if r.status == Status.SENT
+    )
+
+
 def all_final(engine: Engine, company_id: int, expected: int) -> bool:
     counts = statuses(engine, company_id)
     return sum(counts.values()) == expected and sum(counts[s] for s in FINAL) == expected
@@ -93,9 +105,7 @@ def test_two_dispatches_a_killed_worker_and_a_flaky_gateway_still_send_exactly_o
 
     with processes(env, tmp_path) as procs:
         # The killed worker plans, selects, writes, persists and hands over; sends go through a courier that lives
-        # on. A SIGKILL between a send's `sending` commit and its HTTP call loses that message by design (at most
-        # once: test_pipeline shows such a row is never resent and the sweep marks it unknown); killing a worker
-        # mid-send would make that loss a matter of timing here.
+        # on (killing the courier mid-send is the next test: the sweep sends such a row again with its key).
         first = procs.worker("alpha", queues="default,gemini", concurrency=2)
         procs.worker("courier", queues="whatsapp", concurrency=2)
         wait_for_workers(control, ["alpha", "courier"])
@@ -113,12 +123,14 @@ def test_two_dispatches_a_killed_worker_and_a_flaky_gateway_still_send_exactly_o
         except TimeoutError:
             # A message the killed worker had popped from the broker but not yet recorded as unacknowledged is
             # gone (kombu's Redis transport moves it in two steps); its chain stands still until the sweep,
-            # half an hour later, resumes it. Wait out the broker's redelivery of everything else first.
+            # 3 minutes later, resumes it. Wait out the broker's redelivery of everything else first.
             settle(committed_engine, salon.company_id, quiet=40, timeout=240)
-            half_an_hour_passes(committed_engine, salon.company_id)
+            stale_time_passes(committed_engine, salon.company_id)
             control.send_task("reactivation.sweep")
             wait_until(lambda: all_final(committed_engine, salon.company_id, 200), timeout=120, what="all final")
             resumed = True
+        # A hand-over the killed worker held comes back with the broker's redelivery (or the sweep): wait for it.
+        wait_until(lambda: all_handed_over(committed_engine, salon.company_id), timeout=120, what="hand-overs")
 
     # Then every due client got exactly one gateway message, and nobody else any
     received = Counter(message["phone"] for message in gateway.messages())
@@ -136,6 +148,55 @@ def test_two_dispatches_a_killed_worker_and_a_flaky_gateway_still_send_exactly_o
             assert dialog[key] == value
         if row.status == Status.SENT:
             assert dialog["pendingAction"]["reactivationHistoryId"] == row.id
+
+
+def test_a_sender_killed_with_requests_in_flight_loses_nothing_once_the_sweep_has_run(
+    committed_settings: Settings,
+    committed_engine: Engine,
+    gateway: FakeGateway,
+    prefix: str,
+    tmp_path: Path,
+) -> None:
+    # Given 12 due clients and a gateway that takes 2 seconds per request
+    today = datetime.now(ZoneInfo("Europe/Moscow")).date()
+    salon = build_salon(committed_engine, due=12, today=today, extras=False)
+    gateway.configure(latency=2.0)
+    env = worker_env(committed_settings.database_url, redis_url=REDIS_URL, prefix=prefix, gateway_url=gateway.url)
+    control = control_app(REDIS_URL, prefix)
+    with processes(env, tmp_path) as procs:
+        procs.worker("planner", queues="default,gemini", concurrency=2)
+        courier = procs.worker("courier", queues="whatsapp", concurrency=2)
+        wait_for_workers(control, ["planner", "courier"])
+        control.send_task("reactivation.run_campaign", args=[salon.company_id, today.isoformat()])
+        # When the worker sending is killed with SIGKILL while its requests are in flight
+        wait_until(lambda: gateway.stats()["in_flight"] >= 2, timeout=90, what="requests in flight")
+        courier.kill_hard()
+        # (the gateway still accepts what it was given: those messages arrived, their rows stay `sending`)
+        procs.worker("courier2", queues="whatsapp", concurrency=2)
+        wait_for_workers(control, ["courier2"])
+        settle(committed_engine, salon.company_id, quiet=5, timeout=120)
+        stuck = statuses(committed_engine, salon.company_id)[Status.SENDING]
+        # and `reactivation sweep` runs as of six minutes later
+        later = datetime.now(UTC) + timedelta(minutes=6)
+        sweep = ["sweep", "--company", str(salon.company_id), "--now", later.isoformat()]
+        swept = subprocess.run(
+            [sys.executable, "-m", "reactivation.tools.cli", *sweep],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert swept.returncode == 0, swept.stdout + swept.stderr
+        wait_until(lambda: all_final(committed_engine, salon.company_id, 12), timeout=120, what="all final")
+    # Then every due client has exactly one message at the gateway: none lost, none doubled
+    received = Counter(message["phone"] for message in gateway.messages())
+    assert received == Counter(salon.phones.values()), _logs(procs)
+    # and the killed worker's rows were sent again with their keys (the gateway dropped the repeats), none unknown
+    assert stuck >= 1 and gateway.stats()["duplicates"] >= 1, (stuck, gateway.stats())
+    assert "resent" in swept.stdout
+    assert statuses(committed_engine, salon.company_id) == {Status.SENT: 12}
 
 
 def _logs(procs: Processes) -> str:

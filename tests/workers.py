@@ -204,8 +204,8 @@ def settle(engine: Engine, company_id: int, *, quiet: float = 3.0, timeout: floa
     raise TimeoutError(f"statuses kept changing for {timeout} s: {last}")
 
 
-def half_an_hour_passes(engine: Engine, company_id: int) -> None:
-    """Age the rows still in flight past the sweep's threshold, as if the clock had moved on.
+def stale_time_passes(engine: Engine, company_id: int) -> None:
+    """Age the rows still in flight past the sweep's staleness threshold, as if the clock had moved on.
 
     From this process's clock, which the workers share (also when the suite runs with the clock moved): the
     database's own now() is another clock."""

@@ -69,7 +69,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from reactivation.core.instants import as_aware, local_midnight, naive_utc
 from reactivation.core.phones import try_normalize_phone
 from reactivation.core.vocabulary import SkipReason, Status, Step
-from reactivation.storage import holds
+from reactivation.delivery.errors import NOT_ON_WHATSAPP_CODE
+from reactivation.storage import history, holds
 from reactivation.storage.bookings import not_cancelled
 from reactivation.storage.companies import CompanyConfig, load_company
 from reactivation.storage.db import is_postgres, pg_local_settings
@@ -277,6 +278,11 @@ def recheck_client(
     phone = try_normalize_phone(client.phone)
     if _client_opted_out(session, client, phone=phone):
         return SkipReason.OPTED_OUT
+    if phone is not None and history.phone_reported_with_code(
+        session, company_id=company_id, phone=phone, code=NOT_ON_WHATSAPP_CODE
+    ):
+        # WhatsApp reported this number undeliverable for this company; a new number is tried again.
+        return SkipReason.NOT_ON_WHATSAPP
     moved = _lapse_moved(client, lapse_date=lapse_date)
     if moved is not None:
         return moved

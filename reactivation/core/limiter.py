@@ -48,22 +48,29 @@ class Limiter:
         self._item = RateLimitItemPerSecond(rate.calls, rate.seconds)
         self._strategy = MovingWindowRateLimiter(storage)
 
-    def acquire(self, key: str = GLOBAL) -> Slot:
-        """Take a slot for one call now, or learn how long until one frees; atomic across processes."""
-        if self._strategy.hit(self._item, self.name, key):
+    def acquire(self, key: str = GLOBAL, *, rate: RateLimit | None = None) -> Slot:
+        """Take a slot for one call now, or learn how long until one frees; atomic across processes. `rate`
+        overrides the limit's own for this key (a sender with a pace of its own)."""
+        item = self._item_for(rate)
+        if self._strategy.hit(item, self.name, key):
             return Slot(acquired=True)
-        return Slot(acquired=False, wait_seconds=max(self.wait_seconds(key), _RACE_RETRY_SECONDS))
+        return Slot(acquired=False, wait_seconds=max(self.wait_seconds(key, rate=rate), _RACE_RETRY_SECONDS))
 
-    def wait_seconds(self, key: str = GLOBAL) -> float:
+    def _item_for(self, rate: RateLimit | None) -> RateLimitItemPerSecond:
+        if rate is None or rate == self.rate:
+            return self._item
+        return RateLimitItemPerSecond(rate.calls, rate.seconds)
+
+    def wait_seconds(self, key: str = GLOBAL, *, rate: RateLimit | None = None) -> float:
         """Seconds until a slot is free (0.0 when one is free now), without taking it."""
-        stats = self._strategy.get_window_stats(self._item, self.name, key)
+        stats = self._strategy.get_window_stats(self._item_for(rate), self.name, key)
         if stats.remaining > 0:
             return 0.0
         return max(stats.reset_time - time.time(), 0.0) + _WAKE_MARGIN
 
-    def clear(self, key: str = GLOBAL) -> None:
+    def clear(self, key: str = GLOBAL, *, rate: RateLimit | None = None) -> None:
         """Forget the calls counted under the key (an operator's reset, or a test's)."""
-        self._strategy.clear(self._item, self.name, key)
+        self._strategy.clear(self._item_for(rate), self.name, key)
 
 
 def make_storage(settings: Settings) -> Storage:

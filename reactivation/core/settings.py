@@ -16,6 +16,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DATA_DIR = Path("var")
 DEFAULT_DATABASE_URL = f"sqlite:///{DATA_DIR / 'reactivation.db'}"
 DEFAULT_OUTBOX_PATH = DATA_DIR / "outbox.jsonl"
+# Meta's Graph API version: v25.0 (released 2026-02-18) is supported until 2028-07-29, past the whole of 2027;
+# v21.0 retires on 2027-01-21, and v26.0's end of support is not announced yet.
+DEFAULT_GRAPH_API_VERSION = "v25.0"
+_GRAPH_VERSION = re.compile(r"^v\d{1,3}\.\d$")
+# The approved templates' bodies this product suggests submitting to Meta: they read well whatever the service's
+# title (no declension after a preposition) and with the fallback name. {{1}} name, {{2}} service, {{3}} discount.
+DEFAULT_TEMPLATE_TEXTS = {
+    "gentle": "{{1}}, добрый день! Давно вас не видели. Ждём вас снова, ваша услуга: {{2}}. Записать вас?",
+    "offer": "{{1}}, добрый день! Для вас скидка {{3}}% на услугу: {{2}}. Записать вас на удобное время?",
+    "win_back": "{{1}}, мы скучаем! Специально для вас скидка {{3}}% на услугу: {{2}}. Когда вам удобно прийти?",
+}
+# How many body parameters each step's template takes ({{1}}..{{n}}, each used).
+TEMPLATE_PARAMETERS = {"gentle": 2, "offer": 3, "win_back": 3}
+_PLACEHOLDER = re.compile(r"\{\{(\d+)\}\}")
+
 # The Gemini API's own current Flash model (the 2.0 models are shut down, 2.5 Flash is deprecated).
 DEFAULT_GEMINI_MODEL = "gemini-3.8-flash"
 
@@ -77,14 +92,28 @@ class Settings(BaseSettings):
     whatsapp_outbox_path: Path = DEFAULT_OUTBOX_PATH
     whatsapp_rate_limit: str = "30/60"
     whatsapp_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
-    whatsapp_cloud_api_url: str = "https://graph.facebook.com/v21.0"
+    # The Graph API host, without a version: the version is WHATSAPP_CLOUD_API_VERSION.
+    whatsapp_cloud_api_url: str = "https://graph.facebook.com"
+    whatsapp_cloud_api_version: str = DEFAULT_GRAPH_API_VERSION
     whatsapp_cloud_api_token: SecretStr | None = None
+    # The default sender: the phone number id of companies whose settings name no sender_id of their own.
     whatsapp_cloud_phone_number_id: str | None = None
     whatsapp_cloud_template_language: str = "ru"
     # Approved marketing templates per step; parameters: first name, service, discount.
     whatsapp_cloud_template_gentle: str = "reactivation_gentle"
     whatsapp_cloud_template_offer: str = "reactivation_offer"
     whatsapp_cloud_template_win_back: str = "reactivation_win_back"
+    # Each template's body as Meta approved it, {{1}} first name, {{2}} service, {{3}} discount: the history row and
+    # the AI admin get this text with the parameters filled, which is what the client actually receives.
+    whatsapp_cloud_template_gentle_text: str = DEFAULT_TEMPLATE_TEXTS["gentle"]
+    whatsapp_cloud_template_offer_text: str = DEFAULT_TEMPLATE_TEXTS["offer"]
+    whatsapp_cloud_template_win_back_text: str = DEFAULT_TEMPLATE_TEXTS["win_back"]
+
+    # The delivery-status webhooks (`reactivation webhook serve`): Meta signs its posts with the app secret
+    # (X-Hub-Signature-256) and checks the subscription with the verify token; the gateway sends a bearer token.
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_webhook_verify_token: SecretStr | None = None
+    whatsapp_gateway_webhook_token: SecretStr | None = None
 
     # The Redis broker hands an unacknowledged task to another worker after this long; every countdown
     # a task uses stays far below it (see max_countdown_seconds).
@@ -122,17 +151,48 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
 
+    @field_validator("whatsapp_cloud_api_version")
+    @classmethod
+    def _graph_version(cls, value: str) -> str:
+        if not _GRAPH_VERSION.match(value.strip()):
+            raise ValueError(f"expected a Graph API version such as {DEFAULT_GRAPH_API_VERSION}, got {value!r}")
+        return value.strip()
+
+    @field_validator("whatsapp_cloud_api_url")
+    @classmethod
+    def _graph_url_without_version(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if re.search(r"/v\d+(\.\d+)?$", value):
+            raise ValueError("give the host only; the version goes in WHATSAPP_CLOUD_API_VERSION")
+        return value
+
+    @field_validator("whatsapp_cloud_phone_number_id")
+    @classmethod
+    def _phone_number_id(cls, value: str | None) -> str | None:
+        value = (value or "").strip() or None
+        if value is not None and not value.isdigit():
+            raise ValueError("must be the numeric phone number id")
+        return value
+
+    @model_validator(mode="after")
+    def _template_texts(self) -> Settings:
+        for step, count in TEMPLATE_PARAMETERS.items():
+            text = getattr(self, f"whatsapp_cloud_template_{step}_text")
+            used = sorted({int(n) for n in _PLACEHOLDER.findall(text)})
+            if used != list(range(1, count + 1)):
+                wanted = ", ".join(f"{{{{{n}}}}}" for n in range(1, count + 1))
+                raise ValueError(
+                    f"WHATSAPP_CLOUD_TEMPLATE_{step.upper()}_TEXT must use exactly {wanted} (the template's "
+                    f"parameters), found {used or 'none'}"
+                )
+        return self
+
     @model_validator(mode="after")
     def _provider_needs(self) -> Settings:
         if self.whatsapp_provider == "gateway" and not self.whatsapp_gateway_url:
             raise ValueError("WHATSAPP_GATEWAY_URL is required when WHATSAPP_PROVIDER=gateway")
-        if self.whatsapp_provider == "cloud_api" and not (
-            self.whatsapp_cloud_api_token and self.whatsapp_cloud_phone_number_id
-        ):
-            raise ValueError(
-                "WHATSAPP_CLOUD_API_TOKEN and WHATSAPP_CLOUD_PHONE_NUMBER_ID are required "
-                "when WHATSAPP_PROVIDER=cloud_api"
-            )
+        if self.whatsapp_provider == "cloud_api" and not self.whatsapp_cloud_api_token:
+            raise ValueError("WHATSAPP_CLOUD_API_TOKEN is required when WHATSAPP_PROVIDER=cloud_api")
         return self
 
     @property

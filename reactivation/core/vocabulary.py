@@ -1,6 +1,6 @@
-"""The words every layer shares, each kept in one enum: a history row's status, why a contact was skipped, the
-steps of the per-client chain, the steps of the win-back flow, a campaign run's status and what a hand-over still
-owes Redis.
+"""The words every layer shares, each kept in one enum: a history row's status, why a contact was skipped, what a
+provider reports about a message, the steps of the per-client chain, the steps of the win-back flow, a campaign
+run's status and what a hand-over still owes Redis.
 
 Their strings live here and nowhere else. The database checks the history status against the same list (a CHECK
 constraint, migration t0010; a test holds the two together).
@@ -53,6 +53,21 @@ class SkipReason(StrEnum):
     MARKETING_OPT_OUT = "whatsapp_marketing_opt_out"
     REENGAGEMENT_REQUIRED = "whatsapp_reengagement_required"
     EXPERIMENT = "whatsapp_experiment"
+    # Meta reported this phone undeliverable (131026) for this company: not contacted until its number changes.
+    NOT_ON_WHATSAPP = "not_on_whatsapp"
+    # The salon's own WhatsApp sender: none is configured, or the provider refused it. Never another salon's.
+    SENDER_MISSING = "sender_missing"
+    SENDER_REFUSED = "sender_refused"
+
+
+class DeliveryStatus(StrEnum):
+    """What a WhatsApp provider reports about a message it accepted (its status webhook), in the order they happen;
+    `failed` ends a message that was never delivered."""
+
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
 
 
 class ChainStep(StrEnum):

@@ -32,9 +32,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def idempotency_key(company_id: int, history_id: int) -> str:
-    """The stable key of one history row's message, the same on every retry: "reactivation:962302:4567"."""
-    return f"reactivation:{int(company_id)}:{int(history_id)}"
+def idempotency_key(company_id: int, history_id: int, resend: int = 0) -> str:
+    """The stable key of one history row's message, the same on every retry: "reactivation:962302:4567". A message
+    scheduled again after a delivery failure is a new message: "reactivation:962302:4567:r1"."""
+    key = f"reactivation:{int(company_id)}:{int(history_id)}"
+    return f"{key}:r{int(resend)}" if resend else key
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class SendRequest:
     service_title: str | None = None
     # None: the step's own discount (0 / 10 / 20).
     discount_percent: int | None = None
-    # Which WhatsApp number the salon sends from (CompanySettings.sender_id); passed to the gateway when set.
+    # Which WhatsApp number the salon sends from (CompanySettings.sender_id); None: the provider's default sender.
     sender_id: str | None = None
 
     def __post_init__(self) -> None:
@@ -92,8 +94,10 @@ class SendResult:
     sent_at: datetime
     # The gateway recognised the idempotency key: this call repeated an earlier accepted one.
     duplicate: bool = False
-    # cloud_api: the template the client actually received (the generated text is not sent there).
+    # cloud_api: the template the client actually received (the generated text is not sent there), and its body
+    # filled with the parameters that were sent (None when the body is not configured).
     template_name: str | None = None
+    sent_text: str | None = None
 
 
 class Sender(Protocol):
@@ -101,8 +105,12 @@ class Sender(Protocol):
     process (after the worker forks) and close it when done, or use it as a context manager."""
 
     provider: str
+    # The provider de-duplicates by idempotency key: a message whose outcome is unknown may be sent again.
+    idempotent: bool
 
     def send(self, request: SendRequest) -> SendResult: ...
+
+    def sender_key(self, sender_id: str | None) -> str: ...
 
     def close(self) -> None: ...
 
@@ -115,6 +123,14 @@ class Sender(Protocol):
 
 class SenderBase:
     """What the senders share besides `send`: used as a context manager, they close on leaving it."""
+
+    provider = "base"
+    idempotent = False
+
+    def sender_key(self, sender_id: str | None) -> str:
+        """The number a message of a salon with this sender_id leaves from, as the rate limit counts it:
+        "gateway:salon-2", or the provider's default sender. SenderMissing when there is none."""
+        return f"{self.provider}:{sender_id or 'default'}"
 
     def close(self) -> None:
         """Release what the sender holds; nothing by default."""

@@ -14,7 +14,12 @@
   it was sent, a 2xx answer without a message id). Never retried automatically: for marketing messages a lost
   message beats a doubled one. Final: the row is `unknown`.
 
-`InvalidSendRequest` (a ValueError) is raised when building a request from unusable data; nothing is sent.
+Two refusals say more than "failed": `TemplateRejected` (Meta refused the approved template as configured: every
+message of that step fails the same way until the setting it names is fixed) and `SenderRefused` (the provider
+refused the salon's own sender: an unknown gateway session, a phone number id not registered or not this token's).
+
+`InvalidSendRequest` (a ValueError) is raised when building a request from unusable data, and `SenderMissing` when
+a salon has no sender to send from; nothing is sent.
 """
 
 from __future__ import annotations
@@ -23,9 +28,18 @@ from dataclasses import KW_ONLY, dataclass
 
 from reactivation.core.vocabulary import SkipReason
 
+# Meta's codes whose handling outlives the message, whether they come with the send's answer or the status webhook
+# (a gateway reports them in its `error` text too).
+NOT_ON_WHATSAPP_CODE = "131026"
+MARKETING_LIMIT_CODE = "131049"
+
 
 class InvalidSendRequest(ValueError):
     """The data cannot make a message (phone not E.164, empty text...); nothing was sent."""
+
+
+class SenderMissing(ValueError):
+    """The salon has no sender to send from (no sender_id of its own and no default); nothing was sent."""
 
 
 # Dataclasses, so that each outcome declares only the fields of its own and the base holds the shared ones.
@@ -69,6 +83,22 @@ class SendSkipped(SendError):
     """Not delivered for a reason about the recipient; final (`skipped` with `reason`), never retried."""
 
     reason: SkipReason
+
+
+@dataclass(eq=False, kw_only=True)
+class TemplateRejected(PermanentSendError):
+    """Meta refused the step's approved template as configured (parameters, format, length, not a template it
+    accepts outside the 24-hour window); `setting` names the environment variable to fix. Nothing was sent."""
+
+    setting: str
+    affects_all_messages: bool = True
+
+
+@dataclass(eq=False, kw_only=True)
+class SenderRefused(SendError):
+    """The provider refused the salon's sender; nothing was sent, and it must not go from another salon's number."""
+
+    sender_id: str | None = None
 
 
 class SendOutcomeUnknown(SendError):

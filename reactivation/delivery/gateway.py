@@ -7,7 +7,13 @@ from typing import Any
 import httpx
 
 from reactivation.delivery.contract import Clock, SendRequest, SendResult
-from reactivation.delivery.errors import PermanentSendError, SendError, SendOutcomeUnknown, TransientSendError
+from reactivation.delivery.errors import (
+    PermanentSendError,
+    SenderRefused,
+    SendError,
+    SendOutcomeUnknown,
+    TransientSendError,
+)
 from reactivation.delivery.http_sender import HttpSender, body_excerpt, json_body, parse_retry_after, usable_message_id
 
 
@@ -20,9 +26,13 @@ class GatewaySender(HttpSender):
     empty body) is `SendOutcomeUnknown`: 2xx claims acceptance, so retrying could double the message, but without
     an id nothing proves it was sent, so it is not recorded as sent either. 409 with an id is a duplicate the
     gateway recognised: success, `duplicate=True`.
+
+    Each salon sends from its own session, named by `sender_id` in the body (none: the gateway's default one). A
+    403 or 404 to a request that names a sender is the gateway refusing that sender (unknown, not connected).
     """
 
     provider = "gateway"
+    idempotent = True
 
     def __init__(
         self,
@@ -79,6 +89,8 @@ class GatewaySender(HttpSender):
                 provider=self.provider, provider_message_id=message_id, sent_at=self._clock(), duplicate=duplicate
             )
         text = f"gateway: HTTP {status}: {body_excerpt(response)}"
+        if status in (403, 404) and request.sender_id:
+            raise self._answer_error(SenderRefused, text, status, sender_id=request.sender_id)
         if status in (408, 425, 429) or status >= 500:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             raise self._answer_error(TransientSendError, text, status, retry_after=retry_after)

@@ -93,7 +93,7 @@ class HttpSender(SenderBase, ABC):
     """A sender that POSTs to a provider; subclasses build the request and read the answer."""
 
     provider = "http"
-    # Where the messages are POSTed; set by each subclass from its settings.
+    # Where the messages are POSTed; set by each subclass from its settings (or chosen per request: `_url_for`).
     _url: str
 
     def __init__(self, *, timeout_seconds: float, http_client: httpx.Client | None, clock: Clock | None) -> None:
@@ -132,7 +132,7 @@ class HttpSender(SenderBase, ABC):
     def _post(self, request: SendRequest, **kwargs: Any) -> httpx.Response:
         """POST to the provider, translating transport failures into the outcomes of `reactivation.delivery.errors`."""
         try:
-            return self._client.post(self._url, **kwargs)
+            return self._client.post(self._url_for(request), **kwargs)
         except _NOT_SENT as exc:
             raise TransientSendError(
                 f"{self.provider}: could not connect ({type(exc).__name__})", provider=self.provider
@@ -144,6 +144,10 @@ class HttpSender(SenderBase, ABC):
         except httpx.TransportError as exc:
             # The request may have reached the provider (a read timeout, a dropped connection).
             raise self._maybe_sent(request, exc) from exc
+
+    def _url_for(self, request: SendRequest) -> str:
+        """Where this request is POSTed."""
+        return self._url
 
     @abstractmethod
     def _maybe_sent(self, request: SendRequest, exc: httpx.TransportError) -> SendError:

@@ -6,15 +6,19 @@ what may have changed since the claim (an opt-out, a booking, a visit), does its
 forward with a conditional UPDATE, so running a step twice changes nothing. A step returns what the Celery
 task should do next: go on (`Continue`), stop the chain (`Stop`), or run again later (`RetryLater`).
 
-Sending is at most once: the row moves to `sending` and that is committed before the gateway is called; a
-row found in `sending` later is never sent again automatically (the sweep marks it `unknown`).
+Sending is guarded by the row: it moves to `sending` and that is committed before the provider is called. A row
+found in `sending` later (a worker died mid-call) is sent again by the sweep only through a provider that
+de-duplicates by idempotency key (the gateway), with the same key; otherwise the sweep marks it `unknown`.
+
+Each salon sends from its own sender (CompanySettings.sender_id, else the deployment's default), within that
+sender's rate limit; a salon without a usable sender is skipped, never sent from another salon's number.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -26,15 +30,21 @@ from reactivation.audience.selection import recheck_client
 from reactivation.compliance.optouts import record_opt_out
 from reactivation.core.phones import mask_phone
 from reactivation.core.vocabulary import SkipReason, Status, Step
-from reactivation.delivery.contract import SendRequest, idempotency_key
+from reactivation.delivery.cloud_api import ApprovedMessage, CloudApiSender
+from reactivation.delivery.contract import Sender, SendRequest, SendResult, idempotency_key
 from reactivation.delivery.errors import (
     InvalidSendRequest,
-    PermanentSendError,
+    SenderMissing,
+    SenderRefused,
+    SendError,
     SendOutcomeUnknown,
     SendSkipped,
+    TemplateRejected,
     TransientSendError,
 )
-from reactivation.handover.admin_handover import ContextError, save_context
+from reactivation.flow.delivery_status import failure_plan
+from reactivation.flow.sending_stops import SendingStop, sending_stopped, stop_sending
+from reactivation.handover.admin_handover import ContextError, save_context, withdraw_handover
 from reactivation.handover.from_history import handover_context
 from reactivation.messaging.composing import ComposedMessage, MessageRequest, RateLimited, compose_message
 from reactivation.messaging.names import first_name
@@ -130,9 +140,15 @@ def fail_unsent(rt: Runtime, *, company_id: int, history_id: int, error: str, no
 
 
 def _skip(
-    session: Session, row: ReactivationHistory, from_status: Status, reason: SkipReason, *, now: datetime
+    session: Session,
+    row: ReactivationHistory,
+    from_status: Status,
+    reason: SkipReason,
+    *,
+    now: datetime,
+    **values: Any,
 ) -> Stop:
-    _move(session, (row.company_id, row.id), from_status, Status.SKIPPED, now=now, skip_reason=reason)
+    _move(session, (row.company_id, row.id), from_status, Status.SKIPPED, now=now, skip_reason=reason, **values)
     log.info("contact skipped", extra={"history_id": row.id, "company_id": row.company_id, "reason": reason})
     return Stop(reason)
 
@@ -184,21 +200,48 @@ def generate_message(rt: Runtime, *, company_id: int, history_id: int, now: date
             select(Client.name).where(Client.company_id == company_id, Client.id == row.client_id)
         )
         request = MessageRequest.for_contact(company, row, client_name=client_name)
+    approved = _approved_template(rt, request)
+    if approved is not None:
+        # The Cloud API sends the step's approved template: that is the message, and Gemini is not asked.
+        with rt.session() as session:
+            _record_message(session, ids=(company_id, history_id), composed=approved[0], now=now, **approved[1])
+        return Continue()
     # No transaction is held open while Gemini thinks.
     composed = compose_message(request, writer=rt.gemini_writer, limiter=rt.gemini_limiter)
     if isinstance(composed, RateLimited):
-        return RetryLater(min(composed.wait_seconds, rt.settings.max_countdown_seconds), "gemini rate limit")
+        return _later(rt, (company_id, history_id), composed.wait_seconds, "gemini rate limit", now=now)
     with rt.session() as session:
-        _record_message(session, company_id=company_id, history_id=history_id, composed=composed, now=now)
+        _record_message(session, ids=(company_id, history_id), composed=composed, now=now)
     return Continue()
 
 
+def _approved_template(rt: Runtime, request: MessageRequest) -> tuple[ComposedMessage, dict[str, str]] | None:
+    """With the Cloud API, the step's approved template filled for this client, and the template's name and language
+    for the row; None with any other provider."""
+    sender = rt.sender
+    if not isinstance(sender, CloudApiSender):
+        return None
+    name = first_name(request.client_name)
+    approved: ApprovedMessage = sender.approved_message(
+        request.step, first_name=name, service_title=request.service_title
+    )
+    composed = ComposedMessage(
+        text=approved.text,
+        generator="template",
+        variant=f"cloud_api:{approved.template_name}",
+        model=None,
+        fallback_reason=None,
+        first_name=name,
+    )
+    return composed, {"template_name": approved.template_name, "template_language": approved.language}
+
+
 def _record_message(
-    session: Session, *, company_id: int, history_id: int, composed: ComposedMessage, now: datetime
+    session: Session, *, ids: tuple[int, int], composed: ComposedMessage, now: datetime, **values: Any
 ) -> None:
     _move(
         session,
-        (company_id, history_id),
+        ids,
         Status.INTERVAL_SELECTED,
         Status.GENERATED,
         now=now,
@@ -207,23 +250,41 @@ def _record_message(
         variant=composed.variant,
         model=composed.model,
         generator_fallback_reason=composed.fallback_reason,
+        **values,
     )
+
+
+def _later(rt: Runtime, ids: tuple[int, int], wait_seconds: float, reason: str, *, now: datetime) -> RetryLater:
+    """Run the step again after `wait_seconds` (capped), telling the sweep that the row is waiting, not lost."""
+    countdown = min(wait_seconds, rt.settings.max_countdown_seconds)
+    with rt.session() as session:
+        history.set_fields(
+            session,
+            company_id=ids[0],
+            history_id=ids[1],
+            now=now,
+            next_attempt_at=now + timedelta(seconds=countdown),
+        )
+    return RetryLater(countdown, reason)
 
 
 # --- send_message ---------------------------------------------------------------------------------------------
 
 
 def send_message(rt: Runtime, *, company_id: int, history_id: int, now: datetime) -> Outcome:
-    """Send once: commit `sending`, call the gateway, record what it said."""
+    """Send once: commit `sending`, call the provider, record what it said."""
     with rt.session() as session:
         row = history.get(session, company_id=company_id, history_id=history_id)
         if row is not None and row.status == Status.SENDING:
-            # A redelivered task finds the row mid-send: for marketing messages at most once beats at least once.
-            log.warning("row already sending; not calling the gateway again", extra={"history_id": history_id})
+            # A redelivered task finds the row mid-send; the sweep resends it if the provider de-duplicates.
+            log.warning("row already sending; not calling the provider again", extra={"history_id": history_id})
             return Stop("already sending")
         if (outcome := _not_ready(row, Status.GENERATED, (Status.DELIVERED, Status.SENT))) is not None:
             return outcome
         assert row is not None
+        if row.send_after is not None and row.send_after > now:
+            # Waiting for the send window or a rescheduled attempt: the sweep resumes it when the time comes.
+            return Stop("waiting until send_after")
         if reason := _recheck(session, row, now):
             return _skip(session, row, Status.GENERATED, reason, now=now)
         company = load_company(session, company_id=company_id)
@@ -233,11 +294,9 @@ def send_message(rt: Runtime, *, company_id: int, history_id: int, now: datetime
             history.set_fields(session, company_id=company_id, history_id=history_id, now=now, send_after=opens)
             log.info("outside the send window; waiting", extra={"history_id": history_id, "opens": opens.isoformat()})
             return Stop("waiting for the send window")
-        if not row.dry_run:
-            # A dry run's message goes to the outbox, not to the sender: it takes none of the sender's slots.
-            slot = rt.whatsapp_limiter.acquire(company.settings.sender_id or str(company_id))
-            if not slot.acquired:
-                return RetryLater(min(slot.wait_seconds, rt.settings.max_countdown_seconds), "whatsapp rate limit")
+        sender = rt.sender_for(row.dry_run)
+        if (held := _held_back(rt, session, row, company, sender, now=now)) is not None:
+            return held
         request = _send_request(row, company, session)
         if not _move(
             session,
@@ -247,12 +306,49 @@ def send_message(rt: Runtime, *, company_id: int, history_id: int, now: datetime
             now=now,
             sending_started_at=now,
             attempts=row.attempts + 1,
-            provider=rt.sender_for(row.dry_run).provider,
+            provider=sender.provider,
         ):
             return Stop("claimed by another worker")
         attempt = row.attempts + 1
-    # Committed: from here on a crash leaves the row in `sending`, never sent twice.
+    # Committed: from here on a crash leaves the row in `sending` for the sweep.
     return _deliver(rt, request, attempt=attempt, dry_run=row.dry_run, now=now)
+
+
+def _held_back(
+    rt: Runtime, session: Session, row: ReactivationHistory, company: CompanyConfig, sender: Sender, *, now: datetime
+) -> Outcome | None:
+    """Why this row may not go to the provider now (None: it may): the salon has no sender, its sending is
+    stopped, or its sender's rate limit has no slot."""
+    try:
+        sender_key = sender.sender_key(company.settings.sender_id)
+    except SenderMissing as exc:
+        log.error("salon has no WhatsApp sender; row skipped", extra={"company_id": row.company_id, "error": str(exc)})
+        return _skip(session, row, Status.GENERATED, SkipReason.SENDER_MISSING, now=now, error=str(exc))
+    stop = (
+        None
+        if row.dry_run
+        else sending_stopped(rt.redis, prefix=rt.settings.redis_key_prefix, company_id=row.company_id)
+    )
+    if stop is not None and stop.reason == "sender_refused":
+        return _skip(session, row, Status.GENERATED, SkipReason.SENDER_REFUSED, now=now, error=f"fix {stop.fix}")
+    if stop is not None:
+        history.set_fields(session, company_id=row.company_id, history_id=row.id, now=now, send_after=stop.until)
+        return Stop("company sending stopped")
+    if row.dry_run:
+        # A dry run's message goes to the outbox, not to the sender: it takes none of the sender's slots.
+        return None
+    slot = rt.whatsapp_limiter.acquire(sender_key, rate=company.settings.sender_limit)
+    if slot.acquired:
+        return None
+    countdown = min(slot.wait_seconds, rt.settings.max_countdown_seconds)
+    history.set_fields(
+        session,
+        company_id=row.company_id,
+        history_id=row.id,
+        now=now,
+        next_attempt_at=now + timedelta(seconds=countdown),
+    )
+    return RetryLater(countdown, "whatsapp rate limit")
 
 
 def _send_request(row: ReactivationHistory, company: CompanyConfig, session: Session) -> SendRequest:
@@ -262,7 +358,7 @@ def _send_request(row: ReactivationHistory, company: CompanyConfig, session: Ses
         history_id=row.id,
         phone=row.phone or "",
         message=row.message_text or "",
-        idempotency_key=idempotency_key(row.company_id, row.id),
+        idempotency_key=idempotency_key(row.company_id, row.id, row.resend_count),
         step=Step(row.step),
         first_name=first_name(name),
         service_title=row.last_service_name,
@@ -271,48 +367,25 @@ def _send_request(row: ReactivationHistory, company: CompanyConfig, session: Ses
 
 
 def _deliver(rt: Runtime, request: SendRequest, *, attempt: int, dry_run: bool, now: datetime) -> Outcome:
-    company_id, history_id = request.company_id, request.history_id
     try:
         result = rt.sender_for(dry_run).send(request)
-    except TransientSendError as exc:
-        if attempt >= MAX_SEND_ATTEMPTS:
-            final = Status.UNKNOWN if exc.maybe_delivered else Status.FAILED
-            _record_answer(
-                rt,
-                request,
-                to_status=final,
-                now=now,
-                error=history.cut(f"gave up after {attempt} attempts: {exc}"),
-            )
-            return Stop(f"transient error, {final}")
-        # The gateway de-duplicates by idempotency key, so sending again after a failed attempt is safe.
-        _record_answer(rt, request, to_status=Status.GENERATED, now=now, error=history.cut(str(exc)))
-        # Backoff, never sooner than the server asked: an outage answering "Retry-After: 1" would otherwise use up
-        # every attempt within seconds, and a gateway down for a minute would fail the whole run.
-        countdown = max(exc.retry_after or 0.0, backoff(attempt))
-        return RetryLater(min(countdown, rt.settings.max_countdown_seconds), "transient send error")
-    except SendSkipped as exc:
-        if exc.reason is SkipReason.MARKETING_OPT_OUT and not dry_run:
-            # The client told WhatsApp to stop this business's marketing: the same as telling the salon.
-            for attempt_to_record in _recording():
-                with attempt_to_record, rt.session() as session:
-                    record_opt_out(
-                        session,
-                        company_id=company_id,
-                        phone=request.phone,
-                        client_id=None,
-                        history_id=history_id,
-                        text=str(exc),
-                        source="whatsapp",
-                        now=now,
-                    )
-        return _end_send(rt, request, Status.SKIPPED, now=now, skip_reason=exc.reason)
-    except SendOutcomeUnknown as exc:
-        return _end_send(rt, request, Status.UNKNOWN, now=now, error=history.cut(str(exc)))
-    except (PermanentSendError, InvalidSendRequest) as exc:
-        if getattr(exc, "affects_all_messages", False):
-            log.error("sender misconfigured: every message will fail", extra={"error": str(exc)})
-        return _end_send(rt, request, Status.FAILED, now=now, error=history.cut(str(exc)))
+    except (SendError, InvalidSendRequest) as exc:
+        return _not_sent(rt, request, exc, attempt=attempt, dry_run=dry_run, now=now)
+    _record_sent(rt, request, result, now=now)
+    log.info(
+        "message sent",
+        extra={"history_id": request.history_id, "company_id": request.company_id, "phone": mask_phone(request.phone)},
+    )
+    return Continue()
+
+
+def _record_sent(rt: Runtime, request: SendRequest, result: SendResult, *, now: datetime) -> None:
+    values: dict[str, Any] = {}
+    if result.sent_text is not None:
+        # What the client received (the approved template as filled at the send), word for word.
+        values["message_text"] = result.sent_text
+    if result.template_name is not None:
+        values["template_name"] = result.template_name
     _record_answer(
         rt,
         request,
@@ -322,25 +395,114 @@ def _deliver(rt: Runtime, request: SendRequest, *, attempt: int, dry_run: bool, 
         # The step's own clock (the time it was given), so one run has one reference time.
         message_sent_at=now,
         error=None,
+        **values,
     )
-    log.info(
-        "message sent",
-        extra={"history_id": history_id, "company_id": company_id, "phone": mask_phone(request.phone)},
-    )
-    return Continue()
 
 
-def _end_send(rt: Runtime, request: SendRequest, status: Status, *, now: datetime, **values: object) -> Stop:
+def _not_sent(
+    rt: Runtime,
+    request: SendRequest,
+    exc: SendError | InvalidSendRequest,
+    *,
+    attempt: int,
+    dry_run: bool,
+    now: datetime,
+) -> Outcome:
+    """Record what a send that did not succeed means for the row, and what the chain does next."""
+    if isinstance(exc, TransientSendError):
+        return _transient(rt, request, exc, attempt=attempt, now=now)
+    if isinstance(exc, TemplateRejected):
+        stop = _stop_company(rt, request, SendingStop.starting("template_rejected", exc.setting, now=now), exc)
+        # Nothing was sent: the row waits for the stop to lapse (and the template to be fixed) instead of failing.
+        return _end_send(
+            rt, request, Status.GENERATED, now=now, send_after=stop.until, error=history.cut(str(exc)), reason="held"
+        )
+    if isinstance(exc, SenderRefused):
+        _stop_company(rt, request, SendingStop.starting("sender_refused", _sender_fix(exc), now=now), exc)
+        reason = SkipReason.SENDER_REFUSED
+        return _end_send(
+            rt, request, Status.SKIPPED, now=now, skip_reason=reason, error=history.cut(str(exc)), reason=reason
+        )
+    if isinstance(exc, SendSkipped):
+        return _declined(rt, request, exc, dry_run=dry_run, now=now)
+    if isinstance(exc, SendOutcomeUnknown):
+        return _end_send(rt, request, Status.UNKNOWN, now=now, error=history.cut(str(exc)))
+    if getattr(exc, "affects_all_messages", False):
+        log.error("sender misconfigured: every message will fail", extra={"error": str(exc)})
+    return _end_send(rt, request, Status.FAILED, now=now, error=history.cut(str(exc)))
+
+
+def _transient(rt: Runtime, request: SendRequest, exc: TransientSendError, *, attempt: int, now: datetime) -> Outcome:
+    if attempt >= MAX_SEND_ATTEMPTS:
+        final = Status.UNKNOWN if exc.maybe_delivered else Status.FAILED
+        error = history.cut(f"gave up after {attempt} attempts: {exc}")
+        return _end_send(rt, request, final, now=now, error=error, reason=f"transient error, {final}")
+    # Backoff, never sooner than the server asked: an outage answering "Retry-After: 1" would otherwise use up
+    # every attempt within seconds, and a gateway down for a minute would fail the whole run.
+    countdown = min(max(exc.retry_after or 0.0, backoff(attempt)), rt.settings.max_countdown_seconds)
+    # The gateway de-duplicates by idempotency key, so sending again after a failed attempt is safe.
+    _record_answer(
+        rt,
+        request,
+        to_status=Status.GENERATED,
+        now=now,
+        error=history.cut(str(exc)),
+        next_attempt_at=now + timedelta(seconds=countdown),
+    )
+    return RetryLater(countdown, "transient send error")
+
+
+def _declined(rt: Runtime, request: SendRequest, exc: SendSkipped, *, dry_run: bool, now: datetime) -> Outcome:
+    """The provider declined the recipient: skipped with its reason and code, or (Meta's per-user marketing limit)
+    the same step scheduled again a day later."""
+    if exc.reason is SkipReason.MARKETING_OPT_OUT and not dry_run:
+        # The client told WhatsApp to stop this business's marketing: the same as telling the salon.
+        for attempt_to_record in _recording():
+            with attempt_to_record, rt.session() as session:
+                record_opt_out(
+                    session,
+                    company_id=request.company_id,
+                    phone=request.phone,
+                    client_id=None,
+                    history_id=request.history_id,
+                    text=str(exc),
+                    source="whatsapp",
+                    now=now,
+                )
+    if exc.reason is SkipReason.MARKETING_LIMIT:
+        with rt.session() as session:
+            row = history.get(session, company_id=request.company_id, history_id=request.history_id)
+            resends = row.resend_count if row is not None else 0
+        plan = failure_plan(code=exc.code, text=str(exc), resend_count=resends, failed_at=now)
+        if plan.status is Status.GENERATED:
+            return _end_send(rt, request, Status.GENERATED, now=now, reason="rescheduled", **plan.values)
+    return _end_send(rt, request, Status.SKIPPED, now=now, skip_reason=exc.reason, delivery_error_code=exc.code)
+
+
+def _sender_fix(exc: SenderRefused) -> str:
+    """What the operator fixes when the provider refuses a salon's sender."""
+    return f"the company's sender_id ({exc.sender_id or 'the default sender'}) at the provider or in companies.settings"
+
+
+def _stop_company(rt: Runtime, request: SendRequest, stop: SendingStop, exc: SendError) -> SendingStop:
+    return stop_sending(
+        rt.redis, prefix=rt.settings.redis_key_prefix, company_id=request.company_id, stop=stop, error=str(exc)
+    )
+
+
+def _end_send(
+    rt: Runtime, request: SendRequest, status: Status, *, now: datetime, reason: str | None = None, **values: object
+) -> Stop:
     _record_answer(rt, request, to_status=status, now=now, **values)
-    return Stop(status)
+    return Stop(reason or status)
 
 
 def _recording() -> tenacity.Retrying:
-    """Retries for writing down what the gateway answered.
+    """Retries for writing down what the provider answered.
 
-    The row is `sending` and stays so if this write is lost, and a `sending` row is never sent again: a database
-    connection dropped at this moment would turn a sent message (or one that may safely be retried) into an
-    `unknown` one. The write is retried on a fresh connection instead.
+    The row is `sending` and stays so if this write is lost: a database connection dropped at this moment would
+    leave a sent message (or one that may safely be retried) to the sweep. The write is retried on a fresh
+    connection instead.
     """
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(RECORD_ATTEMPTS),
@@ -351,7 +513,7 @@ def _recording() -> tenacity.Retrying:
 
 
 def _record_answer(rt: Runtime, request: SendRequest, *, to_status: Status, now: datetime, **values: object) -> None:
-    """Move the row out of `sending` to what the gateway's answer means, retrying a dropped connection."""
+    """Move the row out of `sending` to what the provider's answer means, retrying a dropped connection."""
     for attempt in _recording():
         with attempt, rt.session() as session:
             _move(session, (request.company_id, request.history_id), Status.SENDING, to_status, now=now, **values)
@@ -421,3 +583,28 @@ def save_handover(rt: Runtime, *, company_id: int, history_id: int, now: datetim
             session, company_id=company_id, history_id=history_id, now=now, context_saved_at=now, context_error=None
         )
     return Stop("done")
+
+
+def withdraw_failed_handover(
+    rt: Runtime, *, company_id: int, history_id: int, resend: int, attempt: int = 1
+) -> Outcome:
+    """Take back the hand-over of a message the provider reported not delivered (round `resend` of the row): the
+    AI admin must not wait for a reply to a message the client never got."""
+    with rt.session() as session:
+        row = history.get(session, company_id=company_id, history_id=history_id)
+        if row is None or row.dry_run or not (row.phone and row.message_text and row.message_sent_at):
+            return Stop("nothing to withdraw")
+        context = replace(handover_context(row), resend=resend)
+    try:
+        withdraw_handover(
+            rt.redis, context, prefix=rt.settings.redis_key_prefix, ttl_seconds=rt.settings.context_ttl_seconds
+        )
+    except redis.RedisError as exc:
+        if attempt < MAX_CONTEXT_ATTEMPTS:
+            return RetryLater(backoff(attempt, base=2.0, cap=120.0), "redis withdraw failed")
+        log.error(
+            "withdrawing the hand-over failed; the AI admin may wait for a reply",
+            extra={"history_id": history_id, "company_id": company_id, "error": str(exc)},
+        )
+        return Stop("withdraw failed")
+    return Stop("withdrawn")

@@ -1,10 +1,18 @@
 """The sweep: rows stuck in an in-flight status are moved on, resumed or closed.
 
-- `sending` for longer than SENDING_TIMEOUT: the gateway call's outcome was never recorded (a worker died
-  mid-call). The row becomes `unknown` and is never sent again: for marketing messages a lost message beats
-  a doubled one.
-- `claimed`, `interval_selected`, `generated`, `delivered` untouched for STALE_AFTER: the chain was lost
-  (a broker outage, a worker killed before it acknowledged); it is resumed from the row's step.
+It runs every minute (beat), so that a chain lost with a killed worker resumes within five minutes of the crash:
+a row is found at most RESEND_AFTER or STALE_AFTER (3 minutes) after its last write, and the next sweep comes
+within a minute of that. Resuming never runs a step twice to effect: every step re-reads the row and moves it
+with a conditional UPDATE, so a chain resumed beside one that was only slow changes nothing twice.
+
+- `sending` through a provider that de-duplicates by idempotency key (the gateway) for longer than RESEND_AFTER:
+  the provider's answer was never recorded (a worker died mid-call). The row goes back to `generated` and is sent
+  again with the same key: the gateway drops the repeat if the first one arrived, so nothing is lost or doubled.
+- `sending` through any other provider for longer than SENDING_TIMEOUT: the row becomes `unknown` and is never
+  sent again: for marketing messages a lost message beats a doubled one.
+- `claimed`, `interval_selected`, `generated`, `delivered` untouched for STALE_AFTER, and not waiting on a
+  countdown (`next_attempt_at`, a rate limit or a retry): the chain was lost (a broker outage, a worker killed
+  before it acknowledged); it is resumed from the row's step.
 - `generated` waiting for the send window (`send_after`): resumed once the window has opened.
 - `sent` without a hand-over: the hand-over is retried, also one that failed (Redis was down longer than the
   task's retries) for HANDOVER_RETRY_FOR after the send; not once the lapse's flow stopped (a no, a booking).
@@ -23,14 +31,20 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from reactivation.core.vocabulary import ChainStep, SkipReason, Status
+from reactivation.delivery.factory import IDEMPOTENT_PROVIDERS
 from reactivation.storage.history import not_dry_run
 from reactivation.storage.models import ReactivationHistory
 
 log = logging.getLogger(__name__)
 
+# A send takes at most its task's time limit (WHATSAPP_TIMEOUT_SECONDS + 60 s, 75 s by default): a `sending` row
+# older than this lost its worker. Sending it again early is harmless anyway: the gateway drops the repeat.
+RESEND_AFTER = timedelta(minutes=3)
+# Without idempotency a row is given up only once no live worker can still be waiting for its answer.
 SENDING_TIMEOUT = timedelta(minutes=10)
-STALE_AFTER = timedelta(minutes=30)
-HANDOVER_GRACE = timedelta(minutes=10)
+# Longer than any step takes; a row waiting on a countdown says so in next_attempt_at.
+STALE_AFTER = timedelta(minutes=3)
+HANDOVER_GRACE = timedelta(minutes=3)
 # How long after the send a failed hand-over is still tried again: a pendingAction a day late is still useful.
 HANDOVER_RETRY_FOR = timedelta(days=1)
 EXPIRE_AFTER = timedelta(days=3)
@@ -48,6 +62,8 @@ RESUME_FROM = {
 class SweepResult:
     unknown: int = 0
     expired: int = 0
+    # `sending` rows sent again with the same idempotency key (they are in `resume` too)
+    resent: int = 0
     # (company_id, history_id, first step of the chain to run)
     resume: list[tuple[int, int, ChainStep]] = field(default_factory=list)
     handover: list[tuple[int, int]] = field(default_factory=list)
@@ -59,9 +75,16 @@ def sweep_company(session: Session, *, company_id: int, now: datetime) -> SweepR
     history = ReactivationHistory
     mine = history.company_id == company_id
 
+    resent = _resend_idempotent(session, company_id=company_id, now=now)
+    result.resent = len(resent)
     unknown = session.execute(
         update(history)
-        .where(mine, history.status == Status.SENDING, history.sending_started_at < now - SENDING_TIMEOUT)
+        .where(
+            mine,
+            history.status == Status.SENDING,
+            history.sending_started_at < now - SENDING_TIMEOUT,
+            history.provider.not_in(IDEMPOTENT_PROVIDERS),
+        )
         .values(
             status=Status.UNKNOWN.value,
             error="no gateway answer was recorded; not sent again automatically",
@@ -83,10 +106,16 @@ def sweep_company(session: Session, *, company_id: int, now: datetime) -> SweepR
     result.expired = expired.rowcount  # type: ignore[attr-defined]
 
     window_open = and_(history.status == Status.GENERATED, history.send_after.is_not(None), history.send_after <= now)
-    stale = and_(history.status.in_(resumable), history.updated_at < now - STALE_AFTER, history.send_after.is_(None))
+    stale = and_(
+        history.status.in_(resumable),
+        history.updated_at < now - STALE_AFTER,
+        history.send_after.is_(None),
+        or_(history.next_attempt_at.is_(None), history.next_attempt_at < now - STALE_AFTER),
+    )
     rows = session.execute(
         select(history.id, history.status).where(mine, or_(window_open, stale)).order_by(history.id)
     ).all()
+    result.resume = [(company_id, history_id, ChainStep.SEND_MESSAGE) for history_id in resent]
     for history_id, status in rows:
         result.resume.append((company_id, history_id, RESUME_FROM[Status(status)]))
     if rows:
@@ -116,6 +145,7 @@ def sweep_company(session: Session, *, company_id: int, now: datetime) -> SweepR
             "sweep found stuck rows",
             extra={
                 "company_id": company_id,
+                "resent": result.resent,
                 "unknown": result.unknown,
                 "expired": result.expired,
                 "resumed": len(result.resume),
@@ -123,3 +153,29 @@ def sweep_company(session: Session, *, company_id: int, now: datetime) -> SweepR
             },
         )
     return result
+
+
+def _resend_idempotent(session: Session, *, company_id: int, now: datetime) -> list[int]:
+    """Put the company's `sending` rows of idempotent providers whose answer never came back to `generated`, to be
+    sent again with the same idempotency key; their ids."""
+    history = ReactivationHistory
+    stuck = and_(
+        history.company_id == company_id,
+        history.status == Status.SENDING,
+        history.sending_started_at < now - RESEND_AFTER,
+        history.provider.in_(IDEMPOTENT_PROVIDERS),
+    )
+    ids = list(session.execute(select(history.id).where(stuck).order_by(history.id)).scalars())
+    if ids:
+        session.execute(
+            update(history)
+            .where(stuck, history.id.in_(ids))
+            .values(
+                status=Status.GENERATED.value,
+                error="no answer was recorded; sent again with the same idempotency key",
+                next_attempt_at=None,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return ids

@@ -87,6 +87,8 @@ class HandoverContext:
     # The booking system's service id (yclients id) and title, for the admin to pre-fill a booking.
     suggested_service_id: int | None = None
     suggested_service_name: str | None = None
+    # How often the row's message was sent again after a delivery failure: each one is handed over on its own.
+    resend: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.phone, str) or not self.phone.startswith("+"):
@@ -275,7 +277,7 @@ class SaveCall:
         campaign = context.step.campaign
         return cls(
             keys=DialogKeys.build(prefix, context.company_id, context.phone),
-            marker=handover_marker_key(prefix, context.company_id, context.history_id),
+            marker=handover_marker_key(prefix, context.company_id, context.history_id, context.resend),
             action_member=_member("pendingAction", context.pending_action()),
             card_members=(_member("lastReactivationAt", sent_at), _member("reactivationCampaign", campaign)),
             ttl_ms=ttl_seconds * 1000,
@@ -395,3 +397,33 @@ def clear_pending_action(
             extra={"company_id": company_id, "phone": mask_phone(phone), "history_id": history_id},
         )
     return removed == 1
+
+
+def withdraw_handover(client: redis.Redis, context: HandoverContext, *, prefix: str, ttl_seconds: int) -> bool:
+    """Undo the hand-over of a message that was never delivered: its pendingAction is removed (only that row's),
+    its item leaves the messages list, and its marker is set, so that a hand-over still on its way for it writes
+    nothing. Idempotent; True when a pendingAction was removed."""
+    removed = clear_pending_action(
+        client, prefix=prefix, company_id=context.company_id, phone=context.phone, history_id=context.history_id
+    )
+    keys = DialogKeys.build(prefix, context.company_id, context.phone)
+    marker = handover_marker_key(prefix, context.company_id, context.history_id, context.resend)
+    with client.pipeline(transaction=True) as pipe:
+        # The item as save.lua appended it: the same JSON text, so LREM finds it.
+        pipe.lrem(keys.messages, 0, _dumps(context.message_item()))
+        pipe.set(marker, "withdrawn", ex=max(1, ttl_seconds))
+        try:
+            pipe.execute()
+        except redis.ResponseError:
+            # The messages key holds another type (the admin's): leave it alone, but mark the hand-over done.
+            client.set(marker, "withdrawn", ex=max(1, ttl_seconds))
+    log.info(
+        "hand-over withdrawn: the message was not delivered",
+        extra={
+            "company_id": context.company_id,
+            "history_id": context.history_id,
+            "phone": mask_phone(context.phone),
+            "pending_action_removed": removed,
+        },
+    )
+    return removed

@@ -25,4 +25,5 @@ def handover_context(row: ReactivationHistory) -> HandoverContext:
         confidence=float(row.confidence_score) if row.confidence_score is not None else None,
         suggested_service_id=row.last_service_id,
         suggested_service_name=row.last_service_name,
+        resend=row.resend_count or 0,
     )

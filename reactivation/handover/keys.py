@@ -49,9 +49,16 @@ def corrupt_dialog_key(prefix: str, company_id: int, phone: str) -> str:
     return dialog_key(prefix, company_id, phone) + ":corrupt"
 
 
-def handover_marker_key(prefix: str, company_id: int, history_id: int) -> str:
-    """This product's own marker that one history row's hand-over was written (makes it idempotent)."""
-    return f"{prefix}reactivation:handover:{int(company_id)}:{int(history_id)}"
+def handover_marker_key(prefix: str, company_id: int, history_id: int, resend: int = 0) -> str:
+    """This product's own marker that one history row's hand-over was written (makes it idempotent). A message
+    sent again after a delivery failure (`resend` > 0) is handed over anew, under a marker of its own."""
+    key = f"{prefix}reactivation:handover:{int(company_id)}:{int(history_id)}"
+    return f"{key}:r{int(resend)}" if resend else key
+
+
+def sending_stop_key(prefix: str, company_id: int) -> str:
+    """This product's own mark that a company's sending is stopped for a while (a refused template or sender)."""
+    return f"{prefix}reactivation:sending-stop:{int(company_id)}"
 
 
 @dataclass(frozen=True)

@@ -216,6 +216,47 @@ def _days_between(earlier: datetime, later: datetime) -> float:
     return max(0.0, (as_aware(later) - as_aware(earlier)).total_seconds() / 86_400)
 
 
+# --- Delivery ---------------------------------------------------------------------------------------------------
+
+
+def _delivery(session: Session, company_id: int, start: datetime | None, end: datetime | None) -> dict[str, Any]:
+    """What the provider reported about the messages it accepted in the period (sent then, real runs only): how
+    many were delivered and read, and the failures by the provider's code (a failed one is not a contact)."""
+    h = ReactivationHistory
+    where = (
+        h.company_id == company_id,
+        h.dry_run.is_(False),
+        h.provider_message_id.is_not(None),
+        _in_period(h.message_sent_at, start, end),
+    )
+    accepted, delivered, read, failed = session.execute(
+        select(
+            func.count(),
+            _count(h.delivered_at.is_not(None)),
+            _count(h.read_at.is_not(None)),
+            _count(h.failed_at.is_not(None)),
+        ).where(*where)
+    ).one()
+    by_code = session.execute(
+        select(h.delivery_error_code, func.count())
+        .where(*where, h.failed_at.is_not(None))
+        .group_by(h.delivery_error_code)
+    ).all()
+    accepted, delivered, read, failed = (int(v or 0) for v in (accepted, delivered, read, failed))
+    return {
+        "accepted": accepted,
+        "delivered": delivered,
+        "read": read,
+        "failed": failed,
+        "delivered_rate": _rate(delivered, accepted),
+        "read_rate": _rate(read, accepted),
+        "failures_by_code": {
+            str(code or "none"): int(count)
+            for code, count in sorted(by_code, key=lambda item: (-item[1], item[0] or ""))
+        },
+    }
+
+
 # --- Hold-out --------------------------------------------------------------------------------------------------
 
 
@@ -276,8 +317,9 @@ def _holdout(session: Session, company_id: int, start: datetime | None, end: dat
 
 
 def campaign_stats(session: Session, *, company_id: int, since: date | None, until: date | None) -> dict[str, Any]:
-    """The funnel in total and by step, source, generator and variant, the hold-out comparison (or None), the
-    replies by label and reason, the snoozes and the unhappy replies (see reply_stats.py).
+    """The funnel in total and by step, source, generator and variant, what the provider reported about delivery,
+    the hold-out comparison (or None), the replies by label and reason, the snoozes and the unhappy replies (see
+    reply_stats.py).
 
     `since` and `until` are the company's local dates, both included; None leaves that end open.
     """
@@ -288,6 +330,7 @@ def campaign_stats(session: Session, *, company_id: int, since: date | None, unt
         "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None,
         **_funnels(session, company_id, start, end),
+        "delivery": _delivery(session, company_id, start, end),
         "holdout": _holdout(session, company_id, start, end),
         "replies_by_reason": reply_stats.replies_by_reason(session, company_id=company_id, start=start, end=end),
         "snoozes": reply_stats.snoozes(session, company_id=company_id, start=start, end=end),

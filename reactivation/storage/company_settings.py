@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from reactivation.core.settings import RateLimit
+
 
 class CompanyConfigError(ValueError):
     """A company's row holds a value the product cannot work with; the message names the company."""
@@ -46,10 +48,34 @@ class CompanySettings(BaseModel):
     retention_days: int = Field(default=365, ge=30, le=3650)
     consent_mode: Literal["assumed", "required"] = "assumed"
     reply_classifier: Literal["rules", "gemini"] = "rules"
-    # Which WhatsApp number (sender) this salon sends from; the per-sender rate limit is keyed on it.
+    # Which WhatsApp number (sender) this salon sends from: the gateway's session or the Cloud API's phone number id.
+    # None: the deployment's default sender. The per-sender rate limit is keyed on it.
     sender_id: str | None = None
+    # This sender's own pace, "CALLS/SECONDS" (e.g. "250/86400" for a new Cloud API number); None: WHATSAPP_RATE_LIMIT.
+    # Salons sharing a sender should give it the same value.
+    sender_rate_limit: str | None = None
 
     _parse_times = field_validator("send_time", "send_window_start", "send_window_end", mode="before")(_parse_hhmm)
+
+    @field_validator("sender_id")
+    @classmethod
+    def _sender_id(cls, value: str | None) -> str | None:
+        value = (value or "").strip() or None
+        if value is not None and (len(value) > 100 or not value.isprintable()):
+            raise ValueError("must be at most 100 printable characters")
+        return value
+
+    @field_validator("sender_rate_limit")
+    @classmethod
+    def _sender_rate_limit(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return str(RateLimit.parse(value))
+
+    @property
+    def sender_limit(self) -> RateLimit | None:
+        """The sender's own rate limit, when the salon sets one."""
+        return RateLimit.parse(self.sender_rate_limit) if self.sender_rate_limit else None
 
     @model_validator(mode="after")
     def _window_is_a_window(self) -> CompanySettings:

@@ -152,3 +152,127 @@ def counts_by_status(
         statement = statement.where(ReactivationHistory.created_at >= since)
     statement = statement.group_by(ReactivationHistory.status, reason).order_by(ReactivationHistory.status)
     return [(status, why, count) for status, why, count in session.execute(statement).all()]
+
+
+# --- what the provider reported after accepting a message ----------------------------------------------------------
+
+# A provider's report is about a message that left: the row is `delivered` (accepted, being recorded) or `sent`.
+CONTACTED = (Status.DELIVERED, Status.SENT)
+
+
+def rows_for_provider_message(session: Session, *, provider: str, message_id: str) -> list[tuple[int, int]]:
+    """(company_id, history_id) of the rows whose message the provider knows by this id, newest first.
+
+    The one lookup not filtered by company: a delivery webhook names only the provider's message id. Every write
+    that follows is filtered by the company found here."""
+    h = ReactivationHistory
+    statement = (
+        select(h.company_id, h.id)
+        .where(h.provider_message_id == message_id, h.provider == provider)
+        .order_by(h.id.desc())
+        .limit(5)
+    )
+    return [(company_id, history_id) for company_id, history_id in session.execute(statement).all()]
+
+
+def record_delivery_time(
+    session: Session,
+    *,
+    company_id: int,
+    history_id: int,
+    message_id: str,
+    column: str,
+    at: datetime,
+    now: datetime,
+) -> bool:
+    """Set `delivered_at` or `read_at` once, while the row's message is that one and still counts as sent; a read
+    also sets delivered_at (Meta skips "delivered" when the client reads at once). False: nothing to change (a
+    replay, a late report, a row that failed)."""
+    if column not in ("delivered_at", "read_at"):
+        raise ValueError(f"not a delivery time: {column}")
+    h = ReactivationHistory
+    values: dict[str, Any] = {column: at}
+    if column == "read_at":
+        values["delivered_at"] = func.coalesce(h.delivered_at, at)
+    return _update_reported(
+        session, (company_id, history_id, message_id), [getattr(h, column).is_(None)], now=now, **values
+    )
+
+
+def record_delivery_failure(
+    session: Session,
+    *,
+    company_id: int,
+    history_id: int,
+    message_id: str,
+    to_status: Status,
+    now: datetime,
+    **values: Any,
+) -> bool:
+    """Take a row whose message failed out of the contacted states, once: only while that message is the row's,
+    counts as sent, and was never reported delivered or read (a late failure does not undo a delivery)."""
+    h = ReactivationHistory
+    never_arrived = [h.delivered_at.is_(None), h.read_at.is_(None)]
+    return _update_reported(
+        session, (company_id, history_id, message_id), never_arrived, now=now, status=to_status.value, **values
+    )
+
+
+def _update_reported(
+    session: Session, ids: tuple[int, int, str], conditions: list[Any], *, now: datetime, **values: Any
+) -> bool:
+    """Write what a provider reported about message `ids` = (company, row, provider's id), while that message is
+    the row's and counts as sent, and `conditions` hold; False when another report (or a replay) was first."""
+    company_id, history_id, message_id = ids
+    h = ReactivationHistory
+    result = session.execute(
+        update(h)
+        .where(
+            h.company_id == company_id,
+            h.id == history_id,
+            h.provider_message_id == message_id,
+            h.status.in_([s.value for s in CONTACTED]),
+            *conditions,
+        )
+        .values(updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def record_lost_answer(
+    session: Session,
+    *,
+    company_id: int,
+    history_id: int,
+    provider: str,
+    resend: int,
+    now: datetime,
+    **values: Any,
+) -> bool:
+    """Move a row whose send's answer was lost (`sending` or `unknown`, no message id) of this provider and round
+    to `delivered` (accepted), once; False when it is not such a row."""
+    h = ReactivationHistory
+    result = session.execute(
+        update(h)
+        .where(
+            h.company_id == company_id,
+            h.id == history_id,
+            h.provider == provider,
+            h.resend_count == resend,
+            h.provider_message_id.is_(None),
+            h.status.in_([Status.SENDING.value, Status.UNKNOWN.value]),
+        )
+        .values(status=Status.DELIVERED.value, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def phone_reported_with_code(session: Session, *, company_id: int, phone: str, code: str) -> bool:
+    """Whether a message of this company to this E.164 phone ended with the provider's `code` (e.g. 131026)."""
+    h = ReactivationHistory
+    found = session.execute(
+        select(h.id).where(h.company_id == company_id, h.phone == phone, h.delivery_error_code == code).limit(1)
+    ).first()
+    return found is not None

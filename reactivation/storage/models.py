@@ -362,6 +362,8 @@ class ReactivationHistory(Base):
             postgresql_where=text("handover_pending IS NOT NULL"),
             sqlite_where=text("handover_pending IS NOT NULL"),
         ),
+        # The delivery webhooks find a row by the provider's message id (they know no company).
+        Index("ix_history_provider_message_id", "provider_message_id"),
     )
 
     id: Mapped[int] = mapped_column(BigIdentity, Identity(), primary_key=True)
@@ -394,6 +396,19 @@ class ReactivationHistory(Base):
     provider: Mapped[str | None] = mapped_column(Text)
     provider_message_id: Mapped[str | None] = mapped_column(Text)
     sending_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # cloud_api: the approved template the client received (message_text is its body with the parameters filled).
+    template_name: Mapped[str | None] = mapped_column(Text)
+    template_language: Mapped[str | None] = mapped_column(Text)
+    # What the provider reported later through its webhook (provider's instants): the truth behind "sent".
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    read_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The provider's code for the latest failure (Meta's "131049"), reported by the webhook or the send's answer.
+    delivery_error_code: Mapped[str | None] = mapped_column(Text)
+    # How often the message was scheduled again after a delivery failure (131049); part of the idempotency key.
+    resend_count: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default="0")
+    # A task for this row waits on a countdown until then (a rate limit, a retry): the sweep leaves the row alone.
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     last_service_id: Mapped[int | None] = mapped_column(BigInteger)
     last_service_name: Mapped[str | None] = mapped_column(Text)

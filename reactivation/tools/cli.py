@@ -37,7 +37,7 @@ from reactivation.replies.handler import handle_reply
 from reactivation.runtime import Runtime
 from reactivation.storage import migrations
 from reactivation.storage.bookings import not_cancelled
-from reactivation.storage.companies import CompanyConfig, UnknownCompany, load_company
+from reactivation.storage.companies import CompanyConfig, UnknownCompany, company_ids, load_company
 from reactivation.storage.company_settings import CompanyConfigError
 from reactivation.storage.models import AppointmentCache, Booking, Client, Company, Service
 from reactivation.timing.averages import calculate_averages
@@ -504,6 +504,18 @@ def unhappy_table(unhappy: dict[str, Any]) -> Table:
     return table
 
 
+def delivery_summary(delivery: dict[str, Any]) -> str:
+    """What the provider reported about the messages it accepted, in one line."""
+    if not delivery["accepted"]:
+        return "Delivery: no message accepted by the provider in this period."
+    failures = ", ".join(f"{code} × {count}" for code, count in delivery["failures_by_code"].items())
+    return (
+        f"Delivery: {delivery['delivered']} of {delivery['accepted']} delivered "
+        f"({_percent(delivery['delivered_rate'])}), {delivery['read']} read ({_percent(delivery['read_rate'])})"
+        + (f"; failed {delivery['failed']}: {failures}." if failures else "; none failed.")
+    )
+
+
 def holdout_summary(holdout: dict[str, Any] | None) -> str:
     """The hold-out comparison in one paragraph."""
     if holdout is None:
@@ -543,6 +555,7 @@ def stats(
     console.print(stats_table(result))
     console.print(replies_summary(result["total"]))
     console.print(reasons_summary(result["replies_by_reason"], result["snoozes"]))
+    console.print(delivery_summary(result["delivery"]))
     console.print(holdout_summary(result["holdout"]))
     if result["unhappy"]["count"]:
         console.print(unhappy_table(result["unhappy"]))
@@ -825,6 +838,62 @@ def booking_command(
         console.print(f"booking {booking_id} linked to message {result['history_id']}")
     else:
         console.print(f"booking {booking_id}: no message within the attribution window to link it to")
+
+
+# --- Delivery: the status webhook receiver, the sweep ---------------------------------------------------------
+
+webhook_app = typer.Typer(help="The WhatsApp delivery-status webhook receiver.", no_args_is_help=True)
+app.add_typer(webhook_app, name="webhook")
+
+
+@webhook_app.command("serve")
+@user_errors
+def webhook_serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0 in a container).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8080,
+) -> None:
+    """Receive Meta's and the gateway's delivery statuses (delivered, read, failed) and apply them to the rows."""
+    from reactivation.tools.webhook import serve
+
+    serve(runtime(), host=host, port=port)
+
+
+@app.command("sweep")
+@user_errors
+def sweep_command(
+    company: Annotated[int | None, typer.Option("--company", help="One company (default: every company).")] = None,
+    at: Annotated[
+        str | None, typer.Option("--now", help="Sweep as of this instant, ISO 8601 with a zone (default: now).")
+    ] = None,
+) -> None:
+    """Resolve rows stuck in flight now: resend, resume, expire, hand over; prints what it did per company."""
+    rt = runtime()
+    now = parse_instant(at) if at else datetime.now(UTC)
+    with rt.session() as session:
+        companies = [load_company(session, company_id=company).id] if company is not None else company_ids(session)
+    from celery_app.app import configure
+    from celery_app.tasks import sweep_and_resume
+
+    configure(rt.settings)
+    table = Table(title=f"sweep as of {now.isoformat(timespec='seconds')}")
+    columns = ("resent", "unknown", "expired", "resumed", "handover")
+    for column in ("company", *columns):
+        table.add_column(column, justify="right")
+    for company_id in companies:
+        done = sweep_and_resume(company_id, now=now)
+        table.add_row(str(company_id), *(str(done[column]) for column in columns))
+    console.print(table)
+
+
+def parse_instant(value: str) -> datetime:
+    """An aware instant from ISO 8601 ("2026-11-23T12:06:00+00:00"); a value without a zone is refused."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected an ISO 8601 instant, got {value!r}") from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter(f"give the time zone too, e.g. {value}+00:00")
+    return moment
 
 
 def main() -> None:

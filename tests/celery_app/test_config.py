@@ -41,7 +41,7 @@ def test_queues_routes_and_beat() -> None:
     assert ROUTES["reactivation.generate_message"]["queue"] == "gemini"
     assert ROUTES["reactivation.send_message"]["queue"] == "whatsapp"
     assert BEAT_SCHEDULE["plan-campaigns"]["schedule"] == 300.0
-    assert BEAT_SCHEDULE["sweep-stuck-rows"]["schedule"] == 900.0
+    assert BEAT_SCHEDULE["sweep-stuck-rows"]["schedule"] == 60.0
 
 
 def test_key_prefix_reaches_the_broker() -> None:

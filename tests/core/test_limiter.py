@@ -134,3 +134,20 @@ def test_processes_sharing_redis_never_exceed_the_cap_and_get_close_to_it(redis_
     assert result.max_in_window(tolerance=0.05) <= rate.calls
     # and under the backlog they used most of what the limit allows (30 calls in 2.5 s)
     assert result.utilization >= 0.7, f"{len(result.calls)} of {result.possible} calls"
+
+
+def test_a_sender_with_a_pace_of_its_own_is_held_to_it(settings: Settings, redis_client: redis.Redis) -> None:
+    # given the 30/60 default and a new Cloud API number allowed 2 in a day
+    limiter = whatsapp_limiter(settings)
+    slow = RateLimit(2, 86_400)
+    try:
+        with time_machine.travel(START, tick=False):
+            assert limiter.acquire("cloud_api:777", rate=slow).acquired
+            assert limiter.acquire("cloud_api:777", rate=slow).acquired
+            refused = limiter.acquire("cloud_api:777", rate=slow)
+            assert not refused.acquired and 86_000 < refused.wait_seconds <= 86_401
+            # while the default pace still applies to another number
+            assert limiter.acquire("cloud_api:555").acquired
+    finally:
+        limiter.clear("cloud_api:555")
+        limiter.clear("cloud_api:777", rate=slow)

@@ -54,6 +54,11 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         ("DATABASE_URL", "mysql://x"),
         ("GEMINI_TIMEOUT_SECONDS", "-1"),
         ("CONTEXT_TTL_SECONDS", "soon"),
+        ("WHATSAPP_CLOUD_API_VERSION", "21"),
+        ("WHATSAPP_CLOUD_API_URL", "https://graph.facebook.com/v21.0"),
+        ("WHATSAPP_CLOUD_PHONE_NUMBER_ID", "salon-1"),
+        ("WHATSAPP_CLOUD_TEMPLATE_OFFER_TEXT", "{{1}}, скидка на {{2}}"),
+        ("WHATSAPP_CLOUD_TEMPLATE_GENTLE_TEXT", "{{1}}, {{2}} и {{3}}"),
     ],
 )
 def test_a_wrong_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
@@ -77,6 +82,28 @@ def test_api_key_never_appears_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.gemini_enabled
 
 
+def test_the_graph_api_version_is_one_meta_supports_through_2027() -> None:
+    # v21.0 retires on 2027-01-21; v25.0 is supported until 2028-07-29
+    settings = load_settings(_env_file=None)
+    assert settings.whatsapp_cloud_api_version == "v25.0"
+    assert settings.whatsapp_cloud_api_url == "https://graph.facebook.com"
+    assert load_settings(whatsapp_cloud_api_version=" v26.0 ", _env_file=None).whatsapp_cloud_api_version == "v26.0"
+
+
+def test_the_cloud_api_needs_a_token_but_no_default_sender() -> None:
+    with pytest.raises(SettingsError, match="WHATSAPP_CLOUD_API_TOKEN"):
+        load_settings(whatsapp_provider="cloud_api", _env_file=None)
+    settings = load_settings(whatsapp_provider="cloud_api", whatsapp_cloud_api_token="t", _env_file=None)
+    assert settings.whatsapp_cloud_phone_number_id is None
+
+
+def test_a_salon_s_own_sender_and_pace() -> None:
+    settings = parse_company_settings(1, {"sender_id": " 106540352242922 ", "sender_rate_limit": "250/86400"})
+    assert settings.sender_id == "106540352242922"
+    assert settings.sender_limit == RateLimit(250, 86_400)
+    assert parse_company_settings(1, {}).sender_limit is None
+
+
 def test_company_settings_defaults_and_values() -> None:
     settings = parse_company_settings(1, {})
     assert (settings.send_window_start.hour, settings.send_window_end.hour) == (9, 20)
@@ -93,6 +120,8 @@ def test_company_settings_defaults_and_values() -> None:
         ({"send_window_start": "9 am"}, "HH:MM"),
         ({"holdout_percent": 150}, "holdout_percent"),
         ({"grace_dayz": 3}, "grace_dayz"),
+        ({"sender_rate_limit": "fast"}, "sender_rate_limit"),
+        ({"sender_id": "a\nb"}, "sender_id"),
         ("not an object", "JSON object"),
     ],
 )

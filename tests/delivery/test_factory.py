@@ -35,7 +35,7 @@ def test_make_sender_follows_the_provider_setting(tmp_path: Path, gateway: FakeG
     gateway.configure(cloud_token="c-token")
     settings = load_settings(
         whatsapp_provider="cloud_api",
-        whatsapp_cloud_api_url=gateway.url + "/v21.0",
+        whatsapp_cloud_api_url=gateway.url,
         whatsapp_cloud_api_token="c-token",
         whatsapp_cloud_phone_number_id="555",
         whatsapp_cloud_template_offer="salon_offer",
@@ -47,3 +47,5 @@ def test_make_sender_follows_the_provider_setting(tmp_path: Path, gateway: FakeG
         sender.send(request(2, step=Step.OFFER))
     cloud = gateway.messages()[-1]
     assert (cloud["template"], cloud["language"], cloud["phone_number_id"]) == ("salon_offer", "ru_RU", "555")
+    # the Graph API version is a setting of its own, by default one Meta supports through 2027
+    assert cloud["version"] == "v25.0"

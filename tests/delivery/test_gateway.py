@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from reactivation.delivery.contract import idempotency_key
-from reactivation.delivery.errors import PermanentSendError, SendOutcomeUnknown, TransientSendError
+from reactivation.delivery.errors import PermanentSendError, SenderRefused, SendOutcomeUnknown, TransientSendError
 from reactivation.delivery.gateway import GatewaySender
 from tests.delivery.sample_requests import NOW, PHONE, clock, request
 from tests.fake_gateway import FakeGateway, FakeGatewayProcess
@@ -240,3 +240,17 @@ def test_the_fake_gateway_runs_as_a_separate_process() -> None:
             sender.send(request(3))
         assert [m["idempotency_key"] for m in fake.messages()] == ["reactivation:962302:1", "reactivation:962302:3"]
         assert fake.stats()["failed_503"] == 1
+
+
+def test_a_sender_the_gateway_does_not_know_is_refused(gateway: FakeGateway, gateway_sender: GatewaySender) -> None:
+    gateway.configure(senders={"salon-1"})
+    with pytest.raises(SenderRefused) as caught:
+        gateway_sender.send(request(1, sender_id="salon-2"))
+    assert (caught.value.sender_id, caught.value.status_code) == ("salon-2", 404)
+    # the salon's own session, and the default one, still send
+    gateway_sender.send(request(2, sender_id="salon-1"))
+    gateway_sender.send(request(3))
+    assert [m["sender_id"] for m in gateway.messages()] == ["salon-1", None]
+    assert gateway_sender.sender_key("salon-1") == "gateway:salon-1"
+    assert gateway_sender.sender_key(None) == "gateway:default"
+    assert gateway_sender.idempotent

@@ -110,7 +110,7 @@ def test_a_whatsapp_marketing_opt_out_is_recorded_as_the_clients_opt_out(
         **{
             **committed_settings.model_dump(),
             "whatsapp_provider": "cloud_api",
-            "whatsapp_cloud_api_url": gateway.url + "/v21.0",
+            "whatsapp_cloud_api_url": gateway.url,
             "whatsapp_cloud_api_token": "c-token",
             "whatsapp_cloud_phone_number_id": "555",
         },
@@ -137,19 +137,20 @@ def test_a_whatsapp_marketing_opt_out_is_recorded_as_the_clients_opt_out(
     assert opt_outs == [(salon.company_id, stopped.phone, "whatsapp")]
 
 
-def test_a_row_found_mid_send_is_never_sent_again_and_the_sweep_marks_it_unknown(
+def test_a_row_found_mid_send_without_idempotency_is_never_sent_again_and_the_sweep_marks_it_unknown(
     rt: Runtime, committed_engine: Engine, gateway: FakeGateway
 ) -> None:
     salon = build_salon(committed_engine, due=1, extras=False)
     [history_id] = claim(rt, salon)
     pipeline.select_interval(rt, company_id=salon.company_id, history_id=history_id, now=salon.now)
     pipeline.generate_message(rt, company_id=salon.company_id, history_id=history_id, now=salon.now)
-    # Given a worker that committed `sending` and died before recording the gateway's answer
+    # Given a worker that committed `sending` through a provider without idempotency (the Cloud API) and died
+    # before recording its answer
     with Session(committed_engine) as session:
         session.execute(
             ReactivationHistory.__table__.update()
             .where(ReactivationHistory.id == history_id)
-            .values(status="sending", sending_started_at=salon.now, updated_at=salon.now)
+            .values(status="sending", sending_started_at=salon.now, updated_at=salon.now, provider="cloud_api")
         )
         session.commit()
     # When the task is delivered again

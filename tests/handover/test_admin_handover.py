@@ -30,6 +30,7 @@ from reactivation.handover.admin_handover import (
     clear_pending_action,
     read_pending_action,
     save_context,
+    withdraw_handover,
 )
 from reactivation.handover.keys import DialogKeys, handover_marker_key
 from reactivation.handover.scripts import SAVE_SCRIPT
@@ -679,3 +680,37 @@ def test_the_scripts_reply_is_read_as_strings_or_bytes(reply: list[Any], parsed:
 def test_a_reply_the_script_never_gives_is_a_context_error(reply: list[Any]) -> None:
     with pytest.raises(ContextError, match=r"unexpected answer from save\.lua"):
         SaveReply.parse(reply)
+
+
+def test_a_withdrawn_hand_over_leaves_the_admin_nothing_of_that_message(
+    redis_client: redis.Redis, redis_prefix: str, keys: DialogKeys
+) -> None:
+    # given the admin's dialog with our pendingAction, and the message in its history
+    redis_client.set(keys.dialog, json.dumps(ADMIN_FIELDS))
+    failed = context(31)
+    save(redis_client, redis_prefix, failed)
+    # when the provider reports the message failed and the hand-over is withdrawn (twice: a replay)
+    assert withdraw_handover(redis_client, failed, prefix=redis_prefix, ttl_seconds=TTL)
+    assert not withdraw_handover(redis_client, failed, prefix=redis_prefix, ttl_seconds=TTL)
+    # then the pendingAction and the message item are gone, the admin's fields kept
+    dialog = json.loads(redis_client.get(keys.dialog) or "{}")
+    assert "pendingAction" not in dialog and {k: dialog[k] for k in ADMIN_FIELDS} == ADMIN_FIELDS
+    assert redis_client.lrange(keys.messages, 0, -1) == []
+    # and a hand-over of that message still on its way writes nothing
+    assert save(redis_client, redis_prefix, failed).already_saved
+    # while the same row's message sent again after the failure is handed over anew
+    resent = context(31, resend=1, message="Мария, добрый день! Сообщение ещё раз")
+    assert not save(redis_client, redis_prefix, resent).already_saved
+    action = json.loads(redis_client.get(keys.dialog) or "{}")["pendingAction"]
+    assert action["messageSent"] == "Мария, добрый день! Сообщение ещё раз"
+    assert redis_client.exists(handover_marker_key(redis_prefix, COMPANY, 31, 1))
+
+
+def test_withdrawing_keeps_a_newer_messages_pending_action(
+    redis_client: redis.Redis, redis_prefix: str, keys: DialogKeys
+) -> None:
+    save(redis_client, redis_prefix, context(40))
+    save(redis_client, redis_prefix, context(41))
+    assert not withdraw_handover(redis_client, context(40), prefix=redis_prefix, ttl_seconds=TTL)
+    assert json.loads(redis_client.get(keys.dialog) or "{}")["pendingAction"]["reactivationHistoryId"] == 41
+    assert len(redis_client.lrange(keys.messages, 0, -1)) == 1

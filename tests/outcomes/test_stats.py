@@ -309,3 +309,42 @@ def test_a_half_holdout_on_200_clients_gives_an_uplift_section(db: Session) -> N
     assert 0.1 <= holdout["uplift"] <= 0.3
     assert holdout["uplift_ci_low"] < holdout["uplift"] < holdout["uplift_ci_high"]
     assert holdout["significant"] is (holdout["uplift_ci_low"] > 0)
+
+
+def test_delivery_rates_and_failures_by_code(db: Session) -> None:
+    # given five messages the provider accepted: two delivered and read, one delivered, two failed, and a dry run
+    company_id = 88001
+    make_company(db, company_id)
+    clients = [make_client(db, company_id, last_visit=date(2026, 1, 10)) for _ in range(6)]
+    later = SENT_AT + timedelta(minutes=5)
+    accepted = {"provider": "cloud_api"}
+    for n in range(2):
+        make_history(
+            db, clients[n], sent_at=SENT_AT, provider_message_id=f"w{n}", delivered_at=later, read_at=later, **accepted
+        )
+    make_history(db, clients[2], sent_at=SENT_AT, provider_message_id="w2", delivered_at=later, **accepted)
+    for n, code in ((3, "131049"), (4, "131026")):
+        make_history(
+            db,
+            clients[n],
+            sent_at=None,
+            status="failed",
+            message_sent_at=SENT_AT,
+            provider_message_id=f"w{n}",
+            failed_at=later,
+            delivery_error_code=code,
+            **accepted,
+        )
+    make_history(db, clients[5], sent_at=SENT_AT, provider_message_id="dry", dry_run=True, **accepted)
+    # when the stats are read
+    delivery = campaign_stats(db, company_id=company_id, since=None, until=None)["delivery"]
+    # then the rates are over the accepted real messages, and the failures are counted by code
+    assert delivery == {
+        "accepted": 5,
+        "delivered": 3,
+        "read": 2,
+        "failed": 2,
+        "delivered_rate": 0.6,
+        "read_rate": 0.4,
+        "failures_by_code": {"131026": 1, "131049": 1},
+    }
