@@ -73,9 +73,14 @@ def phone_digits(e164: str) -> str:
 
 
 def mask_phone(phone: object) -> str:
-    """Keep the country code and the last two digits: "+7*******67". Safe for logs and operators' screens."""
+    """Keep the country code and the last two digits: "+7********67". Safe for logs and operators' screens.
+
+    A value masked already is returned as it is: a log field that holds a masked phone is not masked twice.
+    """
     if phone is None:
         return "-"
+    if "*" in str(phone):
+        return str(phone)
     digits = re.sub(r"\D", "", str(phone))
     if len(digits) < 4:
         return "*" * len(digits)
