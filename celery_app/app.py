@@ -7,6 +7,7 @@ from typing import Any
 from celery import Celery, signals
 
 from celery_app.config import celery_config
+from celery_app.worker_logs import quiet_rate_limit_retries, waits
 from reactivation.core.logs import configure_logging
 from reactivation.core.settings import Settings, get_settings
 from reactivation.runtime import Runtime
@@ -52,6 +53,13 @@ def _dispose_runtime(**_: Any) -> None:
 @signals.setup_logging.connect
 def _logging(**_: Any) -> None:
     configure_logging(runtime().settings.log_level)
+    quiet_rate_limit_retries()
+
+
+@signals.task_postrun.connect
+def _sum_up_waits(**_: Any) -> None:
+    # The minute's summary also when the waits have stopped (a finished campaign), at the next task that runs.
+    waits.flush_if_due()
 
 
 configure(get_settings())

@@ -70,10 +70,15 @@ class Stop:
 
 @dataclass(frozen=True)
 class RetryLater:
-    """Run this step again after `countdown` seconds (a rate limit, a transient error)."""
+    """Run this step again after `countdown` seconds (a rate limit, a transient error).
+
+    `limit` names the rate limit that had no slot (None for any other wait): waiting for one is the normal pace of a
+    campaign, which the worker counts rather than logging every time.
+    """
 
     countdown: float
     reason: str
+    limit: str | None = None
 
 
 Outcome = Continue | Stop | RetryLater
@@ -187,7 +192,11 @@ def generate_message(rt: Runtime, *, company_id: int, history_id: int, now: date
     # No transaction is held open while Gemini thinks.
     composed = compose_message(request, writer=rt.gemini_writer, limiter=rt.gemini_limiter)
     if isinstance(composed, RateLimited):
-        return RetryLater(min(composed.wait_seconds, rt.settings.max_countdown_seconds), "gemini rate limit")
+        return RetryLater(
+            min(composed.wait_seconds, rt.settings.max_countdown_seconds),
+            "gemini rate limit",
+            limit=rt.gemini_limiter.name,
+        )
     with rt.session() as session:
         _record_message(session, company_id=company_id, history_id=history_id, composed=composed, now=now)
     return Continue()
@@ -236,7 +245,11 @@ def send_message(rt: Runtime, *, company_id: int, history_id: int, now: datetime
         sender_key = company.settings.sender_id or str(company_id)
         slot = rt.whatsapp_limiter.acquire(sender_key)
         if not slot.acquired:
-            return RetryLater(min(slot.wait_seconds, rt.settings.max_countdown_seconds), "whatsapp rate limit")
+            return RetryLater(
+                min(slot.wait_seconds, rt.settings.max_countdown_seconds),
+                "whatsapp rate limit",
+                limit=rt.whatsapp_limiter.name,
+            )
         request = _send_request(row, company, session)
         if not _move(
             session,

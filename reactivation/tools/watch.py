@@ -10,13 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from rich.console import Console, RenderableType
 from rich.live import Live
-from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -113,8 +112,9 @@ def summary_lines(progress: RunProgress, tz: ZoneInfo) -> list[str]:
     lines.append(f"limits: WhatsApp {_rate(limits.whatsapp)} for sender {limits.sender}; {gemini}")
     eta = progress.eta()
     if eta is not None:
-        minutes = max(0, round((eta - progress.now).total_seconds() / 60))
-        lines.append(f"ETA: about {minutes} min, {_local(eta, progress, tz)} (the limits above pace it)")
+        lines.append(
+            f"ETA: about {_duration(eta - progress.now)}, {_local(eta, progress, tz)} (the limits above pace it)"
+        )
     return lines
 
 
@@ -123,11 +123,17 @@ def progress_view(progress: RunProgress, tz: ZoneInfo) -> RenderableType:
     grid = Table.grid(padding=(0, 1))
     grid.add_row(
         Text(_local(progress.now, progress, tz, seconds=True)),
-        ProgressBar(total=max(progress.total, 1), completed=progress.done, width=_BAR_WIDTH),
+        Text(_bar(progress.done, progress.total), style="green"),
         Text(f"{progress.done}/{progress.total} final"),
         Text(_left(progress, tz)),
     )
     return grid
+
+
+def _bar(done: int, total: int) -> str:
+    """A bar drawn with characters, so that it reads the same in a terminal and in a file."""
+    filled = round(_BAR_WIDTH * done / total) if total else 0
+    return "━" * filled + "─" * (_BAR_WIDTH - filled)
 
 
 def pause(seconds: float) -> None:
@@ -195,6 +201,11 @@ def _waiting(progress: RunProgress, tz: ZoneInfo) -> str:
         return "none waiting for the send window"
     opens = f", which opens {_local(progress.window_opens, progress, tz)}" if progress.window_opens else ""
     return f"{progress.waiting_for_window} waiting for the send window{opens}"
+
+
+def _duration(span: timedelta) -> str:
+    minutes = max(0, round(span.total_seconds() / 60))
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _rate(limit: RateLimit) -> str:
