@@ -60,7 +60,9 @@ CATALOG: list[tuple[str, int, int, str]] = [
 ]
 # Share of clients who bring a child (and may book the child's services).
 PARENT_SHARE = 0.2
+# Share of women among a salon's clients, and among a barbershop's (which offers no women's services).
 FEMALE_SHARE = 0.6
+BARBERSHOP_FEMALE_SHARE = 0.1
 
 FIRST_NAMES_F = [
     "Мария",
@@ -224,7 +226,10 @@ def generate_salon(
     if clients < 0:
         raise ValueError("clients must be zero or more")
     rng = random.Random(f"{seed}:{company_id}")
-    catalog = rng.sample(CATALOG, k=rng.randint(18, min(28, len(CATALOG))))
+    salon_name = name or rng.choice(SALON_NAMES)
+    barbershop = "барбершоп" in salon_name.lower()
+    offered = [entry for entry in CATALOG if not (barbershop and entry[3] == WOMEN)]
+    catalog = rng.sample(offered, k=rng.randint(min(18, len(offered)), min(28, len(offered))))
     service_base = 10_000 + (company_id % 1000) * 100
     services = [
         SyntheticService(service_base + i, title, rhythm, price, audience)
@@ -232,7 +237,7 @@ def generate_salon(
     ]
     plan = SalonPlan(
         company_id=company_id,
-        name=name or rng.choice(SALON_NAMES),
+        name=salon_name,
         timezone=timezone,
         settings=dict(settings or {}),
         services=services,
@@ -242,7 +247,16 @@ def generate_salon(
     )
     booking_ids = iter(range(company_id * 10_000_000 + 1, company_id * 10_000_000 + 9_999_999))
     for index in range(clients):
-        client, visits, bookings = _client(rng, company_id, index, services, today, history_days, booking_ids)
+        client, visits, bookings = _client(
+            rng,
+            company_id,
+            index,
+            services,
+            today,
+            history_days,
+            booking_ids,
+            female_share=BARBERSHOP_FEMALE_SHARE if barbershop else FEMALE_SHARE,
+        )
         plan.clients.append(client)
         plan.appointments.extend(visits)
         plan.bookings.extend(bookings)
@@ -257,11 +271,13 @@ def _client(
     today: date,
     history_days: int,
     booking_ids: Iterator[int],
+    *,
+    female_share: float,
 ) -> tuple[SyntheticClient, list[SyntheticAppointment], list[SyntheticBooking]]:
     client_id = company_id * 10_000_000 + index + 1
     archetype = _pick(rng, ARCHETYPES)
     phone = _phone(rng, index)
-    female = rng.random() < FEMALE_SHARE
+    female = rng.random() < female_share
     client = SyntheticClient(
         id=client_id,
         name=_name(rng, phone, female=female),

@@ -89,6 +89,12 @@ def test_each_client_books_only_the_services_that_fit_them() -> None:
     assert {MEN, WOMEN, ANYONE} <= set().union(*booked.values())
 
 
+def test_a_barbershop_offers_no_womens_services_and_has_few_women_clients() -> None:
+    plan = generate_salon(company_id=5, clients=1000, seed=1, today=TODAY, name="Барбершоп «Борода»")
+    assert plan.services and not any(s.audience == WOMEN for s in plan.services)
+    assert 0.05 < sum(c.female for c in plan.clients) / len(plan.clients) < 0.15
+
+
 def test_loads_on_postgres(db: Session) -> None:
     plan = generate_salon(company_id=4242, clients=150, seed=3, today=TODAY)
     counts = load_salon(db, plan)
