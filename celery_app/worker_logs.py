@@ -71,15 +71,30 @@ class QuietRateLimitRetries(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # Decided once per record, however many handlers it passes.
+        quiet = getattr(record, "_quiet_wait", None)
+        if quiet is None:
+            quiet = record._quiet_wait = self._demote(record)
+        return not quiet or logging.getLogger().isEnabledFor(logging.DEBUG)
+
+    @staticmethod
+    def _demote(record: logging.LogRecord) -> bool:
+        """Whether this is a line about a rate-limit wait (then made a DEBUG line)."""
         data: Any = getattr(record, "data", None)
-        if record.levelno != logging.INFO or not isinstance(data, dict):
-            return True
+        if not isinstance(data, dict) or not record.name.startswith("celery."):
+            return False
+        # Celery's `data` is the message's own arguments again (a task's args among them: a reply's text, a phone):
+        # as a key=value field the line would say everything twice. Kept aside: a leading "_" keeps it out.
+        record._celery_data = data
+        delattr(record, "data")
+        if record.levelno != logging.INFO:
+            return False
         retry = record.name == "celery.app.trace" and RateLimitWait.__name__ in str(data.get("exc", ""))
         retried_copy = record.name == "celery.worker.strategy" and data.get("eta") is not None
         if not (retry or retried_copy):
-            return True
+            return False
         record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
-        return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
 
 
 # This process's count (each forked worker process keeps its own, as each writes its own lines).

@@ -176,7 +176,7 @@ def test_a_paced_campaign_says_what_it_claimed_is_watched_to_the_end_and_logs_it
     # and the watch refreshed until nothing was in flight
     assert watched.returncode == 0, watched.stdout + watched.stderr
     refreshes = [line for line in watched.stdout.splitlines() if " final" in line]
-    assert refreshes[-1].rstrip().endswith("12/12 final nothing in flight"), watched.stdout
+    assert refreshes[-1].rstrip().endswith("12/12 final, nothing in flight"), watched.stdout
     assert "limits: WhatsApp 4 per 2 s" in watched.stdout
     # and a second dispatch the same day claims nothing and says why
     assert f"nothing to claim: company {company} already ran on {today:%Y-%m-%d}" in again.stdout

@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reactivation.core.settings import RateLimit, Settings
-from reactivation.core.vocabulary import RunStatus
+from reactivation.core.vocabulary import RunStatus, Status
 from reactivation.flow.progress import Limits, RunProgress, RunRecord
 from reactivation.storage.companies import CompanyConfig
 
@@ -120,14 +120,12 @@ def summary_lines(progress: RunProgress, tz: ZoneInfo) -> list[str]:
 
 def progress_view(progress: RunProgress, tz: ZoneInfo) -> RenderableType:
     """One refresh of --follow: a bar of final rows over all rows, and what is left."""
-    grid = Table.grid(padding=(0, 1))
-    grid.add_row(
-        Text(_local(progress.now, progress, tz, seconds=True)),
-        Text(_bar(progress.done, progress.total), style="green"),
-        Text(f"{progress.done}/{progress.total} final"),
-        Text(_left(progress, tz)),
+    return Text.assemble(
+        _local(progress.now, progress, tz, seconds=True),
+        " ",
+        (_bar(progress.done, progress.total), "green"),
+        f" {progress.done}/{progress.total} final, {_left(progress, tz)}",
     )
-    return grid
 
 
 def _bar(done: int, total: int) -> str:
@@ -187,13 +185,22 @@ def _left(progress: RunProgress, tz: ZoneInfo) -> str:
         return f"claiming ({progress.run.status})"
     if progress.in_flight == 0:
         return "nothing in flight"
-    parts = [f"in flight {progress.moving}"]
+    parts = [f"in flight {progress.moving} ({_stages(progress)})"] if progress.moving else []
     if progress.waiting_for_window:
         parts.append(_waiting(progress, tz))
     eta = progress.eta()
     if eta is not None:
         parts.append(f"ETA {_local(eta, progress, tz)}")
     return ", ".join(parts)
+
+
+def _stages(progress: RunProgress) -> str:
+    """Where the rows in flight are: still to be written, written and waiting for a sender slot, being sent."""
+    counts = progress.by_status
+    to_write = counts[Status.CLAIMED] + counts[Status.INTERVAL_SELECTED]
+    to_send = counts[Status.GENERATED] - progress.waiting_for_window
+    sending = counts[Status.SENDING] + counts[Status.DELIVERED]
+    return f"{to_write} to write, {to_send} to send, {sending} sending"
 
 
 def _waiting(progress: RunProgress, tz: ZoneInfo) -> str:

@@ -129,3 +129,21 @@ def test_a_step_waiting_for_a_rate_limit_says_so_once_at_debug(
     with pytest.raises(Retry):
         tasks._follow(task, RetryLater(5, "transient send error"))  # type: ignore[arg-type]
     assert "exc" not in task.retried_with and counted == ["whatsapp"] * 5
+
+
+def test_celerys_format_arguments_are_not_printed_again_as_a_field(root_level: logging.Logger) -> None:
+    from reactivation.core.logs import KeyValueFormatter
+
+    root_level.setLevel(logging.INFO)
+    quiet = QuietRateLimitRetries()
+    # Given Celery's line about a first delivery of a reply task, whose args carry the client's words
+    record = received_line(None)
+    record.data["args"] = "(962302, '+79001234567', 'Да, запишите')"  # type: ignore[attr-defined]
+    # When a handler's filter (and a second handler's) let it through and it is formatted
+    assert quiet.filter(record) and quiet.filter(record)
+    line = KeyValueFormatter("%(levelname)s %(name)s %(message)s").format(record)
+    # Then the line is Celery's message alone, without the args as a field
+    assert line == f"INFO celery.worker.strategy Task {TASK}[{TASK_ID}] received"
+    # And a rate-limit retry is still recognized by the second handler's filter
+    retry = retry_line(RateLimitWait("whatsapp", 1.0))
+    assert not quiet.filter(retry) and not quiet.filter(retry)

@@ -93,7 +93,7 @@ def test_status_of_rows_in_flight_has_an_eta(salon: Salon) -> None:
 def test_follow_a_finished_run_ends_at_once(salon: Salon) -> None:
     result = run("campaign", "status", "--company", str(salon.company_id), "--follow")
     assert result.exit_code == 0, result.output
-    assert "6/6 final nothing in flight" in result.output
+    assert "6/6 final, nothing in flight" in result.output
 
 
 def test_follow_ends_cleanly_on_ctrl_c(salon: Salon, monkeypatch: pytest.MonkeyPatch) -> None:
