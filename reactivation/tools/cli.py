@@ -429,7 +429,7 @@ def report_claim(rt: Runtime, config: CompanyConfig, *, run_date: date, before: 
         time.sleep(_CLAIM_POLL_SECONDS)
     report = ClaimReport(config.id, run_date, before, after, config.settings.daily_limit)
     console.print(report.text(), highlight=False)
-    if wait:
+    if wait and report.claimed_now:
         console.print(f"watch it: reactivation campaign status --company {config.id} --follow", highlight=False)
 
 

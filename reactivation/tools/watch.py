@@ -47,12 +47,19 @@ class ClaimReport:
     after: RunRecord | None
     daily_limit: int
 
+    @property
+    def claimed_now(self) -> int:
+        """Rows this dispatch claimed: the run's count after it less the count before."""
+        if self.after is None:
+            return 0
+        return (self.after.claimed or 0) - ((self.before.claimed or 0) if self.before is not None else 0)
+
     def text(self) -> str:
         """One line for the operator: how many clients the dispatch claimed, or why it claimed none."""
         after, before = self.after, self.before
         if after is None or after.status != RunStatus.DONE:
             return f"company {self.company_id}, {self.run_date:%Y-%m-%d}: the run has not finished claiming yet"
-        claimed_now = (after.claimed or 0) - ((before.claimed or 0) if before is not None else 0)
+        claimed_now = self.claimed_now
         due = after.due or 0
         if claimed_now > 0:
             return (
@@ -195,12 +202,16 @@ def _left(progress: RunProgress, tz: ZoneInfo) -> str:
 
 
 def _stages(progress: RunProgress) -> str:
-    """Where the rows in flight are: still to be written, written and waiting for a sender slot, being sent."""
+    """Where the rows in flight are: to be written, written and waiting for a sender slot, at the gateway, and
+    delivered but not yet recorded as sent (the chain's last steps)."""
     counts = progress.by_status
-    to_write = counts[Status.CLAIMED] + counts[Status.INTERVAL_SELECTED]
-    to_send = counts[Status.GENERATED] - progress.waiting_for_window
-    sending = counts[Status.SENDING] + counts[Status.DELIVERED]
-    return f"{to_write} to write, {to_send} to send, {sending} sending"
+    stages = {
+        "to write": counts[Status.CLAIMED] + counts[Status.INTERVAL_SELECTED],
+        "to send": counts[Status.GENERATED] - progress.waiting_for_window,
+        "sending": counts[Status.SENDING],
+        "delivered": counts[Status.DELIVERED],
+    }
+    return ", ".join(f"{count} {stage}" for stage, count in stages.items() if count)
 
 
 def _waiting(progress: RunProgress, tz: ZoneInfo) -> str:
