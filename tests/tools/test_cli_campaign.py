@@ -4,7 +4,6 @@ chains run in this process); a real worker run is in tests/test_workers.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,10 +13,7 @@ from sqlalchemy.orm import Session
 from time_machine import TimeMachineFixture
 from typer.testing import CliRunner
 
-from reactivation.core.settings import get_settings
 from reactivation.core.vocabulary import Status
-from reactivation.storage import migrations
-from reactivation.storage.db import make_engine
 from reactivation.storage.models import ReactivationHistory
 from reactivation.tools import cli, watch
 from tests.salon import Salon, build_salon
@@ -26,26 +22,16 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def salon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, time_machine: TimeMachineFixture) -> Iterator[Salon]:
+def salon(embedded: tuple[Engine, Path], time_machine: TimeMachineFixture) -> Salon:
     """Six due clients on the embedded default, at the salon's noon; their campaign ran once, in this process."""
-    url = f"sqlite:///{tmp_path / 'embedded.db'}"
-    for name in ("REDIS_URL", "CELERY_BROKER_URL", "GEMINI_API_KEY", "WHATSAPP_GATEWAY_URL", "REDIS_KEY_PREFIX"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("WHATSAPP_PROVIDER", "outbox")
-    monkeypatch.setenv("WHATSAPP_OUTBOX_PATH", str(tmp_path / "outbox.jsonl"))
-    get_settings.cache_clear()
-    migrations.upgrade(url)
-    engine = make_engine(url)
+    engine, _ = embedded
     built = build_salon(engine, due=6)
     time_machine.move_to(built.now, tick=True)
     first = run("campaign", "run", "--company", str(built.company_id), "--inline")
     assert first.exit_code == 0, first.output
     assert "claimed 6 client(s) of 6 due" in first.output
     built.engine = engine  # type: ignore[attr-defined]
-    yield built
-    engine.dispose()
-    get_settings.cache_clear()
+    return built
 
 
 def run(*args: str):  # type: ignore[no-untyped-def]
