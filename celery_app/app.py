@@ -21,11 +21,23 @@ _runtime: Runtime | None = None
 def configure(settings: Settings) -> Celery:
     """(Re)configure the app and this process's runtime from `settings`."""
     global _runtime
+    previous_broker = app.conf.broker_url
     app.conf.update(celery_config(settings))
+    if app.conf.broker_url != previous_broker:
+        _forget_broker_connections()
     if _runtime is not None:
         _runtime.dispose()
     _runtime = Runtime(settings)
     return app
+
+
+def _forget_broker_connections() -> None:
+    # Celery keeps the connection pool (and the producers on it) of the first broker it published to; an app
+    # reconfigured in the same process (the CLI's tests, one after another) must publish to the broker it has now.
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
 
 
 def runtime() -> Runtime:
