@@ -7,6 +7,7 @@ from typing import Any
 from celery import Celery, signals
 
 from celery_app.config import celery_config
+from celery_app.worker_logs import quiet_rate_limit_retries, waits
 from reactivation.core.logs import configure_logging
 from reactivation.core.settings import Settings, get_settings
 from reactivation.runtime import Runtime
@@ -20,11 +21,23 @@ _runtime: Runtime | None = None
 def configure(settings: Settings) -> Celery:
     """(Re)configure the app and this process's runtime from `settings`."""
     global _runtime
+    previous_broker = app.conf.broker_url
     app.conf.update(celery_config(settings))
+    if app.conf.broker_url != previous_broker:
+        _forget_broker_connections()
     if _runtime is not None:
         _runtime.dispose()
     _runtime = Runtime(settings)
     return app
+
+
+def _forget_broker_connections() -> None:
+    # Celery keeps the connection pool (and the producers on it) of the first broker it published to; an app
+    # reconfigured in the same process (the CLI's tests, one after another) must publish to the broker it has now.
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
 
 
 def runtime() -> Runtime:
@@ -52,6 +65,13 @@ def _dispose_runtime(**_: Any) -> None:
 @signals.setup_logging.connect
 def _logging(**_: Any) -> None:
     configure_logging(runtime().settings.log_level)
+    quiet_rate_limit_retries()
+
+
+@signals.task_postrun.connect
+def _sum_up_waits(**_: Any) -> None:
+    # The minute's summary also when the waits have stopped (a finished campaign), at the next task that runs.
+    waits.flush_if_due()
 
 
 configure(get_settings())

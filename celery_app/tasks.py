@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from celery_app.app import app, runtime
 from celery_app.config import task_name
+from celery_app.worker_logs import RateLimitWait, waits
 from reactivation.compliance import retention
 from reactivation.core.vocabulary import ChainStep
 from reactivation.flow import campaign, pipeline, planning, sweeps
@@ -76,9 +77,23 @@ def _follow(task: Task, outcome: Outcome) -> str:
     if isinstance(outcome, Continue):
         return "continue"
     if isinstance(outcome, RetryLater):
-        raise task.retry(countdown=max(0.1, outcome.countdown))
+        countdown = max(0.1, outcome.countdown)
+        if outcome.limit is None:
+            raise task.retry(countdown=countdown)
+        _note_wait(task, outcome.limit, countdown)
+        raise task.retry(countdown=countdown, exc=RateLimitWait(outcome.limit, countdown))
     assert isinstance(outcome, Stop)
     raise Ignore(outcome.reason)
+
+
+def _note_wait(task: Task, limit: str, countdown: float) -> None:
+    """A rate-limit wait: a DEBUG line when the task first waits, and a count for the worker's minute summary."""
+    if task.request.retries == 0:
+        log.debug(
+            "waiting for a rate limit",
+            extra={"task": task.name, "ids": list(task.request.args or ()), "limit": limit, "countdown": countdown},
+        )
+    waits.record(limit)
 
 
 def _step(func: Callable[..., Outcome]) -> Callable[[Task, int, int], str]:

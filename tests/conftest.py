@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from reactivation.core.settings import Settings, load_settings
+from reactivation.core.settings import Settings, get_settings, load_settings
 from reactivation.runtime import Runtime
 from reactivation.storage import migrations
 from reactivation.storage.db import make_engine
@@ -176,6 +177,24 @@ def settings(pg_url: str, redis_prefix: str, tmp_path) -> Settings:  # type: ign
         whatsapp_outbox_path=tmp_path / "outbox.jsonl",
         _env_file=None,
     )
+
+
+@pytest.fixture
+def embedded(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Engine, Path]]:  # type: ignore[no-untyped-def]
+    """The embedded default as the CLI opens it: DATABASE_URL on a migrated SQLite file, no Redis (tasks run in this
+    process), messages to an outbox file; the engine and the outbox's path."""
+    url = f"sqlite:///{tmp_path / 'embedded.db'}"
+    for name in ("REDIS_URL", "CELERY_BROKER_URL", "GEMINI_API_KEY", "WHATSAPP_GATEWAY_URL", "REDIS_KEY_PREFIX"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("WHATSAPP_PROVIDER", "outbox")
+    monkeypatch.setenv("WHATSAPP_OUTBOX_PATH", str(tmp_path / "outbox.jsonl"))
+    get_settings.cache_clear()
+    migrations.upgrade(url)
+    engine = make_engine(url)
+    yield engine, tmp_path / "outbox.jsonl"
+    engine.dispose()
+    get_settings.cache_clear()
 
 
 # --- Committed data: for code that opens its own sessions (the pipeline, real workers, the CLI). ----------------

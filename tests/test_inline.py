@@ -5,36 +5,15 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from time_machine import TimeMachineFixture
 from typer.testing import CliRunner
 
-from reactivation.core.settings import get_settings
-from reactivation.storage import migrations
-from reactivation.storage.db import make_engine
 from reactivation.storage.models import ReactivationHistory
 from reactivation.tools import cli
 from tests.salon import build_salon
-
-
-@pytest.fixture
-def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    url = f"sqlite:///{tmp_path / 'embedded.db'}"
-    for name in ("REDIS_URL", "CELERY_BROKER_URL", "GEMINI_API_KEY", "WHATSAPP_GATEWAY_URL", "REDIS_KEY_PREFIX"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("WHATSAPP_PROVIDER", "outbox")
-    monkeypatch.setenv("WHATSAPP_OUTBOX_PATH", str(tmp_path / "outbox.jsonl"))
-    get_settings.cache_clear()
-    migrations.upgrade(url)
-    engine = make_engine(url)
-    yield engine, tmp_path / "outbox.jsonl"
-    engine.dispose()
-    get_settings.cache_clear()
 
 
 def test_inline_campaign_runs_the_chains_in_process(embedded, time_machine: TimeMachineFixture) -> None:  # type: ignore[no-untyped-def]

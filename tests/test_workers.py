@@ -43,6 +43,7 @@ from tests.workers import (
 )
 
 pytestmark = [pytest.mark.workers, pytest.mark.subprocess]
+REACTIVATION = Path(sys.executable).parent / "reactivation"
 
 ADMIN_FIELDS = {
     "state": "active",
@@ -197,6 +198,54 @@ def test_a_sender_killed_with_requests_in_flight_loses_nothing_once_the_sweep_ha
     assert stuck >= 1 and gateway.stats()["duplicates"] >= 1, (stuck, gateway.stats())
     assert "resent" in swept.stdout
     assert statuses(committed_engine, salon.company_id) == {Status.SENT: 12}
+
+
+def test_a_paced_campaign_says_what_it_claimed_is_watched_to_the_end_and_logs_its_waits_quietly(
+    committed_settings: Settings, committed_engine: Engine, gateway: FakeGateway, prefix: str, tmp_path: Path
+) -> None:
+    # Given 12 due clients and a sender limit of 4 messages in any 2 seconds, so that most sends wait for a slot
+    today = datetime.now(ZoneInfo("Europe/Moscow")).date()
+    salon = build_salon(committed_engine, due=12, today=today, extras=False)
+    env = worker_env(
+        committed_settings.database_url,
+        redis_url=REDIS_URL,
+        prefix=prefix,
+        gateway_url=gateway.url,
+        WHATSAPP_RATE_LIMIT="4/2",
+        COLUMNS="160",
+    )
+    control = control_app(REDIS_URL, prefix)
+    company = str(salon.company_id)
+
+    def reactivation(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(REACTIVATION), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180, check=False
+        )
+
+    with processes(env, tmp_path) as procs:
+        worker = procs.worker("pacer", concurrency=2)
+        wait_for_workers(control, ["pacer"])
+        # When the operator dispatches the campaign and follows it
+        dispatched = reactivation("campaign", "run", "--company", company)
+        watched = reactivation("campaign", "status", "--company", company, "--follow", "--timeout", "120")
+        again = reactivation("campaign", "run", "--company", company)
+    # Then the dispatch says what the worker claimed
+    assert dispatched.returncode == 0, dispatched.stdout + dispatched.stderr + _logs(procs)
+    assert f"claimed 12 client(s) of 12 due for company {company}" in dispatched.stdout
+    # and the watch refreshed until nothing was in flight
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    refreshes = [line for line in watched.stdout.splitlines() if " final" in line]
+    assert refreshes[-1].rstrip().endswith("12/12 final, nothing in flight"), watched.stdout
+    assert "limits: WhatsApp 4 per 2 s" in watched.stdout
+    # and a second dispatch the same day claims nothing and says why
+    assert f"nothing to claim: company {company} already ran on {today:%Y-%m-%d}" in again.stdout
+    # And the sender's pace made sends wait (12 messages at 4 per 2 s span at least 4 s)
+    sent_at = sorted(datetime.fromisoformat(m["received_at"]) for m in gateway.messages())
+    assert len(sent_at) == 12 and (sent_at[-1] - sent_at[0]).total_seconds() >= 3.9
+    # but the worker wrote no INFO line per wait: no retry line, and one "received" line per task, not per copy
+    log = worker.log()
+    assert "RateLimitWait" not in log and " retry: " not in log, log[-3000:]
+    assert log.count("reactivation.send_message[") == 2 * 12, log[-3000:]  # received + succeeded, once each
 
 
 def _logs(procs: Processes) -> str:

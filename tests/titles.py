@@ -17,7 +17,7 @@ def _industry_names() -> list[str]:
     return [row[1] for row in module.STANDARDS]
 
 
-CATALOG_TITLES = [title for title, _, _ in CATALOG]
+CATALOG_TITLES = [title for title, *_ in CATALOG]
 INDUSTRY_NAMES = _industry_names()
 # What booking systems also hold: capitals, emoji, prices, placeholders, markup, code, junk, nothing.
 ODD_TITLES = [

@@ -136,6 +136,15 @@ class DueClient:
         return self.step.message_type
 
     @property
+    def inactive_days(self) -> int:
+        """`days_inactive` under the history row's name, so that a message is composed alike from either."""
+        return self.days_inactive
+
+    @property
+    def interval_days(self) -> int:
+        return self.interval.interval_days
+
+    @property
     def campaign(self) -> str:
         return self.step.campaign
 

@@ -112,6 +112,8 @@ def parse_consent_csv(
     missing = [name for name in REQUIRED_COLUMNS if name not in columns]
     if missing:
         raise ValueError(f"the CSV header lacks {', '.join(missing)} (it has: {', '.join(columns) or 'nothing'})")
+    # A row may stop early when every column it leaves out is optional (a spreadsheet drops empty trailing cells).
+    needed = max(columns.index(name) + 1 for name in REQUIRED_COLUMNS)
     grants: list[ConsentGrant] = []
     problems: list[RowProblem] = []
     count = 0
@@ -120,10 +122,11 @@ def parse_consent_csv(
         if not any(v.strip() for v in values):
             continue
         count += 1
-        if len(values) != len(columns):
-            problems.append(RowProblem(line, f"expected {len(columns)} columns, got {len(values)}"))
+        if not needed <= len(values) <= len(columns):
+            expected = f"{len(columns)}" if needed == len(columns) else f"{needed} to {len(columns)}"
+            problems.append(RowProblem(line, f"expected {expected} columns, got {len(values)}"))
             continue
-        row = dict(zip(columns, values, strict=True))
+        row = dict(zip(columns, values, strict=False))
         try:
             phone = normalize_phone(row["phone"], region=region)
             granted_at = _parse_granted_at(row["granted_at"], zone)

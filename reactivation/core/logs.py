@@ -8,8 +8,9 @@ from typing import Any
 
 from reactivation.core.phones import mask_phone
 
-# Anything that looks like a phone number (10 to 15 digits, with the usual separators) is masked on output.
-_PHONE_LIKE = re.compile(r"(?<![\d:.])\+?\d[\d\s()\-]{8,20}\d(?![\d:.])")
+# Anything that looks like a phone number (10 to 15 digits, with the usual separators) is masked on output. A run
+# of digits glued to a letter, a hyphen or a dot is part of an id (a task's UUID, a version), not a phone.
+_PHONE_LIKE = re.compile(r"(?<![\w:.\-])\+?\d[\d\s()\-]{8,20}\d(?![\w:.]|-\w)")
 _DATE_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _SECRET_KEYS = ("key", "token", "secret", "password", "authorization")

@@ -13,11 +13,16 @@ _ALLOWED = re.compile(r"^[\d\s()+\-.]+$")
 
 
 class InvalidPhone(ValueError):
-    """A value that is not a usable phone number; the message says whose and why."""
+    """A value that is not a usable phone number; the message says whose and why.
 
-    def __init__(self, reason: str, *, client_id: int | None = None) -> None:
+    `reason` never holds the number itself: the message (which logs and history rows keep) shows it masked, and
+    an operator who typed it is shown it as typed, next to the reason.
+    """
+
+    def __init__(self, reason: str, *, client_id: int | None = None, masked: str | None = None) -> None:
         whose = f"client {client_id}: " if client_id is not None else ""
-        super().__init__(f"{whose}{reason}")
+        shown = f" ({masked})" if masked else ""
+        super().__init__(f"{whose}{reason}{shown}")
         self.reason = reason
         self.client_id = client_id
 
@@ -50,7 +55,7 @@ def normalize_phone(raw: object, *, client_id: int | None = None, region: str = 
     except phonenumbers.NumberParseException as exc:
         raise InvalidPhone(f"not a phone number ({exc})", client_id=client_id) from None
     if not phonenumbers.is_valid_number(number):
-        raise InvalidPhone(f"{mask_phone(digits)} is not a valid number", client_id=client_id)
+        raise InvalidPhone("not a valid number", client_id=client_id, masked=mask_phone(digits))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -68,9 +73,14 @@ def phone_digits(e164: str) -> str:
 
 
 def mask_phone(phone: object) -> str:
-    """Keep the country code and the last two digits: "+7*******67". Safe for logs and operators' screens."""
+    """Keep the country code and the last two digits: "+7********67". Safe for logs and operators' screens.
+
+    A value masked already is returned as it is: a log field that holds a masked phone is not masked twice.
+    """
     if phone is None:
         return "-"
+    if "*" in str(phone):
+        return str(phone)
     digits = re.sub(r"\D", "", str(phone))
     if len(digits) < 4:
         return "*" * len(digits)

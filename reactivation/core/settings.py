@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     context_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_any_case(cls, value: object) -> object:
+        # LOG_LEVEL=debug means what LOG_LEVEL=DEBUG means, as in Python's logging and Celery's -l.
+        return value.strip().upper() if isinstance(value, str) else value
+
     @field_validator("gemini_rate_limit", "whatsapp_rate_limit")
     @classmethod
     def _rate_limit_format(cls, value: str) -> str:

@@ -80,10 +80,15 @@ class Stop:
 
 @dataclass(frozen=True)
 class RetryLater:
-    """Run this step again after `countdown` seconds (a rate limit, a transient error)."""
+    """Run this step again after `countdown` seconds (a rate limit, a transient error).
+
+    `limit` names the rate limit that had no slot (None for any other wait): waiting for one is the normal pace of a
+    campaign, which the worker counts rather than logging every time.
+    """
 
     countdown: float
     reason: str
+    limit: str | None = None
 
 
 Outcome = Continue | Stop | RetryLater
@@ -209,7 +214,14 @@ def generate_message(rt: Runtime, *, company_id: int, history_id: int, now: date
     # No transaction is held open while Gemini thinks.
     composed = compose_message(request, writer=rt.gemini_writer, limiter=rt.gemini_limiter)
     if isinstance(composed, RateLimited):
-        return _later(rt, (company_id, history_id), composed.wait_seconds, "gemini rate limit", now=now)
+        return _later(
+            rt,
+            (company_id, history_id),
+            composed.wait_seconds,
+            "gemini rate limit",
+            now=now,
+            limit=rt.gemini_limiter.name,
+        )
     with rt.session() as session:
         _record_message(session, ids=(company_id, history_id), composed=composed, now=now)
     return Continue()
@@ -254,7 +266,9 @@ def _record_message(
     )
 
 
-def _later(rt: Runtime, ids: tuple[int, int], wait_seconds: float, reason: str, *, now: datetime) -> RetryLater:
+def _later(
+    rt: Runtime, ids: tuple[int, int], wait_seconds: float, reason: str, *, now: datetime, limit: str | None = None
+) -> RetryLater:
     """Run the step again after `wait_seconds` (capped), telling the sweep that the row is waiting, not lost."""
     countdown = min(wait_seconds, rt.settings.max_countdown_seconds)
     with rt.session() as session:
@@ -265,7 +279,7 @@ def _later(rt: Runtime, ids: tuple[int, int], wait_seconds: float, reason: str, 
             now=now,
             next_attempt_at=now + timedelta(seconds=countdown),
         )
-    return RetryLater(countdown, reason)
+    return RetryLater(countdown, reason, limit=limit)
 
 
 # --- send_message ---------------------------------------------------------------------------------------------
@@ -348,7 +362,7 @@ def _held_back(
         now=now,
         next_attempt_at=now + timedelta(seconds=countdown),
     )
-    return RetryLater(countdown, "whatsapp rate limit")
+    return RetryLater(countdown, "whatsapp rate limit", limit=rt.whatsapp_limiter.name)
 
 
 def _send_request(row: ReactivationHistory, company: CompanyConfig, session: Session) -> SendRequest:

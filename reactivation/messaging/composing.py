@@ -40,6 +40,10 @@ class Contact(Protocol):
     def last_service_name(self) -> str | None: ...
     @property
     def last_visit_date(self) -> date: ...
+    @property
+    def inactive_days(self) -> int: ...
+    @property
+    def interval_days(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,9 @@ class MessageRequest:
     step: Step
     client_id: int
     lapse_date: date  # the last visit this contact is about
+    # How long the client has been away, and their own interval: a template says "давно" only when it is long.
+    days_inactive: int | None = None
+    interval_days: int | None = None
 
     @classmethod
     def for_contact(cls, company: CompanyConfig, contact: Contact, *, client_name: str | None) -> MessageRequest:
@@ -64,6 +71,8 @@ class MessageRequest:
             step=Step(contact.step),
             client_id=contact.client_id,
             lapse_date=contact.last_visit_date,
+            days_inactive=contact.inactive_days,
+            interval_days=contact.interval_days,
         )
 
     def __repr__(self) -> str:  # the raw name is personal data; keep it out of logs and tracebacks
@@ -79,7 +88,7 @@ class ComposedMessage:
 
     text: str
     generator: Generator
-    variant: str  # "gentle.2" for a template, "gentle.gemini.v1" for Gemini's prompt
+    variant: str  # "gentle.2.due" for a template, "gentle.gemini.v2" for Gemini's prompt
     model: str | None  # the Gemini model that wrote it; None for a template
     fallback_reason: str | None  # why Gemini was not used: no_key, rate_limited_budget, timeout, rejected:...
     first_name: str | None
@@ -154,6 +163,8 @@ def _template(request: MessageRequest, name: str | None, *, reason: str | None, 
         first_name=name,
         service_title=request.service_title,
         company_name=request.company_name,
+        days_inactive=request.days_inactive,
+        interval_days=request.interval_days,
     )
     return ComposedMessage(
         text=message.text,

@@ -37,7 +37,7 @@ from reactivation.messaging.validation import ValidationResult, validate_message
 log = logging.getLogger(__name__)
 
 # Recorded as the history row's variant for Gemini messages, so that prompt changes can be compared.
-PROMPT_VERSION = "v1"
+PROMPT_VERSION = "v2"
 # The API version the fake server and the real endpoint both serve; pinned so an SDK upgrade does not move it.
 API_VERSION = "v1beta"
 # A retry that would leave less than this of the budget for the attempt itself is not worth making.
@@ -125,7 +125,7 @@ def build_prompt(facts: PromptFacts) -> str:
         name_line = "Имя клиента неизвестно: обратись без имени и не придумывай его."
         address = "- Поздоровайся без имени."
     lines = [
-        f"Напиши персональное сообщение в WhatsApp клиенту салона «{salon}», который давно не приходил.",
+        f"Напиши персональное сообщение в WhatsApp клиенту салона «{salon}»: ему пора снова прийти.",
         "",
         name_line,
         f"Последняя услуга: {service}" if service else "Последняя услуга: не указана",
@@ -135,6 +135,8 @@ def build_prompt(facts: PromptFacts) -> str:
         "",
         "Важно:",
         address,
+        f"- Назови салон («{salon}»), чтобы клиент знал, кто пишет.",
+        "- Не пиши, что клиент «давно» не приходил: с его последнего визита могло пройти и две недели.",
         "- Название услуги склоняй по правилам русского языка и пиши со строчной буквы внутри предложения.",
         "- Будь естественным, как живой человек. Не больше 1–2 эмодзи.",
         "- Не придумывай цены, сроки и даты акций, телефоны, адреса и ссылки; других скидок и подарков не обещай.",

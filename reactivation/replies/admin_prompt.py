@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from reactivation.messaging.russian import decline_title
 from reactivation.replies.labels import ReplyLabel, ReplyReason
 
 # The client's reply as the admin sees it; the rest is kept in the history row (cut there to its own limit).
@@ -157,11 +158,18 @@ def _instruction(label: ReplyLabel, service: str | None) -> str:
             "🛑 КЛИЕНТ ПРОСИТ БОЛЬШЕ НЕ ПИСАТЬ. Вежливо и коротко подтверди, что сообщения о записи ему больше "
             "приходить не будут. Ничего не предлагай, не задавай вопросов и не уговаривай."
         )
-    about = f"на «{service}»" if service else ""
+    about = _on_service(service) if service else ""
     return (
         "⚠️ ОТВЕТ НЕОДНОЗНАЧНЫЙ. Если клиент задал вопрос (цена, адрес, часы работы, мастер) — ответь на него. "
         f"Иначе вежливо уточни, хочет ли клиент записаться{(' ' + about) if about else ''}."
     )
+
+
+def _on_service(service: str) -> str:
+    """The service after "записаться": "на укладку", declined as the messages decline it; a title that cannot be
+    declined stays as written, quoted after "на услугу"."""
+    declined = decline_title(service)
+    return f"на {declined}" if declined else f"на услугу «{service}»"
 
 
 def build_enriched_prompt(

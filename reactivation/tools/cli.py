@@ -1,4 +1,10 @@
-"""The `reactivation` command line: what a salon's operator and a developer run by hand."""
+"""The `reactivation` command line: what a salon's operator and a developer run by hand.
+
+Start-up stays quick: `reactivation --help` and `reactivation classify` import neither the database layer nor Celery
+nor Gemini's SDK; each command imports what it uses when it runs. An error the operator can act on is one or two
+lines and an exit code (2: the command or its configuration; 1: a failure while it ran), never a traceback unless
+`--debug` or LOG_LEVEL=DEBUG asks for one.
+"""
 
 from __future__ import annotations
 
@@ -6,83 +12,158 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
 from enum import StrEnum
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, select
+from rich.text import Text
+from typer.core import TyperCommand, TyperGroup
 
-from reactivation.audience.preview import PreviewRow, preview_row, to_csv, with_messages
-from reactivation.audience.selection import due_clients
-from reactivation.compliance.consent import import_consents
-from reactivation.core.logs import configure_logging
-from reactivation.core.phones import InvalidPhone
-from reactivation.core.settings import SettingsError, get_settings
-from reactivation.flow.campaign import run_status
-from reactivation.messaging.composing import NO_KEY
-from reactivation.outcomes.attribution import attribute_bookings, mark_booking_created
-from reactivation.outcomes.stats import campaign_stats
-from reactivation.replies.classify import explain_reply
-from reactivation.replies.followup import named_until
-from reactivation.replies.handler import handle_reply
-from reactivation.runtime import Runtime
-from reactivation.storage import migrations
-from reactivation.storage.bookings import not_cancelled
-from reactivation.storage.companies import CompanyConfig, UnknownCompany, company_ids, load_company
-from reactivation.storage.company_settings import CompanyConfigError
-from reactivation.storage.models import AppointmentCache, Booking, Client, Company, Service
-from reactivation.timing.averages import calculate_averages
-from reactivation.timing.backtest import LEVELS, TOLERANCE_DAYS, BacktestReport, Method, Score, backtest, load_history
-from reactivation.timing.sendwindow import holiday_name
-from reactivation.tools.bulk import load_salon, refuse_unless_demo
-from reactivation.tools.synthetic import generate_salon
+if TYPE_CHECKING:
+    from reactivation.audience.preview import PreviewRow
+    from reactivation.flow.progress import RunProgress, RunRecord
+    from reactivation.runtime import Runtime
+    from reactivation.storage.companies import CompanyConfig
+    from reactivation.timing.backtest import BacktestReport, Score
+    from reactivation.tools.problems import Endpoints
 
-app = typer.Typer(
+console = Console()
+err_console = Console(stderr=True)
+
+WORKER = "celery -A celery_app worker -Q default,gemini,whatsapp"
+ENVIRONMENT = (
+    "Environment: DATABASE_URL (default: SQLite under var/), REDIS_URL (unset: an in-process stand-in, tasks run "
+    "in this process), LOG_LEVEL, GEMINI_API_KEY, WHATSAPP_*; .env.example lists them all. `campaign run` without "
+    f"--inline needs REDIS_URL and a running worker: {WORKER}.\n\n"
+    "Exit codes: 0 done, 1 a failure while running (a server down), 2 a wrong command, option or setting."
+)
+
+
+def needs(example: str, environment: str = "DATABASE_URL") -> str:
+    """A command's help epilog: one example and the environment it reads."""
+    return f"Example: {example}\n\nNeeds: {environment}."
+
+
+class _FlagsWithoutValue:
+    """Flags take no value, so their help shows none (typer would print `<bool>` beside each, --help included)."""
+
+    def get_params(self, ctx: Any) -> Any:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class Command(_FlagsWithoutValue, TyperCommand):
+    """Every command of this CLI."""
+
+
+class Group(_FlagsWithoutValue, TyperGroup):
+    """The CLI and its command groups; the root turns the errors an operator can act on into a message."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            # The command line's own: --help, a usage error, an exit code a command chose.
+            raise
+        except Exception as exc:
+            from reactivation.tools.problems import explain
+
+            if ctx.parent is not None or _debugging(ctx):
+                raise
+            problem = explain(exc, _endpoints())
+            if problem is None:
+                raise
+            lines = problem.lines()
+            # One line each, however narrow the terminal: the operator may copy the remedy.
+            err_console.print(Text.assemble(("error:", "red"), " ", lines[0]), highlight=False, soft_wrap=True)
+            for line in lines[1:]:
+                err_console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(problem.exit_code) from None
+
+
+class CliTyper(typer.Typer):
+    """typer.Typer whose commands show flags without a value."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", Command)
+        return super().command(*args, **kwargs)
+
+
+def _debugging(ctx: Any) -> bool:
+    """--debug, or LOG_LEVEL=DEBUG in the settings (when they can be read at all)."""
+    if ctx.find_root().params.get("debug"):
+        return True
+    from reactivation.core.settings import SettingsError, get_settings
+
+    try:
+        return get_settings().log_level == "DEBUG"
+    except SettingsError:
+        return False
+
+
+def _endpoints() -> Endpoints:
+    """The servers this process was told to use, for naming them in an error."""
+    from reactivation.core.settings import SettingsError, get_settings
+    from reactivation.tools.problems import Endpoints
+
+    try:
+        settings = get_settings()
+    except SettingsError:
+        return Endpoints()
+    return Endpoints(settings.database_url, settings.redis_url, settings.broker_url)
+
+
+app = CliTyper(
+    cls=Group,
     help="Client reactivation for salons and barbershops: due clients, messages, replies, bookings.",
+    epilog=ENVIRONMENT,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-# Errors a user can cause; each becomes one clear line and exit code 2 instead of a traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (
-    SettingsError,
-    UnknownCompany,
-    CompanyConfigError,
-    InvalidPhone,
-    ValueError,
-)
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="On an error, show the full traceback (as LOG_LEVEL=DEBUG does).")
+    ] = False,
+) -> None:
+    """Client reactivation for salons and barbershops: due clients, messages, replies, bookings."""
 
 
-def user_errors(func: F) -> F:
-    """Turn the errors a user can cause into a message and exit code 2."""
+def _parse_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected YYYY-MM-DD, got {value!r}") from None
 
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except USER_ERRORS as exc:
-            err_console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from None
 
-    return wrapper  # type: ignore[return-value]
+def date_option(name: str, help: str) -> Any:
+    """A date option: shown as YYYY-MM-DD, parsed on the command line so that an error names the option."""
+    return typer.Option(name, metavar="YYYY-MM-DD", parser=_parse_date, help=help)
+
+
+Company = Annotated[int, typer.Option("--company", metavar="ID", help="Company id (the booking system's).")]
+RunDate = Annotated[date | None, date_option("--date", "Run date (default: the salon's local today).")]
 
 
 def runtime() -> Runtime:
+    from reactivation.core.logs import configure_logging
+    from reactivation.core.settings import get_settings
+    from reactivation.runtime import Runtime
+
     settings = get_settings()
     configure_logging(settings.log_level)
     return Runtime(settings)
@@ -97,30 +178,27 @@ def progress(label: str) -> Iterator[None]:
     console.print(f"[green]✓[/green] {label} [dim]({time.perf_counter() - started:.1f} s)[/dim]")
 
 
-def parse_date(value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"expected YYYY-MM-DD, got {value!r}") from None
-
-
-@app.command()
-@user_errors
+@app.command(epilog=needs("reactivation migrate"))
 def migrate() -> None:
     """Apply the database migrations (alembic upgrade head) to DATABASE_URL."""
     migrate_database(runtime())
 
 
-@app.command("seed-demo")
-@user_errors
+@app.command("seed-demo", epilog=needs("reactivation seed-demo --company 962302 --clients 5000"))
 def seed_demo(
-    company: Annotated[int, typer.Option("--company", help="Company id to create (the booking system's id).")],
-    clients: Annotated[int, typer.Option("--clients", min=0, max=5_000_000, help="How many clients.")] = 500,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same salon.")] = 1,
-    today: Annotated[str | None, typer.Option("--today", help="Reference date YYYY-MM-DD (default: today).")] = None,
-    timezone: Annotated[str, typer.Option("--timezone", help="IANA time zone of the salon.")] = "Europe/Moscow",
+    company: Annotated[
+        int, typer.Option("--company", metavar="ID", help="Company id to create (the booking system's id).")
+    ],
+    clients: Annotated[int, typer.Option("--clients", metavar="N", min=0, max=5_000_000, help="How many clients.")] = (
+        500
+    ),
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="N", help="Random seed: the same seed gives the same salon.")
+    ] = 1,
+    today: Annotated[date | None, date_option("--today", "Reference date (default: today).")] = None,
+    timezone: Annotated[
+        str, typer.Option("--timezone", metavar="TZ", help="IANA time zone of the salon, e.g. Europe/Moscow.")
+    ] = "Europe/Moscow",
     replace: Annotated[
         bool,
         typer.Option(
@@ -131,7 +209,7 @@ def seed_demo(
     """Write a realistic synthetic salon, marked as demo data: services, clients with their own rhythms, a year of
     visits."""
     rt = runtime()
-    day = parse_date(today) or date.today()
+    day = today or date.today()
     summary = seed_company(
         rt,
         company_id=company,
@@ -155,6 +233,12 @@ def seed_company(
     replace: bool = False,
     settings: dict[str, object] | None = None,
 ) -> dict[str, int]:
+    from sqlalchemy import select
+
+    from reactivation.storage.models import Company
+    from reactivation.tools.bulk import load_salon, refuse_unless_demo
+    from reactivation.tools.synthetic import generate_salon
+
     remedy = (
         "Pick another --company id (a salon seed-demo wrote before companies were marked can be marked by hand: "
         f"UPDATE companies SET is_demo = true WHERE id = {company_id})."
@@ -181,6 +265,11 @@ def seed_company(
 
 def print_salon_summary(rt: Runtime, *, company_id: int, counts: dict[str, int], today: date) -> None:
     """The seeded salon in numbers, counted as of the day it was seeded for (`--today`), not the wall clock."""
+    from sqlalchemy import func, select
+
+    from reactivation.storage.bookings import not_cancelled
+    from reactivation.storage.models import AppointmentCache, Booking, Client, Company, Service
+
     with rt.session() as session:
         company = session.get(Company, company_id)
         lapsed = session.scalar(
@@ -219,10 +308,10 @@ def print_salon_summary(rt: Runtime, *, company_id: int, counts: dict[str, int],
     console.print("services, for example: " + ", ".join(services))
 
 
-@app.command()
-@user_errors
+@app.command(epilog=needs("reactivation demo", "nothing (DATABASE_URL and REDIS_URL when set)"))
 def demo() -> None:
     """The embedded default end to end: a demo salon's campaign from due clients to replies and bookings."""
+    from reactivation.runtime import Runtime
     from reactivation.tools import demo as demo_module
 
     base = runtime()
@@ -239,77 +328,195 @@ def demo() -> None:
 
 
 def migrate_database(rt: Runtime) -> None:
+    from reactivation.storage import migrations
+
     with progress("migrating the database"):
         migrations.upgrade(rt.settings.database_url)
 
 
 # --- campaign: dispatch by hand ------------------------------------------------------------------------------
 
-campaign_app = typer.Typer(help="Run a company's campaign by hand, and see how it went.", no_args_is_help=True)
+campaign_app = CliTyper(cls=Group, help="Run a company's campaign by hand, and watch it.", no_args_is_help=True)
 app.add_typer(campaign_app, name="campaign")
 
+# How long `campaign run` waits for a worker to claim the run before it says that none seems to be running.
+CLAIM_WAIT_SECONDS = 30.0
+_CLAIM_POLL_SECONDS = 0.5
+# `campaign status --follow` stops after this long at most; run it again to keep watching.
+FOLLOW_TIMEOUT_SECONDS = 3600.0
+# The exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
 
-@campaign_app.command("run")
-@user_errors
+
+@campaign_app.command(
+    "run",
+    epilog=needs(
+        "reactivation campaign run --company 962302 && reactivation campaign status --company 962302 --follow",
+        f"DATABASE_URL; without --inline also REDIS_URL (the broker) and a running worker: {WORKER}",
+    ),
+)
 def campaign_run(
-    company: Annotated[int, typer.Option("--company", help="Company id.")],
-    day: Annotated[str | None, typer.Option("--date", help="Run date YYYY-MM-DD (default: the salon's today).")] = None,
+    company: Company,
+    day: RunDate = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Do everything but send: messages go to the outbox.")
     ] = False,
     inline: Annotated[
         bool, typer.Option("--inline", help="Run the same chains in this process (eagerly) instead of the broker.")
     ] = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            metavar="SECONDS",
+            min=0,
+            help="How long to wait for a worker to claim the run and say what it claimed (0: print the task id).",
+        ),
+    ] = CLAIM_WAIT_SECONDS,
 ) -> None:
-    """Dispatch run_campaign: to the broker (prints the task id), or --inline in this process (prints a summary)."""
+    """Run a company's campaign: dispatch it to the workers (or --inline, in this process) and say what it claimed."""
+    from reactivation.flow.progress import read_run
+    from reactivation.storage.companies import load_company
+
     rt = runtime()
-    run_date = parse_date(day)
     with rt.session() as session:
-        load_company(session, company_id=company)
+        config = load_company(session, company_id=company)
+        run_date = day or config.local_today(datetime.now(UTC))
+        before = read_run(session, company_id=company, run_date=run_date)
+    if rt.settings.embedded and not inline:
+        raise ValueError(
+            f"no broker: REDIS_URL is unset; set it and start a worker ({WORKER}), or use --inline to run in this "
+            "process"
+        )
     from celery_app.app import configure
     from celery_app.tasks import run_campaign
 
+    celery = configure(rt.settings)
+    args = (company, run_date.isoformat())
     if not inline:
-        if rt.settings.embedded:
-            raise ValueError("no broker: REDIS_URL is unset; use --inline to run in this process")
-        configure(rt.settings)
-        result = run_campaign.apply_async(
-            args=(company, run_date.isoformat() if run_date else None), kwargs={"dry_run": dry_run}
-        )
-        console.print(f"dispatched run_campaign for company {company}: task id [bold]{result.id}[/bold]")
+        result = run_campaign.apply_async(args=args, kwargs={"dry_run": dry_run})
+        console.print(f"dispatched run_campaign for company {company}, {run_date:%Y-%m-%d}: task id {result.id}")
+        if dry_run or wait == 0:
+            return
+        report_claim(rt, config, run_date=run_date, before=before, wait=wait)
         return
-    app_ = configure(rt.settings)
-    app_.conf.task_always_eager = True
+    celery.conf.task_always_eager = True
     with progress(f"running company {company}'s campaign in this process"):
-        summary = run_campaign.apply(
-            args=(company, run_date.isoformat() if run_date else None), kwargs={"dry_run": dry_run}
-        ).get()
+        summary = run_campaign.apply(args=args, kwargs={"dry_run": dry_run}).get()
     console.print(
         f"due {summary['due']}, claimed {summary['claimed']}, held out {summary['holdout']}, "
         f"over the daily limit {summary['over_limit']}"
         + (f", skipped {summary['skipped']}" if summary["skipped"] else "")
     )
-    print_status(rt, company_id=company, run_date=date.fromisoformat(summary["run_date"]), dry_run=dry_run)
-
-
-@campaign_app.command("status")
-@user_errors
-def campaign_status(
-    company: Annotated[int, typer.Option("--company", help="Company id.")],
-    day: Annotated[str | None, typer.Option("--date", help="Run date YYYY-MM-DD (default: the salon's today).")] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="The latest dry run of that date instead of the real run.")
-    ] = False,
-) -> None:
-    """Counts by status and reason for one run."""
-    rt = runtime()
-    with rt.session() as session:
-        config = load_company(session, company_id=company)
-    run_date = parse_date(day) or config.local_today(datetime.now(UTC))
+    if not dry_run:
+        report_claim(rt, config, run_date=run_date, before=before, wait=0)
     print_status(rt, company_id=company, run_date=run_date, dry_run=dry_run)
 
 
+def report_claim(rt: Runtime, config: CompanyConfig, *, run_date: date, before: RunRecord | None, wait: float) -> None:
+    """Say what the dispatch claimed, once the run's record shows it finished (waiting up to `wait` seconds)."""
+    from reactivation.core.vocabulary import RunStatus
+    from reactivation.flow.progress import read_run
+    from reactivation.tools.watch import ClaimReport
+
+    deadline = time.monotonic() + wait
+    while True:
+        with rt.session() as session:
+            after = read_run(session, company_id=config.id, run_date=run_date)
+        # Finished, and by this dispatch: a run that was done before has a new finish once it ran again.
+        fresh = before is None or wait == 0 or (after is not None and after.finished_at != before.finished_at)
+        if after is not None and after.status == RunStatus.DONE and fresh:
+            break
+        if time.monotonic() >= deadline:
+            err_console.print(
+                f"no worker has claimed it within {wait:g} s: is one running? ({WORKER}); the task waits in the "
+                "queue until one starts"
+            )
+            return
+        time.sleep(_CLAIM_POLL_SECONDS)
+    report = ClaimReport(config.id, run_date, before, after, config.settings.daily_limit)
+    console.print(report.text(), highlight=False)
+    if wait and report.claimed_now:
+        console.print(f"watch it: reactivation campaign status --company {config.id} --follow", highlight=False)
+
+
+@campaign_app.command(
+    "status",
+    epilog=needs(
+        "reactivation campaign status --company 962302 --follow", "DATABASE_URL (the same database the workers use)"
+    ),
+)
+def campaign_status(
+    company: Company,
+    day: RunDate = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="The latest dry run of that date instead of the real run.")
+    ] = False,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", help="Refresh a progress bar until nothing is in flight (Ctrl-C stops watching)."),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", metavar="SECONDS", min=0, help="Stop following after this long.")
+    ] = FOLLOW_TIMEOUT_SECONDS,
+) -> None:
+    """A run's rows by status and reason, what waits for the send window, the limits in force and an ETA."""
+    from reactivation.storage.companies import load_company
+    from reactivation.tools import watch
+
+    rt = runtime()
+    with rt.session() as session:
+        config = load_company(session, company_id=company)
+    run_date = day or config.local_today(datetime.now(UTC))
+    if dry_run and follow:
+        raise ValueError("--follow watches the real run; a dry run is shown at once without --follow")
+    if not follow:
+        print_status(rt, company_id=company, run_date=run_date, dry_run=dry_run)
+        return
+    end, last = watch.follow(
+        lambda: read_progress(rt, config, run_date), console=console, tz=config.tz, timeout=timeout, sleep=watch.pause
+    )
+    show_progress(last, config)
+    if end is watch.FollowEnd.INTERRUPTED:
+        err_console.print("stopped watching; the campaign goes on in the workers")
+        raise typer.Exit(INTERRUPTED)
+    if end is watch.FollowEnd.TIMEOUT:
+        err_console.print(f"still {last.moving} in flight after {timeout:g} s; run it again to keep watching")
+        raise typer.Exit(1)
+
+
+def read_progress(rt: Runtime, config: CompanyConfig, run_date: date) -> RunProgress:
+    """The run's progress now, under the limits that pace this company."""
+    from reactivation.flow import progress as run_progress
+    from reactivation.tools.watch import run_limits
+
+    with rt.session_factory() as session:
+        return run_progress.read_progress(
+            session,
+            company_id=config.id,
+            run_date=run_date,
+            now=datetime.now(UTC),
+            limits=run_limits(rt.settings, config),
+        )
+
+
+def show_progress(progress: RunProgress, config: CompanyConfig) -> None:
+    from reactivation.tools.watch import status_table, summary_lines
+
+    console.print(status_table(progress))
+    for line in summary_lines(progress, config.tz):
+        console.print(line, highlight=False)
+
+
 def print_status(rt: Runtime, *, company_id: int, run_date: date, dry_run: bool = False) -> None:
+    from reactivation.flow.campaign import run_status
+    from reactivation.storage.companies import load_company
+
+    if not dry_run:
+        with rt.session() as session:
+            config = load_company(session, company_id=company_id)
+        show_progress(read_progress(rt, config, run_date), config)
+        return
     with rt.session() as session:
         rows = run_status(session, company_id=company_id, run_date=run_date, dry_run=dry_run)
     title = f"company {company_id}, {run_date:%Y-%m-%d}" + (" (dry run)" if dry_run else "")
@@ -365,22 +572,24 @@ def read_replies(path: Path) -> list[str]:
     return replies
 
 
-@app.command("classify")
-@user_errors
+@app.command("classify", epilog=needs('reactivation classify "Да, запишите" "Не надо" --format json', "nothing"))
 def classify_command(
     texts: Annotated[list[str] | None, typer.Argument(metavar="TEXT...", help="Replies to classify.")] = None,
     file: Annotated[
-        Path | None, typer.Option("--file", help="A UTF-8 file with one reply a line ('-' for standard input).")
+        Path | None,
+        typer.Option("--file", metavar="PATH", help="A UTF-8 file with one reply a line ('-' for standard input)."),
     ] = None,
     output: Annotated[ClassifyFormat, typer.Option("--format", help="table, plain (label TAB text) or json.")] = (
         ClassifyFormat.TABLE
     ),
-    on: Annotated[
-        str | None, typer.Option("--date", help="The replies' local date, YYYY-MM-DD, for `until` (default: today).")
-    ] = None,
-    country: Annotated[str, typer.Option("--country", help="Country whose holidays end 'после праздников'.")] = "RU",
+    on: Annotated[date | None, date_option("--date", "The replies' local date, for `until` (default: today).")] = None,
+    country: Annotated[
+        str, typer.Option("--country", metavar="CC", help="Country whose holidays end 'после праздников'.")
+    ] = "RU",
 ) -> None:
     """Label client replies (positive, negative, neutral, opt_out) with a reason and, for not_now, the date named."""
+    from reactivation.timing.sendwindow import holiday_name
+
     if texts and file is not None:
         raise ValueError("give replies as arguments or with --file, not both")
     if not texts and file is None:
@@ -389,7 +598,7 @@ def classify_command(
     for position, reply in enumerate(replies, start=1):
         if not reply.strip():
             raise ValueError(f"reply {position} is empty")
-    day = parse_date(on) or date.today()
+    day = on or date.today()
     holiday_name(day, country.upper())  # an unknown country is refused here, not guessed around later
     results = [classified(reply, on=day, country=country.upper()) for reply in replies]
     if output is ClassifyFormat.JSON:
@@ -410,6 +619,9 @@ def classify_command(
 
 def classified(reply: str, *, on: date, country: str) -> dict[str, Any]:
     """A reply's label, reason and named date (relative to its local date `on`), JSON-ready."""
+    from reactivation.replies.classify import explain_reply
+    from reactivation.replies.followup import named_until
+
     classification = explain_reply(reply)
     named = named_until(classification, on=on, country=country)
     return {
@@ -420,13 +632,15 @@ def classified(reply: str, *, on: date, country: str) -> dict[str, Any]:
     }
 
 
-@app.command()
-@user_errors
+@app.command(epilog=needs("reactivation attribute --company 962302"))
 def attribute(
-    company: Annotated[int, typer.Option("--company", help="Company id.")],
+    company: Company,
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
 ) -> None:
     """Link bookings made within the attribution window after a message (or a hold-out row) to it."""
+    from reactivation.outcomes.attribution import attribute_bookings
+    from reactivation.storage.companies import load_company
+
     rt = runtime()
     with rt.session() as session:
         days = load_company(session, company_id=company).settings.attribution_days
@@ -537,18 +751,19 @@ def holdout_summary(holdout: dict[str, Any] | None) -> str:
     )
 
 
-@app.command()
-@user_errors
+@app.command(epilog=needs("reactivation stats --company 962302 --since 2026-11-01"))
 def stats(
-    company: Annotated[int, typer.Option("--company", help="Company id.")],
-    since: Annotated[str | None, typer.Option("--since", help="First day, YYYY-MM-DD (salon's local date).")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Last day, YYYY-MM-DD, included.")] = None,
+    company: Company,
+    since: Annotated[date | None, date_option("--since", "First day (the salon's local date).")] = None,
+    until: Annotated[date | None, date_option("--until", "Last day, included.")] = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
 ) -> None:
     """What the campaign earned: messages, replies, bookings and, with a hold-out, the uplift over doing nothing."""
+    from reactivation.outcomes.stats import campaign_stats
+
     rt = runtime()
     with rt.session() as session:
-        result = campaign_stats(session, company_id=company, since=parse_date(since), until=parse_date(until))
+        result = campaign_stats(session, company_id=company, since=since, until=until)
     if output is OutputFormat.JSON:
         print_json(result)
         return
@@ -561,20 +776,27 @@ def stats(
         console.print(unhappy_table(result["unhappy"]))
 
 
-consent_app = typer.Typer(help="The consent ledger (38-FZ art. 18).", no_args_is_help=True)
+consent_app = CliTyper(cls=Group, help="The consent ledger (38-FZ art. 18).", no_args_is_help=True)
 app.add_typer(consent_app, name="consent")
 
 
-@consent_app.command("import")
-@user_errors
+@consent_app.command("import", epilog=needs("reactivation consent import --company 962302 --file consents.csv"))
 def consent_import(
-    company: Annotated[int, typer.Option("--company", help="Company id.")],
+    company: Company,
     file: Annotated[
-        Path, typer.Option("--file", help="CSV with a header: phone, granted_at, source[, text_version][, channel].")
+        Path,
+        typer.Option(
+            "--file",
+            metavar="CSV",
+            help="CSV with a header: phone, granted_at, source[, text_version][, channel]; a row may leave out "
+            "trailing optional columns.",
+        ),
     ],
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
 ) -> None:
     """Import consents from a CSV file; rows that cannot be read are listed and the exit code is 1."""
+    from reactivation.compliance.consent import import_consents
+
     rt = runtime()
     try:
         with file.open(encoding="utf-8-sig", newline="") as stream, rt.session() as session:
@@ -608,24 +830,26 @@ def reference_moment(company: CompanyConfig, day: date | None, now: datetime) ->
     return datetime.combine(day, time_of_day(12), tzinfo=company.tz)
 
 
-@app.command("averages")
-@user_errors
+@app.command("averages", epilog=needs("reactivation averages --company 962302 --full"))
 def averages_command(
-    company: Annotated[int, typer.Option("--company", help="Company id.")],
+    company: Company,
     full: Annotated[bool, typer.Option("--full", help="Recompute every client's rhythm, not only the changed.")] = (
         False
     ),
     day: Annotated[
-        str | None, typer.Option("--date", help="Reference date YYYY-MM-DD, the salon's local date (default: today).")
+        date | None, date_option("--date", "Reference date, the salon's local date (default: today).")
     ] = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
 ) -> None:
     """Recompute the salon's median interval per service and each client's own rhythm (what the waterfall reads)."""
+    from reactivation.storage.companies import load_company
+    from reactivation.timing.averages import calculate_averages
+
     rt = runtime()
     started = time.perf_counter()
     with rt.session() as session:
         config = load_company(session, company_id=company)
-        now = reference_moment(config, parse_date(day), datetime.now(UTC))
+        now = reference_moment(config, day, datetime.now(UTC))
         result = calculate_averages(
             session, company_id=company, now=now, full=True if full else None, workers=rt.settings.averages_workers
         )
@@ -652,15 +876,20 @@ class PreviewFormat(StrEnum):
     CSV = "csv"
 
 
-@app.command("preview")
-@user_errors
+@app.command(
+    "preview",
+    epilog=needs(
+        "reactivation preview --company 962302 --limit 20 --with-messages",
+        "DATABASE_URL; with --with-messages and GEMINI_API_KEY also REDIS_URL (Gemini's shared rate limit)",
+    ),
+)
 def preview_command(
-    company: Annotated[int, typer.Option("--company", help="Company id.")],
-    day: Annotated[
-        str | None, typer.Option("--date", help="Run date YYYY-MM-DD (default: the salon's local today).")
-    ] = None,
+    company: Company,
+    day: RunDate = None,
     output: Annotated[PreviewFormat, typer.Option("--format", help="table, json or csv.")] = PreviewFormat.TABLE,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many, most valuable first.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", metavar="N", min=1, help="At most this many, most valuable first.")
+    ] = None,
     messages: Annotated[
         bool,
         typer.Option(
@@ -671,11 +900,15 @@ def preview_command(
     ] = False,
 ) -> None:
     """Who the campaign would contact on a date, and why; writes nothing and sends nothing."""
+    from reactivation.audience.preview import preview_row, to_csv, with_messages
+    from reactivation.audience.selection import due_clients
+    from reactivation.storage.companies import load_company
+
     rt = runtime()
     # Read only: the session's transaction is rolled back when it closes.
     with rt.session_factory() as session:
         config = load_company(session, company_id=company)
-        run_date = parse_date(day) or config.local_today(datetime.now(UTC))
+        run_date = day or config.local_today(datetime.now(UTC))
         due = due_clients(session, company_id=company, today=run_date, limit=limit)
     if messages:
         if rt.gemini_writer is not None and due:
@@ -715,6 +948,8 @@ def preview_table(company: CompanyConfig, run_date: date, rows: list[PreviewRow]
 
 def print_preview_messages(rows: list[PreviewRow]) -> None:
     """Each client's message under the table, with how it was written (too long for a column)."""
+    from reactivation.messaging.composing import NO_KEY
+
     for row in rows:
         written_by = row.variant or ""
         if row.fallback_reason and row.fallback_reason != NO_KEY:
@@ -723,14 +958,15 @@ def print_preview_messages(rows: list[PreviewRow]) -> None:
         console.print(f"  {row.message}", markup=False, highlight=False)
 
 
-@app.command("backtest")
-@user_errors
+@app.command("backtest", epilog=needs("reactivation backtest --company 962302"))
 def backtest_command(
-    company: Annotated[int, typer.Option("--company", help="Company id.")],
+    company: Company,
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
 ) -> None:
     """Replay the salon's visits: how well each level of the waterfall, the whole waterfall and the seed's 3 levels
     would have predicted each client's last return."""
+    from reactivation.timing.backtest import backtest, load_history
+
     rt = runtime()
     with rt.session_factory() as session:
         history = load_history(session, company_id=company)
@@ -749,6 +985,8 @@ def backtest_command(
 
 def backtest_table(result: BacktestReport) -> Table:
     """One row per method; the waterfall and the seed's variant also split by the level that answered."""
+    from reactivation.timing.backtest import LEVELS, TOLERANCE_DAYS, Method
+
     table = Table(
         title=f"Backtest of company {result.company_id}: {result.cases} returns of {result.clients} clients",
         box=box.SIMPLE_HEAD,
@@ -793,17 +1031,41 @@ def warn_if_handover_pending(result: dict[str, Any], *, done: str) -> None:
         )
 
 
-@app.command("reply")
-@user_errors
+Phone = Annotated[str, typer.Option("--phone", metavar="PHONE", help="The client's phone, written any way.")]
+
+
+@contextmanager
+def phone_given(phone: str) -> Iterator[None]:
+    """An unusable --phone is the operator's own input: the error shows it as typed and names the option."""
+    from reactivation.core.phones import InvalidPhone
+
+    try:
+        yield
+    except InvalidPhone as exc:
+        raise typer.BadParameter(
+            f"{phone!r} is not a usable phone number: {exc.reason}", param_hint="'--phone'"
+        ) from None
+
+
+@app.command(
+    "reply",
+    epilog=needs(
+        'reactivation reply --company 962302 --phone "8 (900) 123-45-67" --text "Да, запишите"',
+        "DATABASE_URL and REDIS_URL (the AI admin's dialogs)",
+    ),
+)
 def reply_command(
-    company: Annotated[int, typer.Option("--company", help="Company id.")],
-    phone: Annotated[str, typer.Option("--phone", help="The client's phone, written any way.")],
-    text: Annotated[str, typer.Option("--text", help="What the client wrote.")],
+    company: Company,
+    phone: Phone,
+    text: Annotated[str, typer.Option("--text", metavar="TEXT", help="What the client wrote.")],
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
 ) -> None:
     """Handle a client's reply as the AI admin would: classify, record, and print the enriched prompt."""
+    from reactivation.replies.handler import handle_reply
+
     rt = runtime()
-    result = handle_reply(rt, company_id=company, phone=phone, text=text, now=datetime.now(UTC))
+    with phone_given(phone):
+        result = handle_reply(rt, company_id=company, phone=phone, text=text, now=datetime.now(UTC))
     warn_if_handover_pending(result, done="the reply is recorded")
     if output is OutputFormat.JSON:
         print_json(result)
@@ -820,17 +1082,25 @@ def reply_command(
         console.print(result["enriched_prompt"], markup=False, highlight=False)
 
 
-@app.command("booking")
-@user_errors
+@app.command(
+    "booking",
+    epilog=needs(
+        'reactivation booking --company 962302 --phone "+79001234567" --booking-id 5501',
+        "DATABASE_URL and REDIS_URL (the AI admin's dialogs)",
+    ),
+)
 def booking_command(
-    company: Annotated[int, typer.Option("--company", help="Company id.")],
-    phone: Annotated[str, typer.Option("--phone", help="The client's phone, written any way.")],
-    booking_id: Annotated[int, typer.Option("--booking-id", help="The booking system's booking id.")],
+    company: Company,
+    phone: Phone,
+    booking_id: Annotated[int, typer.Option("--booking-id", metavar="ID", help="The booking system's booking id.")],
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
 ) -> None:
     """Link a booking the AI admin made to the client's latest message, and clear the pending action."""
+    from reactivation.outcomes.attribution import mark_booking_created
+
     rt = runtime()
-    result = mark_booking_created(rt, company_id=company, phone=phone, booking_id=booking_id, now=datetime.now(UTC))
+    with phone_given(phone):
+        result = mark_booking_created(rt, company_id=company, phone=phone, booking_id=booking_id, now=datetime.now(UTC))
     warn_if_handover_pending(result, done="the booking is recorded")
     if output is OutputFormat.JSON:
         print_json(result)
@@ -842,15 +1112,22 @@ def booking_command(
 
 # --- Delivery: the status webhook receiver, the sweep ---------------------------------------------------------
 
-webhook_app = typer.Typer(help="The WhatsApp delivery-status webhook receiver.", no_args_is_help=True)
+webhook_app = CliTyper(cls=Group, help="The WhatsApp delivery-status webhook receiver.", no_args_is_help=True)
 app.add_typer(webhook_app, name="webhook")
 
 
-@webhook_app.command("serve")
-@user_errors
+@webhook_app.command(
+    "serve",
+    epilog=needs(
+        "reactivation webhook serve --host 0.0.0.0 --port 8080",
+        "DATABASE_URL, REDIS_URL, WHATSAPP_APP_SECRET, WHATSAPP_WEBHOOK_VERIFY_TOKEN, WHATSAPP_GATEWAY_WEBHOOK_TOKEN",
+    ),
+)
 def webhook_serve(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0 in a container).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8080,
+    host: Annotated[
+        str, typer.Option("--host", metavar="HOST", help="Address to listen on (0.0.0.0 in a container).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="PORT", min=1, max=65535, help="Port to listen on.")] = 8080,
 ) -> None:
     """Receive Meta's and the gateway's delivery statuses (delivered, read, failed) and apply them to the rows."""
     from reactivation.tools.webhook import serve
@@ -858,15 +1135,24 @@ def webhook_serve(
     serve(runtime(), host=host, port=port)
 
 
-@app.command("sweep")
-@user_errors
+@app.command(
+    "sweep",
+    epilog=needs(
+        "reactivation sweep --company 962302", "DATABASE_URL and REDIS_URL (the broker the resumed chains go to)"
+    ),
+)
 def sweep_command(
-    company: Annotated[int | None, typer.Option("--company", help="One company (default: every company).")] = None,
+    company: Annotated[
+        int | None, typer.Option("--company", metavar="ID", help="One company (default: every company).")
+    ] = None,
     at: Annotated[
-        str | None, typer.Option("--now", help="Sweep as of this instant, ISO 8601 with a zone (default: now).")
+        str | None,
+        typer.Option("--now", metavar="INSTANT", help="Sweep as of this instant, ISO 8601 with a zone (default: now)."),
     ] = None,
 ) -> None:
     """Resolve rows stuck in flight now: resend, resume, expire, hand over; prints what it did per company."""
+    from reactivation.storage.companies import company_ids, load_company
+
     rt = runtime()
     now = parse_instant(at) if at else datetime.now(UTC)
     with rt.session() as session:
@@ -876,7 +1162,7 @@ def sweep_command(
 
     configure(rt.settings)
     table = Table(title=f"sweep as of {now.isoformat(timespec='seconds')}")
-    columns = ("resent", "unknown", "expired", "resumed", "handover")
+    columns = ("resent", "unknown", "expired", "resumed", "handover", "handover_repeated")
     for column in ("company", *columns):
         table.add_column(column, justify="right")
     for company_id in companies:
@@ -898,11 +1184,6 @@ def parse_instant(value: str) -> datetime:
 
 def main() -> None:
     """Console-script entry point."""
-    try:
-        get_settings()
-    except SettingsError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        sys.exit(2)
     app()
 
 

@@ -17,39 +17,52 @@ from typing import NamedTuple
 
 from reactivation.storage.bookings import CANCELLED
 
-# (title as the booking system writes it, true rhythm in days, price in roubles)
-CATALOG: list[tuple[str, int, int]] = [
-    ("Стрижка мужская", 28, 1500),
-    ("Мужская стрижка машинкой", 21, 900),
-    ("Стрижка бороды", 21, 800),
-    ("Стрижка женская", 42, 2500),
-    ("Детская стрижка", 35, 1000),
-    ("Окрашивание волос", 50, 5000),
-    ("Окрашивание корней", 35, 3500),
-    ("Балаяж", 90, 9000),
-    ("Мелирование", 60, 6000),
-    ("Маникюр с покрытием гель-лак", 21, 2200),
-    ("Маникюр классический", 14, 1200),
-    ("Педикюр", 30, 2500),
-    ("Наращивание ресниц", 21, 2800),
-    ("Ламинирование ресниц", 42, 2500),
-    ("Коррекция бровей", 21, 800),
-    ("Чистка лица", 28, 3500),
-    ("Массаж лица", 14, 2000),
-    ("Эпиляция ног", 35, 2000),
-    ("Шугаринг бикини", 28, 2000),
-    ("Лазерная эпиляция подмышек", 42, 2500),
-    ("Кератиновое выпрямление", 120, 8000),
-    ("Укладка", 7, 1500),
-    ("Ботокс для волос", 45, 4500),
-    ("Пилинг", 21, 2500),
-    ("Королевское бритьё", 14, 1800),
-    ("Наращивание ногтей", 21, 3000),
+# Who a service is for: the client it fits. A child's service is booked by a parent, under the parent's name and
+# phone (the booking system's client is the adult who brings the child).
+ANYONE = "anyone"
+MEN = "men"
+WOMEN = "women"
+PARENTS = "parents"
+FATHERS = "fathers"
+
+# (title as the booking system writes it, true rhythm in days, price in roubles, who it is for)
+CATALOG: list[tuple[str, int, int, str]] = [
+    ("Стрижка мужская", 28, 1500, MEN),
+    ("Мужская стрижка машинкой", 21, 900, MEN),
+    ("Стрижка бороды", 21, 800, MEN),
+    ("Стрижка женская", 42, 2500, WOMEN),
+    ("Детская стрижка", 35, 1000, PARENTS),
+    ("Окрашивание волос", 50, 5000, WOMEN),
+    ("Окрашивание корней", 35, 3500, WOMEN),
+    ("Балаяж", 90, 9000, WOMEN),
+    ("Мелирование", 60, 6000, WOMEN),
+    ("Маникюр с покрытием гель-лак", 21, 2200, WOMEN),
+    ("Маникюр классический", 14, 1200, ANYONE),
+    ("Педикюр", 30, 2500, ANYONE),
+    ("Наращивание ресниц", 21, 2800, WOMEN),
+    ("Ламинирование ресниц", 42, 2500, WOMEN),
+    ("Коррекция бровей", 21, 800, WOMEN),
+    ("Чистка лица", 28, 3500, ANYONE),
+    ("Массаж лица", 14, 2000, ANYONE),
+    ("Эпиляция ног", 35, 2000, WOMEN),
+    ("Шугаринг бикини", 28, 2000, WOMEN),
+    ("Лазерная эпиляция подмышек", 42, 2500, WOMEN),
+    ("Кератиновое выпрямление", 120, 8000, WOMEN),
+    ("Укладка", 7, 1500, WOMEN),
+    ("Ботокс для волос", 45, 4500, WOMEN),
+    ("Пилинг", 21, 2500, ANYONE),
+    ("Королевское бритьё", 14, 1800, MEN),
+    ("Наращивание ногтей", 21, 3000, WOMEN),
     # No industry keyword matches these: they fall through to the salon's average or the universal 30 days.
-    ("SPA-программа «Релакс»", 30, 4000),
-    ("Камуфляж седины", 30, 1200),
-    ("Комплекс «Отец и сын»", 30, 2200),
+    ("SPA-программа «Релакс»", 30, 4000, ANYONE),
+    ("Камуфляж седины", 30, 1200, MEN),
+    ("Комплекс «Отец и сын»", 30, 2200, FATHERS),
 ]
+# Share of clients who bring a child (and may book the child's services).
+PARENT_SHARE = 0.2
+# Share of women among a salon's clients, and among a barbershop's (which offers no women's services).
+FEMALE_SHARE = 0.6
+BARBERSHOP_FEMALE_SHARE = 0.1
 
 FIRST_NAMES_F = [
     "Мария",
@@ -136,6 +149,19 @@ class SyntheticService:
     title: str
     rhythm_days: int
     price: int
+    audience: str = ANYONE
+
+    def fits(self, *, female: bool, parent: bool) -> bool:
+        """Whether a client of this gender (bringing a child or not) would book this service."""
+        if self.audience == MEN:
+            return not female
+        if self.audience == WOMEN:
+            return female
+        if self.audience == PARENTS:
+            return parent
+        if self.audience == FATHERS:
+            return parent and not female
+        return True
 
 
 @dataclass
@@ -144,6 +170,8 @@ class SyntheticClient:
     name: str | None
     phone: str | None
     archetype: str
+    female: bool = False
+    parent: bool = False  # brings a child, so books children's services too
     last_visit_date: date | None = None
     visit_count: int = 0
     last_services: list[dict[str, object]] = field(default_factory=list)
@@ -198,14 +226,18 @@ def generate_salon(
     if clients < 0:
         raise ValueError("clients must be zero or more")
     rng = random.Random(f"{seed}:{company_id}")
-    catalog = rng.sample(CATALOG, k=rng.randint(18, min(28, len(CATALOG))))
+    salon_name = name or rng.choice(SALON_NAMES)
+    barbershop = "барбершоп" in salon_name.lower()
+    offered = [entry for entry in CATALOG if not (barbershop and entry[3] == WOMEN)]
+    catalog = rng.sample(offered, k=rng.randint(min(18, len(offered)), min(28, len(offered))))
     service_base = 10_000 + (company_id % 1000) * 100
     services = [
-        SyntheticService(service_base + i, title, rhythm, price) for i, (title, rhythm, price) in enumerate(catalog)
+        SyntheticService(service_base + i, title, rhythm, price, audience)
+        for i, (title, rhythm, price, audience) in enumerate(catalog)
     ]
     plan = SalonPlan(
         company_id=company_id,
-        name=name or rng.choice(SALON_NAMES),
+        name=salon_name,
         timezone=timezone,
         settings=dict(settings or {}),
         services=services,
@@ -215,7 +247,16 @@ def generate_salon(
     )
     booking_ids = iter(range(company_id * 10_000_000 + 1, company_id * 10_000_000 + 9_999_999))
     for index in range(clients):
-        client, visits, bookings = _client(rng, company_id, index, services, today, history_days, booking_ids)
+        client, visits, bookings = _client(
+            rng,
+            company_id,
+            index,
+            services,
+            today,
+            history_days,
+            booking_ids,
+            female_share=BARBERSHOP_FEMALE_SHARE if barbershop else FEMALE_SHARE,
+        )
         plan.clients.append(client)
         plan.appointments.extend(visits)
         plan.bookings.extend(bookings)
@@ -230,16 +271,29 @@ def _client(
     today: date,
     history_days: int,
     booking_ids: Iterator[int],
+    *,
+    female_share: float,
 ) -> tuple[SyntheticClient, list[SyntheticAppointment], list[SyntheticBooking]]:
     client_id = company_id * 10_000_000 + index + 1
     archetype = _pick(rng, ARCHETYPES)
     phone = _phone(rng, index)
-    client = SyntheticClient(id=client_id, name=_name(rng, phone), phone=phone, archetype=archetype)
+    female = rng.random() < female_share
+    client = SyntheticClient(
+        id=client_id,
+        name=_name(rng, phone, female=female),
+        phone=phone,
+        archetype=archetype,
+        female=female,
+        parent=rng.random() < PARENT_SHARE,
+    )
     client.blacklisted = rng.random() < 0.02
     client.favorite_staff_ids = sorted(rng.sample(range(1, 13), k=rng.randint(0, 2)))
     client.preferred_time_slots = rng.sample(["morning", "afternoon", "evening"], k=rng.randint(0, 2))
 
-    favourites = rng.sample(services, k=1 if rng.random() < 0.75 else 2)
+    # Only the services this client would book: no королевское бритьё for a woman, no children's haircut for a
+    # client without a child.
+    fitting = [s for s in services if s.fits(female=client.female, parent=client.parent)] or services
+    favourites = rng.sample(fitting, k=1 if rng.random() < 0.75 or len(fitting) < 2 else 2)
     # Each client keeps their own pace around the service's rhythm.
     pace = rng.uniform(0.8, 1.25)
     start = today - timedelta(days=history_days)
@@ -266,7 +320,7 @@ def _client(
             spread = 0.08 if archetype in ("regular", "vip") else 0.45
             day = start + timedelta(days=rng.uniform(0, rhythm))
             while day <= stop:
-                combo = [service, rng.choice(services)] if rng.random() < 0.08 else [service]
+                combo = [service, rng.choice(fitting)] if rng.random() < 0.08 else [service]
                 visits.append(_visit(rng, client_id, combo, day, attended=rng.random() > 0.03))
                 gap = max(1.0, rng.gauss(rhythm, rhythm * spread))
                 day += timedelta(days=gap)
@@ -344,8 +398,7 @@ def _phone(rng: random.Random, index: int) -> str | None:
     return f"8-{digits[:3]}-{digits[3:6]}-{digits[6:8]}-{digits[8:]}"
 
 
-def _name(rng: random.Random, phone: str | None) -> str | None:
-    female = rng.random() < 0.6
+def _name(rng: random.Random, phone: str | None, *, female: bool) -> str | None:
     first = rng.choice(FIRST_NAMES_F if female else FIRST_NAMES_M)
     surname = rng.choice(SURNAMES) + ("а" if female else "")
     patronymic = rng.choice(PATRONYMICS_F if female else PATRONYMICS_M)

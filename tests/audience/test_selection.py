@@ -441,7 +441,9 @@ def test_sql_and_waterfall_agree_and_postgres_equals_sqlite(
 ) -> None:
     results = []
     for session in (db, sqlite_db):
-        plan = generate_salon(company_id=61, clients=600, seed=9, today=TODAY)
+        # Small enough that a few services have too few intervals for a salon median: their clients' intervals come
+        # from the industry standard, so that every level but the universal one answers for someone.
+        plan = generate_salon(company_id=61, clients=400, seed=9, today=TODAY)
         load_salon(session, plan)
         session.flush()
         calculate_averages(session, company_id=61, now=NOW)

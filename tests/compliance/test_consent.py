@@ -81,6 +81,32 @@ def test_bad_rows_are_reported_with_line_and_reason_and_the_rest_imported(db: Se
     assert [r.source for r in consents(db, company.id)] == ["salon", "салон, ресепшн"]
 
 
+def test_rows_may_leave_out_trailing_optional_columns(db: Session) -> None:
+    # Given a header with all five columns and rows that stop after the required ones, or after text_version
+    company = make_company(db)
+    csv_text = (
+        "phone,granted_at,source,text_version,channel\n"
+        "+79001112233,2025-06-01,salon\n"
+        "+79001112234,2025-06-01,salon,v2\n"
+        "+79001112235,2025-06-01,salon,v3,sms\n"
+        "+79001112236,2025-06-01\n"  # a required column left out
+        "+79001112237,2025-06-01,salon,v3,sms,extra\n"  # more columns than the header
+    )
+    report = import_consents(db, company_id=company.id, rows=lines(csv_text), now=NOW)
+    # Then the short rows are imported with the defaults, and only a row without a required column (or with too
+    # many) is a problem
+    assert report.imported == 3
+    reasons = {p.line: p.reason for p in report.problems}
+    assert set(reasons) == {5, 6}
+    assert "expected 3 to 5 columns, got 2" in reasons[5] and "got 6" in reasons[6]
+    rows = {(r.phone, r.text_version, r.channel) for r in consents(db, company.id)}
+    assert rows == {
+        ("+79001112233", None, "whatsapp"),
+        ("+79001112234", "v2", "whatsapp"),
+        ("+79001112235", "v3", "sms"),
+    }
+
+
 def test_a_file_without_the_required_columns_is_refused_whole(db: Session) -> None:
     company = make_company(db)
     with pytest.raises(ValueError, match="lacks granted_at, source"):

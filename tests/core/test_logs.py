@@ -25,3 +25,22 @@ def test_secrets_are_hidden() -> None:
 @pytest.mark.parametrize("text", ["2026-11-23 10:40:48", "run 2026-11-23", "ids 123 456", "took 1234567 us"])
 def test_dates_and_short_numbers_are_left_alone(text: str) -> None:
     assert scrub(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Task reactivation.send_message[3f2c1a9e-1234-5678-9012-345678901234] retry",
+        "id 550e8400-e29b-41d4-a716-446655440000",
+        "Task reactivation.select_interval[0b6a2b61-7c4e-4d49-8a7a-120043219876] received",
+    ],
+)
+def test_task_ids_and_other_ids_are_left_alone(text: str) -> None:
+    assert scrub(text) == text
+
+
+def test_a_phone_masked_by_the_caller_is_not_masked_again() -> None:
+    # Given a field the caller masked already (pipeline: "message sent", phone=mask_phone(...))
+    line = _format("message sent", phone="+7********67")
+    # Then the log shows it as the README says, not as "***"
+    assert "phone=+7********67" in line

@@ -114,11 +114,11 @@ def test_every_message_is_valid_and_good_answers_are_used(
     if generator == "gemini":
         assert message.fallback_reason is None
         assert message.model == "gemini-3.8-flash"
-        assert message.variant == "offer.gemini.v1"
+        assert message.variant == "offer.gemini.v2"
     else:
         assert message.fallback_reason is not None and message.fallback_reason.startswith(reason or "")
         assert message.model is None
-        assert message.variant == f"offer.{variant_number(7, Step.OFFER)}"
+        assert message.variant == f"offer.{variant_number(7, Step.OFFER)}.due"
         assert message.attempts >= 1
 
 
@@ -256,3 +256,27 @@ def test_settings_for_the_fake_keep_other_settings(fake: FakeGemini, settings: S
     assert derived.redis_key_prefix == settings.redis_key_prefix
     assert derived.gemini_base_url == fake.base_url
     assert load_settings(_env_file=None).gemini_base_url is None
+
+
+def test_a_contacts_absence_and_interval_choose_the_wording() -> None:
+    # Given a claimed row of a weekly styling client ten days after the visit, and one of a monthly client after 63
+    from types import SimpleNamespace
+
+    from reactivation.storage.companies import CompanyConfig
+
+    company = CompanyConfig(id=1, name=SALON, tz=dt.UTC, country="RU", enabled=True, settings=None)  # type: ignore[arg-type]
+    due = SimpleNamespace(
+        client_id=7,
+        step=1,
+        last_service_name="Укладка",
+        last_visit_date=dt.date(2026, 1, 15),
+        inactive_days=10,
+        interval_days=7,
+    )
+    lapsed = SimpleNamespace(**{**vars(due), "step": 2, "inactive_days": 63, "interval_days": 30})
+    # When their messages are composed from the templates
+    first = template_message(MessageRequest.for_contact(company, due, client_name="Мария"))  # type: ignore[arg-type]
+    second = template_message(MessageRequest.for_contact(company, lapsed, client_name="Мария"))  # type: ignore[arg-type]
+    # Then the first is told it is time again, and the second's variant is the one for a long absence
+    assert first.variant.endswith(".due") and "давно" not in first.text.lower()
+    assert second.variant.endswith(".long")

@@ -79,7 +79,7 @@ def test_an_unknown_case_is_a_programming_error() -> None:
         decline_title("Стрижка", "vocative")
 
 
-@pytest.mark.parametrize("title", [title for title, _, _ in CATALOG] + INDUSTRY_NAMES)
+@pytest.mark.parametrize("title", [title for title, *_ in CATALOG] + INDUSTRY_NAMES)
 def test_every_catalog_and_industry_title_declines_in_lower_case(title: str) -> None:
     # given the synthetic catalog's titles and the seeded industry names / when
     declined = decline_title(title, "accs")

@@ -78,6 +78,19 @@ def test_a_huge_reply_is_cut() -> None:
     assert reply.endswith("…")
 
 
+@pytest.mark.parametrize(
+    ("title", "phrase"),
+    [
+        ("Укладка", "записаться на укладку."),
+        ("Стрижка мужская", "записаться на мужскую стрижку."),
+        ("Подстричь кончики", "записаться на услугу «Подстричь кончики»."),
+    ],
+)
+def test_the_neutral_prompt_declines_the_service_as_the_messages_do(title: str, phrase: str) -> None:
+    prompt = build_enriched_prompt({"suggestedService": {"id": 1, "name": title}}, "А сколько стоит?", "neutral")
+    assert phrase in prompt
+
+
 def test_missing_or_odd_context_still_makes_a_prompt() -> None:
     # given an almost empty pending action in snake_case, as another writer might leave it
     pending = {
@@ -89,7 +102,7 @@ def test_missing_or_odd_context_still_makes_a_prompt() -> None:
     assert "- Клиент не был 21 день (последний визит: неизвестно)" in prompt
     assert "- Последняя услуга: Маникюр" in prompt
     assert "- Время отправки: 02.01.2025 09:00 UTC" in prompt
-    assert "хочет ли клиент записаться на «Маникюр»" in prompt
+    assert "хочет ли клиент записаться на маникюр." in prompt
     # and with nothing at all the service is not invented
     bare = build_enriched_prompt({}, "Да", ReplyLabel.POSITIVE)
     assert "- Клиент давно не был" in bare

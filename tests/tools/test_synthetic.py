@@ -10,7 +10,16 @@ from reactivation.core.settings import get_settings
 from reactivation.storage.models import AppointmentCache, Booking, Client, Company, OptOut, Service
 from reactivation.tools import cli
 from reactivation.tools.bulk import NotDemoData, load_salon
-from reactivation.tools.synthetic import generate_salon
+from reactivation.tools.synthetic import (
+    ANYONE,
+    FATHERS,
+    FIRST_NAMES_F,
+    FIRST_NAMES_M,
+    MEN,
+    PARENTS,
+    WOMEN,
+    generate_salon,
+)
 from tests.factories import make_client, make_company
 
 TODAY = date(2026, 11, 23)
@@ -52,6 +61,39 @@ def test_salon_is_realistic() -> None:
     )
     assert regular.last_visit_date == last.appointment_datetime.date()
     assert regular.last_services[0]["id"] in last.service_ids
+
+
+def test_each_client_books_only_the_services_that_fit_them() -> None:
+    # Given a large synthetic salon
+    plan = generate_salon(company_id=962302, clients=3000, seed=1, today=TODAY)
+    services = {s.yclients_id: s for s in plan.services}
+    booked: dict[int, set[str]] = {}
+    for visit in plan.appointments:
+        booked.setdefault(visit.client_id, set()).update(services[sid].audience for sid in visit.service_ids)
+    clients = {c.id: c for c in plan.clients}
+    # Then no woman has a men's service (королевское бритьё, «Отец и сын») and no man a women's one
+    for client_id, audiences in booked.items():
+        client = clients[client_id]
+        if client.female:
+            assert not audiences & {MEN, FATHERS}, (client.name, audiences)
+        else:
+            assert WOMEN not in audiences, (client.name, audiences)
+        # and only a client who brings a child books a children's service
+        if not client.parent:
+            assert not audiences & {PARENTS, FATHERS}, (client.name, audiences)
+    # And the names follow the gender: a woman's first name for a female client
+    women = [c for c in plan.clients if c.female and c.name in FIRST_NAMES_F]
+    men = [c for c in plan.clients if not c.female and c.name in FIRST_NAMES_M]
+    assert women and men
+    assert not any(c.name in FIRST_NAMES_M for c in plan.clients if c.female)
+    # and every kind of service still finds its clients
+    assert {MEN, WOMEN, ANYONE} <= set().union(*booked.values())
+
+
+def test_a_barbershop_offers_no_womens_services_and_has_few_women_clients() -> None:
+    plan = generate_salon(company_id=5, clients=1000, seed=1, today=TODAY, name="Барбершоп «Борода»")
+    assert plan.services and not any(s.audience == WOMEN for s in plan.services)
+    assert 0.05 < sum(c.female for c in plan.clients) / len(plan.clients) < 0.15
 
 
 def test_loads_on_postgres(db: Session) -> None:

@@ -280,13 +280,21 @@ def test_new_visits_recompute_only_the_clients_seen_from_the_first_new_day(sessi
     after_incremental = (service_rows(session, 52), personal_rows(session, 52), interval_counts(session, 52))
     full = calculate_averages(session, company_id=52, now=NOW, full=True)
 
-    # Then only the clients with rows from that day on were recomputed, far fewer than were seen in the last weeks
+    # Then only the clients with rows from the first day the last run did not see on were recomputed (the day
+    # after that run, as the new visits came later), and those whose oldest visit left the 12-month window during
+    # the week: far fewer than were seen in the last weeks
     moscow = ZoneInfo("Europe/Moscow")
     from_first_day = _clients_with_rows(
-        session, 52, since=_local_midnight(first_new, moscow), until=NOW + timedelta(days=1)
+        session, 52, since=_local_midnight(week_ago, moscow, days_before=-1), until=NOW + timedelta(days=1)
+    )
+    leaving = _clients_with_rows(
+        session,
+        52,
+        since=_local_midnight(week_ago, moscow, days_before=PERSONAL_WINDOW_DAYS),
+        until=_local_midnight(NOW, moscow, days_before=PERSONAL_WINDOW_DAYS),
     )
     assert incremental.clients_recomputed is not None
-    assert len({client_id for client_id, _ in rows}) <= incremental.clients_recomputed <= len(from_first_day) + 5
+    assert len({client_id for client_id, _ in rows}) <= incremental.clients_recomputed <= len(from_first_day | leaving)
     assert incremental.clients_recomputed < len(recent)
     # and the numbers are those of a full run
     assert (service_rows(session, 52), personal_rows(session, 52), interval_counts(session, 52)) == after_incremental
