@@ -16,10 +16,8 @@ from datetime import date, datetime, timedelta
 from sqlalchemy.orm import Session
 
 from reactivation.replies.labels import Classification, ReplyLabel, ReplyReason
-from reactivation.replies.times import until
 from reactivation.storage import holds
 from reactivation.storage.models import ReactivationHistory
-from reactivation.timing.sendwindow import UnknownCountry
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +31,6 @@ class Followup:
 
     stops: bool  # the flow of the lapse is over
     snoozed_until: date | None = None  # the lapse is due again, at the same step, on this date
-
-
-def named_until(classification: Classification, *, on: date, country: str) -> date | None:
-    """The date a not_now reply names, relative to its local date `on`; None when it names none."""
-    if classification.when is None:
-        return None
-    try:
-        return until(classification.when, on=on, country=country)
-    except UnknownCountry:
-        # The company's country has no holiday calendar: "после праздников" falls back to the default snooze.
-        log.warning("no holiday calendar for a named time", extra={"country": country})
-        return None
 
 
 def follow(

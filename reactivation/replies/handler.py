@@ -35,7 +35,8 @@ from reactivation.handover.from_history import handover_context
 from reactivation.handover.pending import hand_over_owed
 from reactivation.replies.admin_prompt import build_enriched_prompt
 from reactivation.replies.classify import Classification, EmptyReply, ReplyLabel, explain
-from reactivation.replies.followup import Followup, follow, named_until
+from reactivation.replies.followup import Followup, follow
+from reactivation.replies.times import named_until
 from reactivation.storage import history
 from reactivation.storage.companies import CompanyConfig, load_company
 from reactivation.storage.db import after_commit

@@ -11,12 +11,15 @@ run into one).
 
 from __future__ import annotations
 
+import logging
 from datetime import date, timedelta
 
-from reactivation.replies.labels import NamedTime
+from reactivation.replies.labels import Classification, NamedTime
 from reactivation.replies.lexicon import ABLE, MONTHS, SEASONS
 from reactivation.replies.normalization import Clause, Token
-from reactivation.timing.sendwindow import holiday_name
+from reactivation.timing.holidays import UnknownCountry, holiday_name
+
+log = logging.getLogger(__name__)
 
 # The first month of each season; the season after each one, for "на всё лето" (away for the whole summer).
 _SEASON_START = {NamedTime.SPRING: 3, NamedTime.SUMMER: 6, NamedTime.AUTUMN: 9, NamedTime.WINTER: 12}
@@ -167,3 +170,15 @@ def named_time(clauses: list[Clause]) -> NamedTime | None:
             if when is not None:
                 found = when
     return found
+
+
+def named_until(classification: Classification, *, on: date, country: str) -> date | None:
+    """The date a not_now reply names, relative to its local date `on`; None when it names none."""
+    if classification.when is None:
+        return None
+    try:
+        return until(classification.when, on=on, country=country)
+    except UnknownCountry:
+        # The company's country has no holiday calendar: "после праздников" falls back to the default snooze.
+        log.warning("no holiday calendar for a named time", extra={"country": country})
+        return None

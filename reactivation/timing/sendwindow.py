@@ -16,26 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from functools import lru_cache
 from zoneinfo import ZoneInfo
-
-import holidays
 
 from reactivation.storage.companies import CompanyConfig
 from reactivation.storage.company_settings import CompanyConfigError
+from reactivation.timing.holidays import UnknownCountry, check_country, holidays_of
 
 # Longer than any run of consecutive public holidays in any calendar; bounds the search for the next window.
 _MAX_DAYS_AHEAD = 366
 # A window ending at this wall-clock time runs to midnight.
 _END_OF_DAY = time(23, 59)
-
-
-class UnknownCountry(ValueError):
-    """The country code has no holiday calendar in the `holidays` library."""
-
-    def __init__(self, country: str) -> None:
-        super().__init__(f"unknown country code {country!r}: no public-holiday calendar (expected e.g. 'RU', 'KZ')")
-        self.country = country
 
 
 class Closed(StrEnum):
@@ -64,7 +54,7 @@ class SendWindow:
         country = (self.country or "").strip().upper()
         object.__setattr__(self, "country", country)
         if self.skip_holidays:
-            _check_country(country)
+            check_country(country)
 
     @classmethod
     def for_company(cls, company: CompanyConfig) -> SendWindow:
@@ -81,18 +71,11 @@ class SendWindow:
             raise CompanyConfigError(company.id, str(exc)) from None
 
 
-def holiday_name(day: date, country: str) -> str | None:
-    """The name of the public holiday of `country` on `day`, or None; UnknownCountry for a bad code."""
-    code = (country or "").strip().upper()
-    _check_country(code)
-    return _holidays(code, day.year).get(day)
-
-
 def closed_reason(now: datetime, window: SendWindow) -> Closed | None:
     """None when a message may go out at `now`; otherwise why not."""
     local = _local(now, window)
     day = local.date()
-    if window.skip_holidays and _holidays(window.country, day.year).get(day) is not None:
+    if window.skip_holidays and holidays_of(window.country, day.year).get(day) is not None:
         return Closed.HOLIDAY
     opens, closes = _day_window(day, window)
     instant = local.astimezone(UTC)
@@ -121,7 +104,7 @@ def next_send_time(now: datetime, window: SendWindow) -> datetime:
     today = now_utc.astimezone(window.tz).date()
     for offset in range(_MAX_DAYS_AHEAD):
         day = today + timedelta(days=offset)
-        if window.skip_holidays and _holidays(window.country, day.year).get(day) is not None:
+        if window.skip_holidays and holidays_of(window.country, day.year).get(day) is not None:
             continue
         opens, closes = _day_window(day, window)
         candidate = max(opens, now_utc)
@@ -167,19 +150,3 @@ def _first_instant(day: date, wall: time, tz: ZoneInfo) -> datetime:
             low = middle
     # Transitions fall on whole seconds, and the bisection leaves exactly one of them in (low, high].
     return high.replace(microsecond=0)
-
-
-@lru_cache(maxsize=64)
-def _check_country(country: str) -> None:
-    if not country:
-        raise UnknownCountry(country)
-    try:
-        holidays.country_holidays(country, years=2000)
-    except NotImplementedError:
-        raise UnknownCountry(country) from None
-
-
-@lru_cache(maxsize=256)
-def _holidays(country: str, year: int) -> dict[date, str]:
-    """One country's public holidays for one year (built once; the library's objects grow as they are read)."""
-    return dict(holidays.country_holidays(country, years=year))

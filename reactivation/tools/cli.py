@@ -588,7 +588,7 @@ def classify_command(
     ] = "RU",
 ) -> None:
     """Label client replies (positive, negative, neutral, opt_out) with a reason and, for not_now, the date named."""
-    from reactivation.timing.sendwindow import holiday_name
+    from reactivation.timing.holidays import holiday_name
 
     if texts and file is not None:
         raise ValueError("give replies as arguments or with --file, not both")
@@ -620,7 +620,7 @@ def classify_command(
 def classified(reply: str, *, on: date, country: str) -> dict[str, Any]:
     """A reply's label, reason and named date (relative to its local date `on`), JSON-ready."""
     from reactivation.replies.classify import explain_reply
-    from reactivation.replies.followup import named_until
+    from reactivation.replies.times import named_until
 
     classification = explain_reply(reply)
     named = named_until(classification, on=on, country=country)

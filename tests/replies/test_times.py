@@ -9,7 +9,7 @@ import pytest
 from reactivation.replies.classify import explain_reply
 from reactivation.replies.labels import NamedTime
 from reactivation.replies.times import after_next_holidays, until
-from reactivation.timing.sendwindow import UnknownCountry
+from reactivation.timing.holidays import UnknownCountry
 
 T = NamedTime
 

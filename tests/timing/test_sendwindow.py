@@ -12,15 +12,8 @@ from hypothesis import strategies as st
 
 from reactivation.storage.companies import CompanyConfig
 from reactivation.storage.company_settings import CompanyConfigError, CompanySettings
-from reactivation.timing.sendwindow import (
-    Closed,
-    SendWindow,
-    UnknownCountry,
-    closed_reason,
-    holiday_name,
-    is_send_allowed,
-    next_send_time,
-)
+from reactivation.timing.holidays import UnknownCountry, holiday_name
+from reactivation.timing.sendwindow import Closed, SendWindow, closed_reason, is_send_allowed, next_send_time
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 VLADIVOSTOK = ZoneInfo("Asia/Vladivostok")
