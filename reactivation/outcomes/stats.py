@@ -28,6 +28,7 @@ from reactivation.core.instants import as_aware, local_midnight
 from reactivation.core.vocabulary import Status, Step
 from reactivation.outcomes.attribution import contact_time
 from reactivation.storage.companies import load_company
+from reactivation.storage.gemini_usage import usage_summary
 from reactivation.storage.models import ReactivationHistory
 
 CONFIDENCE = 0.95
@@ -268,7 +269,8 @@ def _holdout(session: Session, company_id: int, start: datetime | None, end: dat
 
 
 def campaign_stats(session: Session, *, company_id: int, since: date | None, until: date | None) -> dict[str, Any]:
-    """The funnel in total and by step, source, generator and variant, and the hold-out comparison (or None).
+    """The funnel in total and by step, source, generator and variant, the hold-out comparison (or None), and
+    Gemini's usage.
 
     `since` and `until` are the company's local dates, both included; None leaves that end open.
     """
@@ -279,4 +281,6 @@ def campaign_stats(session: Session, *, company_id: int, since: date | None, unt
         "until": until.isoformat() if until else None,
         **_funnels(session, company_id, start, end),
         "holdout": _holdout(session, company_id, start, end),
+        # Requests, tokens and tokens per message Gemini spent on this company's messages in the period.
+        "gemini": usage_summary(session, company_id=company_id, start=start, end=end).as_dict(),
     }

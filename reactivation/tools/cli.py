@@ -28,6 +28,7 @@ from reactivation.core.logs import configure_logging
 from reactivation.core.phones import InvalidPhone
 from reactivation.core.settings import SettingsError, get_settings
 from reactivation.flow.campaign import run_status
+from reactivation.flow.gemini_report import describe, gemini_report
 from reactivation.messaging.composing import NO_KEY
 from reactivation.outcomes.attribution import attribute_bookings, mark_booking_created
 from reactivation.outcomes.stats import campaign_stats
@@ -308,6 +309,14 @@ def print_status(rt: Runtime, *, company_id: int, run_date: date, dry_run: bool 
     if not rows:
         table.add_row("no rows", "", "0")
     console.print(table)
+    print_gemini_status(rt, company_id=company_id, run_date=run_date)
+
+
+def print_gemini_status(rt: Runtime, *, company_id: int, run_date: date) -> None:
+    """Gemini's part in the run: requests, tokens, tokens per message, rows waiting, pauses and the breaker."""
+    report = gemini_report(rt, company_id=company_id, run_date=run_date, now=datetime.now(UTC))
+    for line in describe(report):
+        console.print(line, markup=False, highlight=False)
 
 
 # --- Replies, attribution, stats and consent ------------------------------------------------------------------
@@ -468,6 +477,21 @@ def holdout_summary(holdout: dict[str, Any] | None) -> str:
     )
 
 
+def gemini_usage_line(usage: dict[str, Any]) -> str:
+    """Gemini's requests and tokens in the period, in one line."""
+    if not usage["requests"]:
+        return "Gemini: no requests in this period."
+    per_message = usage["tokens_per_message"]
+    thinking = usage["thinking_tokens_per_message"]
+    return (
+        f"Gemini: {usage['requests']} request(s) ({usage['request_share']:g} by this salon's share of the batches), "
+        f"{usage['messages']} message(s) written, {usage['tokens']:,} tokens: {usage['prompt_tokens']:,} prompt, "
+        f"{usage['output_tokens']:,} output, {usage['thinking_tokens']:,} thinking"
+        + (f"; {per_message:g} per message ({thinking:g} thinking)" if per_message is not None else "")
+        + "."
+    )
+
+
 @app.command()
 @user_errors
 def stats(
@@ -486,6 +510,7 @@ def stats(
     console.print(stats_table(result))
     console.print(replies_summary(result["total"]))
     console.print(holdout_summary(result["holdout"]))
+    console.print(gemini_usage_line(result["gemini"]), markup=False, highlight=False)
 
 
 consent_app = typer.Typer(help="The consent ledger (38-FZ art. 18).", no_args_is_help=True)
@@ -607,7 +632,9 @@ def preview_command(
     if messages:
         if rt.gemini_writer is not None and due:
             err_console.print(f"writing {len(due)} message(s) with Gemini, within GEMINI_RATE_LIMIT …")
-        rows = with_messages(config, due, writer=rt.gemini_writer, limiter=rt.gemini_limiter)
+        rows = with_messages(
+            config, due, writer=rt.batch_writer, batch_size=rt.settings.gemini_batch_size, now=datetime.now(UTC)
+        )
     else:
         rows = [preview_row(d) for d in due]
     if output is PreviewFormat.JSON:
