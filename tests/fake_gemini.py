@@ -300,17 +300,21 @@ def good_message(prompt: str) -> str:
 
 
 def _bad_item(mode: str, item: Item, items: list[Item]) -> str | None:
-    """The text of a bad item (None: left out of the answer)."""
+    """The text of a bad item (None: left out of the answer). Each is valid but for its one defect."""
     name = item.name or "Мария"
     other = next((i.name for i in items if i.name and i.name != item.name), "Светлана")
+    discount = _DISCOUNTS.get(item.message_type, 0)
+    offer = f" Для вас скидка {discount}%." if discount else ""
     return {
-        "too_long": f"{name}, " + "очень " * 60 + "ждём вас снова. Записать вас?",
+        "too_long": f"{name}, " + "очень " * 60 + f"ждём вас снова.{offer} Записать вас?",
         "english": f"{name}, we would love to see you again soon. Shall we book you in?",
-        "placeholder": f"{name}, [название салона] ждёт вас снова! Записать вас?",
+        "placeholder": f"{name}, [название салона] ждёт вас снова!{offer} Записать вас?",
         "empty": "",
-        "duplicate": good_item(0, item.name, items[0].message_type if items else item.message_type),
+        # the wording the first item of a fresh fake gets (a good first item of the same type: the same text, names
+        # aside)
+        "duplicate": good_item(0, item.name, item.message_type),
         "missing": None,
-        "other_name": f"{name}, здравствуйте! {other} тоже давно у нас не была. Записать вас?",
+        "other_name": f"{name}, здравствуйте! {other} тоже давно у нас не была.{offer} Записать вас?",
     }[mode]
 
 
