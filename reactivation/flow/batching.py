@@ -23,6 +23,7 @@ and wakes the batching task).
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -138,6 +139,7 @@ def write_batch(
     its own (so that another batch can start meanwhile); `on_written(session, pairs)` inside the transaction that
     wrote the messages (to continue their chains once it commits)."""
     settings = rt.settings
+    started = time.monotonic()
     with rt.session() as session:
         backlog = gemini_queue.backlog(session, now=now)
     if backlog.free == 0:
@@ -160,8 +162,10 @@ def write_batch(
         on_leased()
     if not rows:
         return BatchRun("taken by another batch")
+    # The writer's clock starts now, not at the task's start: a per-minute block is measured from the answer.
+    asked_at = now + timedelta(seconds=time.monotonic() - started)
     composition = compose_messages(
-        [row.request for row in rows], writer=rt.batch_writer, now=now, slot_taken=True, can_requeue=True
+        [row.request for row in rows], writer=rt.batch_writer, now=asked_at, slot_taken=True, can_requeue=True
     )
     result = _store(rt, rows, composition, now=now, token=token, on_written=on_written)
     if result.requeued:

@@ -264,7 +264,6 @@ class BatchWriter:
     def _send(self, run: _Run, positions: list[int], prompt: str) -> Answer:
         """One HTTP request, recorded; quota, breaker and permanent errors become `_Stop`s, transient ones re-raise."""
         timeout = min(self.writer.timeout_seconds, max(run.deadline - self._clock(), 0.001))
-        now = self._now(run)
         try:
             answer = self.writer.request(
                 prompt,
@@ -274,10 +273,11 @@ class BatchWriter:
             )
         except QuotaExceeded as exc:
             self._record(run, positions, exc.kind)
-            raise self._quota(run, exc, now) from None
+            # From the answer's arrival: the delay Google asks for starts when it says so.
+            raise self._quota(run, exc, self._now(run)) from None
         except GeminiRefused as exc:
             self._record(run, positions, exc.kind)
-            self.gate.open_breaker(now, exc.cause, detail=str(exc))
+            self.gate.open_breaker(self._now(run), exc.cause, detail=str(exc))
             raise _Stop(Fallback(exc.cause.reason)) from None
         except PermanentError as exc:
             self._record(run, positions, exc.kind)

@@ -171,7 +171,10 @@ class GeminiGate:
         [current] = self._values("block")
         if current is None or float(current) < until.timestamp():
             self._redis.set(self._key("block"), repr(until.timestamp()), px=_ms(until - now + _KEEP))
-        log.warning("gemini blocked for every worker", extra={"why": why, "seconds": round(seconds, 2)})
+        log.warning(
+            "gemini blocked for every worker",
+            extra={"why": why, "seconds": round(seconds, 2), "until": until.isoformat()},
+        )
 
     def back_off(self, now: datetime) -> float:
         """An unknown 429: block every worker for 2, 4, 8 ... seconds (consecutive ones), at most 5 minutes."""
