@@ -11,7 +11,7 @@ from rich.table import Table
 from bench.common import Figure
 
 # Each module exposes run() -> list[Figure].
-ALL = ["seeding", "limiter", "replies", "attribution", "selection", "averages", "pipeline"]
+ALL = ["seeding", "limiter", "replies", "attribution", "selection", "averages", "pipeline", "gemini"]
 
 
 def main(argv: list[str]) -> None:

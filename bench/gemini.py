@@ -1,0 +1,239 @@
+"""A network day with Gemini: 20 salons × 100 due clients, real Celery workers, the fake Gemini server at
+GEMINI_RATE_LIMIT 15/6 (Gemini's 15 a minute, ten times faster), batched and, beside it, one request per client.
+
+Each run has a scratch Redis key prefix and its own companies in one scratch PostgreSQL database, two worker
+processes for the default and whatsapp queues and two for the gemini queue (started as tests/workers.py starts them),
+and the fake gateway as a subprocess. Beat's tick is played by sending the 20 `reactivation.run_campaign` tasks at once.
+A run is timed from that dispatch to the moment the last of its 2,000 rows is `sent`.
+
+Figures per run: the share of messages Gemini wrote, its requests, the wall time against the floor (messages ÷ batch
+size ÷ rate: what the limiter alone allows), the limiter checks per request (the gate's counters in Redis), and how
+much later than the average salon's the last salon's last message left. Beside them, the same day from templates
+(no key): the pipeline's own pace on this machine, which no Gemini setting can beat. Tokens per message are what the
+fake reports (tests/fake_gemini.py: its thinking model, not Google's).
+
+    BENCH_GEMINI_RUNS=3 BENCH_GEMINI_SIZES=20,1 .venv/bin/python -m bench gemini
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import redis
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from bench.common import REDIS_URL, Figure, bench_database
+from bench.pipeline import _drop_prefix as drop_prefix
+from bench.pipeline import shortest_span
+from reactivation.core.settings import RateLimit
+from reactivation.core.vocabulary import Status
+from reactivation.storage.db import make_engine
+from reactivation.storage.models import GeminiRequest, ReactivationHistory
+from tests.fake_gateway import FakeGatewayProcess
+from tests.fake_gemini import TEST_API_KEY, FakeGemini
+from tests.salon import build_salon
+from tests.workers import control_app, processes, wait_for_workers, wait_until, worker_env
+
+COMPANIES = int(os.environ.get("BENCH_GEMINI_COMPANIES", "20"))
+CLIENTS = int(os.environ.get("BENCH_GEMINI_CLIENTS", "100"))
+RUNS = int(os.environ.get("BENCH_GEMINI_RUNS", "1"))
+SIZES = [int(size) for size in os.environ.get("BENCH_GEMINI_SIZES", "20,1").split(",")]
+RATE = RateLimit(15, 6)
+MOSCOW = ZoneInfo("Europe/Moscow")
+# A day that does not finish within this is a failure, not a figure (one request per client needs 800 s).
+TIMEOUT = 2400.0
+
+
+@dataclass(frozen=True)
+class Day:
+    """One network day's figures."""
+
+    batch_size: int | None  # None: templates, no key
+    messages: int
+    seconds: float
+    by_gemini: int
+    requests: int
+    checks: int
+    gate_requests: int
+    last_by_company: list[float]  # seconds from the dispatch to each salon's last message
+    tokens: int
+    thinking_tokens: int
+    tightest: float | None  # the shortest span holding RATE.calls + 1 requests
+
+    @property
+    def floor(self) -> float:
+        """messages ÷ batch size ÷ rate: the limiter's own bound."""
+        return self.messages / (self.batch_size or 1) / (RATE.calls / RATE.seconds)
+
+    @property
+    def fairness(self) -> float:
+        """The last salon's last message over the average salon's last message."""
+        return max(self.last_by_company) / statistics.mean(self.last_by_company)
+
+
+def _counts(engine: Engine, companies: list[int]) -> tuple[int, int]:
+    h = ReactivationHistory
+    with Session(engine) as session:
+        sent = session.scalar(select(func.count()).where(h.company_id.in_(companies), h.status == Status.SENT))
+        gemini = session.scalar(select(func.count()).where(h.company_id.in_(companies), h.generator == "gemini"))
+    return int(sent or 0), int(gemini or 0)
+
+
+def _last_messages(engine: Engine, companies: list[int], dispatched: datetime) -> list[float]:
+    h = ReactivationHistory
+    with Session(engine) as session:
+        last = session.execute(
+            select(h.company_id, func.max(h.message_sent_at)).where(h.company_id.in_(companies)).group_by(h.company_id)
+        ).all()
+    return [(moment - dispatched).total_seconds() for _, moment in last if moment is not None]
+
+
+def _tokens(engine: Engine, companies: list[int]) -> tuple[int, int]:
+    g = GeminiRequest
+    with Session(engine) as session:
+        total, thinking = session.execute(
+            select(func.sum(g.prompt_tokens + g.output_tokens + g.thinking_tokens), func.sum(g.thinking_tokens)).where(
+                g.company_id.in_(companies)
+            )
+        ).one()
+    return int(total or 0), int(thinking or 0)
+
+
+def _gate_counters(prefix: str) -> tuple[int, int]:
+    """The gate's limiter checks and requests let through, summed over the Pacific days the run touched."""
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        totals = []
+        for name in ("checks", "requests"):
+            keys = [str(key) for key in client.scan_iter(match=f"{prefix}gemini:{name}:*", count=1000)]
+            values = [client.get(key) for key in keys]
+            totals.append(sum(int(str(value)) for value in values if value is not None))
+        return totals[0], totals[1]
+    finally:
+        client.close()
+
+
+def network_day(
+    url: str, *, first_company: int, batch_size: int | None, gateway_url: str, gemini: FakeGemini | None, logs: Path
+) -> Day:
+    """Build COMPANIES salons of CLIENTS due clients, start the workers, dispatch every campaign, wait for all sent."""
+    engine = make_engine(url)
+    today = datetime.now(MOSCOW).date()
+    companies = [first_company + index for index in range(COMPANIES)]
+    for company_id in companies:
+        settings: dict[str, object] = {"daily_limit": CLIENTS, "holdout_percent": 0}
+        build_salon(engine, due=CLIENTS, company_id=company_id, today=today, settings=settings, extras=False)
+    prefix = f"bench:gemini:{uuid.uuid4().hex[:8]}:"
+    extra = {"GEMINI_RATE_LIMIT": str(RATE), "WHATSAPP_RATE_LIMIT": "1000/1"}
+    if gemini is not None and batch_size is not None:
+        gemini.requests.clear()
+        extra |= {"GEMINI_API_KEY": TEST_API_KEY, "GEMINI_BASE_URL": gemini.base_url}
+        extra |= {"GEMINI_BATCH_SIZE": str(batch_size), "GEMINI_MAX_OUTPUT_TOKENS": str(max(8192, batch_size * 200))}
+    environment = worker_env(url, redis_url=REDIS_URL, prefix=prefix, gateway_url=gateway_url, **extra)
+    control = control_app(REDIS_URL, prefix)
+    expected = COMPANIES * CLIENTS
+    try:
+        with processes(environment, logs) as procs:
+            names = [f"day{first_company}a", f"day{first_company}g"]
+            procs.worker(names[0], queues="default,whatsapp", concurrency=2)
+            procs.worker(names[1], queues="gemini", concurrency=2)
+            wait_for_workers(control, names)
+            dispatched = datetime.now(UTC)
+            started = time.perf_counter()
+            for company_id in companies:
+                control.send_task("reactivation.run_campaign", args=[company_id, today.isoformat()])
+            wait_until(
+                lambda: _counts(engine, companies)[0] >= expected, timeout=TIMEOUT, interval=0.2, what="all sent"
+            )
+            seconds = time.perf_counter() - started
+        checks, gate_requests = _gate_counters(prefix)
+        tokens, thinking = _tokens(engine, companies)
+        arrivals = [request.received_at for request in gemini.requests] if gemini is not None else []
+        return Day(
+            batch_size=batch_size,
+            messages=expected,
+            seconds=seconds,
+            by_gemini=_counts(engine, companies)[1],
+            requests=len(arrivals),
+            checks=checks,
+            gate_requests=gate_requests,
+            last_by_company=_last_messages(engine, companies, dispatched),
+            tokens=tokens,
+            thinking_tokens=thinking,
+            tightest=shortest_span(arrivals, RATE.calls + 1),
+        )
+    finally:
+        control.close()
+        engine.dispose()
+        drop_prefix(prefix)
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.1f}–{max(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
+
+
+def _figure(days: list[Day], templates: Day | None) -> Figure:
+    day = sorted(days, key=lambda d: d.seconds)[len(days) // 2]  # the median run
+    size = day.batch_size
+    per_message = day.tokens / day.by_gemini if day.by_gemini else 0.0
+    thinking = day.thinking_tokens / day.by_gemini if day.by_gemini else 0.0
+    pace = f", templates-only day {templates.seconds:.0f} s" if templates is not None else ""
+    return Figure(
+        f"network day {COMPANIES}×{CLIENTS} with Gemini at {RATE}, GEMINI_BATCH_SIZE={size}",
+        day.seconds,
+        "s",
+        note=(
+            f"{100 * day.by_gemini / day.messages:.1f} % by Gemini; {day.requests} requests "
+            f"(≤ {day.messages / 15:.0f} is the target), wall/floor {day.seconds / day.floor:.2f} "
+            f"(floor {day.floor:.0f} s{pace}); {day.checks / max(day.gate_requests, 1):.2f} limiter checks per "
+            f"request; last salon's last message {day.fairness:.2f} × the average salon's; "
+            f"{per_message:.0f} tokens per message, {thinking:.1f} of them thinking (the fake's); "
+            f"shortest span holding {RATE.calls + 1} requests {day.tightest or 0:.2f} s; "
+            f"{len(days)} run(s), wall {_spread([d.seconds for d in days])} s"
+        ),
+    )
+
+
+def run() -> list[Figure]:
+    figures: list[Figure] = []
+    with (
+        bench_database("reactivation_bench_gemini") as url,
+        FakeGatewayProcess(lifetime=TIMEOUT * 4) as gateway,
+        FakeGemini(max_lifetime=TIMEOUT * 4) as gemini,
+        tempfile.TemporaryDirectory(prefix="bench-gemini-") as folder,
+    ):
+        logs = Path(folder)
+        first = 881_000
+        templates = network_day(
+            url, first_company=first, batch_size=None, gateway_url=gateway.url, gemini=None, logs=logs
+        )
+        figures.append(
+            Figure(
+                f"network day {COMPANIES}×{CLIENTS}, templates (no key)",
+                templates.seconds,
+                "s",
+                note=f"the pipeline's own pace here: {templates.messages / templates.seconds:.1f} msg/s; "
+                f"last salon's last message {templates.fairness:.2f} × the average salon's",
+            )
+        )
+        for size in SIZES:
+            days = []
+            for _ in range(RUNS if size > 1 else 1):
+                first += COMPANIES
+                gateway.reset()
+                days.append(
+                    network_day(
+                        url, first_company=first, batch_size=size, gateway_url=gateway.url, gemini=gemini, logs=logs
+                    )
+                )
+            figures.append(_figure(days, templates))
+    return figures
