@@ -43,7 +43,7 @@ from reactivation.messaging.composing import (
     template_message,
 )
 from reactivation.messaging.gemini_batch import RequestRecord, Requeue
-from reactivation.messaging.gemini_gate import Closed, Wait
+from reactivation.messaging.gemini_gate import Closed, Go
 from reactivation.storage import gemini_queue, gemini_usage, history
 from reactivation.storage.gemini_usage import RequestShare
 from reactivation.storage.models import Client, Company, ReactivationHistory
@@ -59,6 +59,8 @@ DRAIN_ROWS = 200
 LEASE_MARGIN = timedelta(seconds=60)
 # How long the mark of a scheduled batching task outlives its countdown (a lost task is replaced after this).
 SCHEDULED_SLACK = timedelta(seconds=30)
+# A run scheduled further ahead than this does not hold back the runs that rows arriving meanwhile ask for.
+SCHEDULED_HORIZON = timedelta(seconds=10)
 
 Pair = tuple[int, int]  # (company_id, history_id)
 
@@ -93,9 +95,13 @@ def _scheduled_key(rt: Runtime) -> str:
 
 
 def mark_scheduled(rt: Runtime, *, countdown: float, replace: bool = False) -> bool:
-    """Mark a batching task as scheduled; False when one is already (then nothing needs sending). The mark outlives
-    the countdown by a while only, so that a task lost on its way is replaced by the next row that waits."""
-    ttl_ms = int((max(countdown, 0.0) + SCHEDULED_SLACK.total_seconds()) * 1000)
+    """Mark a batching task as scheduled; False when one is already (then nothing needs sending).
+
+    The mark says "a run comes soon": it lasts the countdown, at most SCHEDULED_HORIZON, and a little more, so that
+    a run far ahead (the end of a lease, of a long block) never keeps rows that arrive meanwhile from being served,
+    and a task lost on its way is replaced by the next row that waits."""
+    soon = min(max(countdown, 0.0), SCHEDULED_HORIZON.total_seconds())
+    ttl_ms = int((soon + SCHEDULED_SLACK.total_seconds()) * 1000)
     return bool(rt.redis.set(_scheduled_key(rt), "1", nx=not replace, px=ttl_ms))
 
 
@@ -151,17 +157,20 @@ def write_batch(
     wait = timedelta(seconds=settings.gemini_batch_wait_seconds)
     if backlog.free < settings.gemini_batch_size and backlog.oldest is not None and backlog.oldest + wait > now:
         return BatchRun("filling", next_in=(backlog.oldest + wait - now).total_seconds())
-    decision = rt.gemini_gate.acquire(now)
-    if isinstance(decision, Wait):
-        return BatchRun(decision.why, next_in=decision.seconds)
-    if isinstance(decision, Closed):
-        return _drain(rt, now=now, reason=decision.reason, on_written=on_written, more=backlog.free > DRAIN_ROWS)
+    # Rows first, the slot after: a slot taken for rows another batch leased meanwhile would be lost.
     token = uuid.uuid4().hex
     rows = _lease(rt, now=now, token=token, limit=settings.gemini_batch_size)
-    if backlog.free > len(rows):
-        on_leased()
     if not rows:
         return BatchRun("taken by another batch")
+    decision = rt.gemini_gate.acquire(now)
+    if not isinstance(decision, Go):
+        with rt.session() as session:
+            gemini_queue.give_back(session, token=token, rows=[row.pair for row in rows], attempt=False)
+        if isinstance(decision, Closed):
+            return _drain(rt, now=now, reason=decision.reason, on_written=on_written, more=backlog.free > DRAIN_ROWS)
+        return BatchRun(decision.why, next_in=decision.seconds)
+    if backlog.free > len(rows):
+        on_leased()
     # The writer's clock starts now, not at the task's start: a per-minute block is measured from the answer.
     asked_at = now + timedelta(seconds=time.monotonic() - started)
     composition = compose_messages(

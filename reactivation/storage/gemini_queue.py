@@ -120,15 +120,19 @@ def finish(session: Session, *, token: str, rows: Sequence[tuple[int, int]]) -> 
     return set(removed)
 
 
-def give_back(session: Session, *, token: str, rows: Sequence[tuple[int, int]]) -> None:
-    """Let these rows wait for a later batch (a blocked quota): lease cleared, one more attempt counted."""
+def give_back(session: Session, *, token: str, rows: Sequence[tuple[int, int]], attempt: bool = True) -> None:
+    """Let these rows wait for a later batch: lease cleared, and, with `attempt` (a quota blocked their request), one
+    more attempt counted; without (no slot came for them, nobody asked), they wait as before."""
     if not rows:
         return
     q = GeminiQueued
+    values: dict[str, object] = {"lease_until": None, "lease_token": None}
+    if attempt:
+        values["attempts"] = q.attempts + 1
     session.execute(
         update(q)
         .where(tuple_(q.company_id, q.history_id).in_(list(rows)), q.lease_token == token)
-        .values(lease_until=None, lease_token=None, attempts=q.attempts + 1)
+        .values(values)
         .execution_options(synchronize_session=False)
     )
 

@@ -307,3 +307,18 @@ def test_in_one_process_the_generate_step_writes_with_gemini_at_once(
     assert (row.status, row.generator) == (Status.GENERATED, "gemini")
     with Session(committed_engine) as session:
         assert usage_summary(session, company_id=salon.company_id).requests == 1
+
+
+def test_one_batching_run_is_marked_at_a_time_and_a_far_one_holds_nobody_back(grt: Runtime) -> None:
+    # given a run scheduled (a row's generate step woke it): the next rows send no other
+    assert batching.mark_scheduled(grt, countdown=0)
+    assert not batching.mark_scheduled(grt, countdown=0)
+    # once it has started, the next row schedules the next run
+    batching.clear_scheduled(grt)
+    assert batching.mark_scheduled(grt, countdown=0)
+    # a run scheduled far ahead (the end of a long block) marks only the next few seconds
+    batching.mark_scheduled(grt, countdown=300, replace=True)
+    ttl = grt.redis.pttl(f"{grt.settings.redis_key_prefix}gemini:batch:scheduled")
+    horizon = batching.SCHEDULED_HORIZON + batching.SCHEDULED_SLACK
+    assert 0 < ttl <= horizon.total_seconds() * 1000
+    batching.clear_scheduled(grt)
