@@ -128,13 +128,13 @@ def generate_message(self: Task, company_id: int, history_id: int) -> str:
     return _follow(self, outcome)
 
 
-def wake_batches(countdown: float = 0.0, *, again: bool = False) -> None:
-    """Make sure `write_messages` runs (after `countdown` seconds): sent unless one is scheduled already. `again`: the
-    batching task scheduling its own next run, which replaces the mark of the one it was."""
+def wake_batches(countdown: float = 0.0) -> None:
+    """Make sure `write_messages` runs (after `countdown` seconds): sent unless one is scheduled already, so that one
+    run at a time asks the limiter however many rows wait."""
     if app.conf.task_always_eager:
         return  # in one process every message is written at once; nothing waits for a batch
     rt = runtime()
-    if batching.mark_scheduled(rt, countdown=countdown, replace=again):
+    if batching.mark_scheduled(rt, countdown=countdown):
         write_messages.apply_async(countdown=max(0.0, countdown))
 
 
@@ -156,7 +156,7 @@ def write_messages() -> dict[str, Any]:
         ),
     )
     if result.next_in is not None:
-        wake_batches(min(result.next_in, rt.settings.max_countdown_seconds), again=True)
+        wake_batches(min(result.next_in, rt.settings.max_countdown_seconds))
     return {"reason": result.reason, "written": len(result.written), "requeued": result.requeued}
 
 

@@ -3,7 +3,7 @@ them, and each row's chain goes on from there.
 
 A chain's generate step puts its row in the queue (storage/gemini_queue.py) and hands the chain over; the batching
 task (`reactivation.write_messages`, queue gemini) serves whatever waits, across companies, fairly:
-1. nothing free to lease: nothing to do (or look again when a running lease ends);
+1. nothing free to lease: nothing to do;
 2. Gemini closed for everybody (the day's pause, an open breaker) or no key: the waiting rows take their templates,
    without a limiter slot;
 3. fewer rows than a batch, the oldest waiting less than GEMINI_BATCH_WAIT_SECONDS: look again when it has;
@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
@@ -59,7 +59,7 @@ DRAIN_ROWS = 200
 LEASE_MARGIN = timedelta(seconds=60)
 # How long the mark of a scheduled batching task outlives its countdown (a lost task is replaced after this).
 SCHEDULED_SLACK = timedelta(seconds=30)
-# A run scheduled further ahead than this does not hold back the runs that rows arriving meanwhile ask for.
+# A run scheduled further ahead than this is not marked: it holds back no run that rows arriving meanwhile ask for.
 SCHEDULED_HORIZON = timedelta(seconds=10)
 
 Pair = tuple[int, int]  # (company_id, history_id)
@@ -94,15 +94,17 @@ def _scheduled_key(rt: Runtime) -> str:
     return f"{rt.settings.redis_key_prefix}gemini:batch:scheduled"
 
 
-def mark_scheduled(rt: Runtime, *, countdown: float, replace: bool = False) -> bool:
-    """Mark a batching task as scheduled; False when one is already (then nothing needs sending).
+def mark_scheduled(rt: Runtime, *, countdown: float) -> bool:
+    """Whether to send a batching run `countdown` seconds from now: False when one comes sooner anyway.
 
-    The mark says "a run comes soon": it lasts the countdown, at most SCHEDULED_HORIZON, and a little more, so that
-    a run far ahead (the end of a lease, of a long block) never keeps rows that arrive meanwhile from being served,
-    and a task lost on its way is replaced by the next row that waits."""
-    soon = min(max(countdown, 0.0), SCHEDULED_HORIZON.total_seconds())
-    ttl_ms = int((soon + SCHEDULED_SLACK.total_seconds()) * 1000)
-    return bool(rt.redis.set(_scheduled_key(rt), "1", nx=not replace, px=ttl_ms))
+    A run within SCHEDULED_HORIZON is marked in Redis (for the countdown and a little more, so that a task lost on its
+    way is replaced by the next row that waits), and a second one is not sent: one run at a time asks the limiter. A
+    run further ahead (the end of a long block) is sent unmarked, so that it never keeps rows arriving meanwhile
+    from being served."""
+    if countdown > SCHEDULED_HORIZON.total_seconds():
+        return True
+    ttl_ms = int((max(countdown, 0.0) + SCHEDULED_SLACK.total_seconds()) * 1000)
+    return bool(rt.redis.set(_scheduled_key(rt), "1", nx=True, px=ttl_ms))
 
 
 def clear_scheduled(rt: Runtime) -> None:
@@ -149,8 +151,9 @@ def write_batch(
     with rt.session() as session:
         backlog = gemini_queue.backlog(session, now=now)
     if backlog.free == 0:
-        next_in = (backlog.next_lease_end - now).total_seconds() if backlog.next_lease_end else None
-        return BatchRun("nothing waits", next_in=next_in)
+        # Rows a dead batch still holds come back when its lease passes: to the next run that rows arriving ask for,
+        # to the task's redelivery, or to the sweep.
+        return BatchRun("nothing waits")
     closed = rt.gemini_gate.closed(now) if rt.batch_writer is not None else Closed(NO_KEY, None)
     if closed is not None:
         return _drain(rt, now=now, reason=closed.reason, on_written=on_written, more=backlog.free > DRAIN_ROWS)
@@ -191,11 +194,31 @@ def write_one(rt: Runtime, *, pair: Pair, request: MessageRequest, run_id: int |
     return bool(result.written)
 
 
+def _served_key(rt: Runtime) -> str:
+    return f"{rt.settings.redis_key_prefix}gemini:batch:served"
+
+
+def _turns(rt: Runtime, companies: Sequence[int]) -> dict[int, int]:
+    """Each waiting company's place in the round: never served first (0), then the least recently served."""
+    served = cast(list[str | None], rt.redis.hmget(_served_key(rt), [str(c) for c in companies])) if companies else []
+    known = sorted((float(at), company) for company, at in zip(companies, served, strict=True) if at is not None)
+    return {company: place for place, (_, company) in enumerate(known, start=1)}
+
+
+def _mark_served(rt: Runtime, companies: set[int], now: datetime) -> None:
+    if companies:
+        pipe = rt.redis.pipeline()
+        pipe.hset(_served_key(rt), mapping={str(company): repr(now.timestamp()) for company in companies})
+        pipe.expire(_served_key(rt), 86_400)
+        pipe.execute()
+
+
 def _lease(rt: Runtime, *, now: datetime, token: str, limit: int) -> list[WaitingRow]:
     """Lease rows and read what their messages are written from; rows that moved on leave the queue."""
     until = now + timedelta(seconds=lease_seconds(rt))
     with rt.session() as session:
-        leased = gemini_queue.lease(session, now=now, until=until, token=token, limit=limit)
+        turns = _turns(rt, gemini_queue.waiting_companies(session, now=now))
+        leased = gemini_queue.lease(session, now=now, until=until, token=token, limit=limit, turns=turns)
         rows = _waiting_rows(session, leased)
         found = {row.pair for row in rows}
         gone = [
@@ -204,6 +227,7 @@ def _lease(rt: Runtime, *, now: datetime, token: str, limit: int) -> list[Waitin
             if (lease.company_id, lease.history_id) not in found
         ]
         gemini_queue.finish(session, token=token, rows=gone)
+    _mark_served(rt, {lease.company_id for lease in leased}, now)
     return rows
 
 

@@ -6,18 +6,19 @@ batch at a time and removed by the batch that wrote it. Leasing is one condition
 died passes, and the row is picked again.
 
 Fairness across companies: each company's rows line up by the time they were queued and the batch takes the first
-row of every company, then the second of every company, and so on (round-robin), the companies waiting longest
-first. This queue is the one table read across companies on purpose: a batch serves every salon at once. Every
-write that follows is back on one company's rows.
+row of every company, then the second of every company, and so on (round-robin), the companies the caller ranks
+first (those served least recently) first, so that the round goes on from one batch to the next. This queue is the
+one table read across companies on purpose: a batch serves every salon at once. Every write that follows is back on
+one company's rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, case, delete, func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -37,11 +38,10 @@ class Leased:
 
 @dataclass(frozen=True)
 class Backlog:
-    """What waits: rows free to lease now, the oldest of them, and when the earliest running lease ends."""
+    """What waits: rows free to lease now, and the oldest of them."""
 
     free: int
     oldest: datetime | None
-    next_lease_end: datetime | None
 
 
 def _free(now: datetime) -> ColumnElement[bool]:
@@ -64,30 +64,37 @@ def backlog(session: Session, *, now: datetime) -> Backlog:
     """How much is free to lease now and how long its oldest row has waited (one aggregate over the queue)."""
     q = GeminiQueued
     free = _free(now)
-    row = session.execute(
-        select(
-            func.count().filter(free),
-            func.min(q.queued_at).filter(free),
-            func.min(q.lease_until).filter(q.lease_until > now),
-        )
-    ).one()
-    oldest, lease_end = row[1], row[2]
-    return Backlog(
-        free=int(row[0] or 0),
-        oldest=as_aware(oldest) if oldest is not None else None,
-        next_lease_end=as_aware(lease_end) if lease_end is not None else None,
-    )
+    count, oldest = session.execute(select(func.count(), func.min(q.queued_at)).where(free)).one()
+    return Backlog(free=int(count or 0), oldest=as_aware(oldest) if oldest is not None else None)
 
 
-def lease(session: Session, *, now: datetime, until: datetime, token: str, limit: int) -> list[Leased]:
-    """Lease up to `limit` free rows, round-robin across companies; the rows this batch now holds, by company."""
+def waiting_companies(session: Session, *, now: datetime) -> list[int]:
+    """The companies with rows free to lease now."""
+    q = GeminiQueued
+    return list(session.scalars(select(q.company_id).where(_free(now)).distinct().order_by(q.company_id)))
+
+
+def lease(
+    session: Session,
+    *,
+    now: datetime,
+    until: datetime,
+    token: str,
+    limit: int,
+    turns: Mapping[int, int] | None = None,
+) -> list[Leased]:
+    """Lease up to `limit` free rows, round-robin across companies; the rows this batch now holds, by company.
+
+    `turns` ranks the companies within a round (lower first; by default all alike, the oldest row first): the caller
+    puts the companies served least recently first, so that the rounds go on across batches, however small."""
     q = GeminiQueued
     free = _free(now)
     turn = func.row_number().over(partition_by=q.company_id, order_by=(q.queued_at, q.history_id)).label("turn")
-    ranked = select(q.history_id, q.queued_at, turn).where(free).subquery()
+    rank = case(dict(turns), value=q.company_id, else_=0) if turns else literal(0)
+    ranked = select(q.history_id, q.queued_at, turn, rank.label("rank")).where(free).subquery()
     fairest = (
         select(ranked.c.history_id)
-        .order_by(ranked.c.turn, ranked.c.queued_at, ranked.c.history_id)
+        .order_by(ranked.c.turn, ranked.c.rank, ranked.c.queued_at, ranked.c.history_id)
         .limit(limit)
         .scalar_subquery()
     )

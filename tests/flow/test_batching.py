@@ -160,6 +160,21 @@ def test_batches_take_every_companys_rows_in_turn(
     rt.dispose()
 
 
+def test_the_round_goes_on_across_batches_of_one(
+    committed_settings: Settings, committed_engine: Engine, gateway: FakeGateway, gemini: FakeGemini
+) -> None:
+    # given one request per client, and three salons whose rows were queued salon after salon
+    rt = runtime_for(committed_settings, gateway, gemini, gemini_batch_size=1)
+    salons = [build_salon(committed_engine, due=3, company_id=c, extras=False) for c in (301, 302, 303)]
+    for salon in salons:
+        queue(rt, salon)
+    # when six batches are written
+    served = [serve(rt, salons[0], seconds=second)[1][0][0] for second in range(6)]
+    # then each took the salon served least recently, not the oldest rows first (which would be 301's three)
+    assert served == [301, 302, 303, 301, 302, 303]
+    rt.dispose()
+
+
 def test_two_salons_in_one_batch_each_get_their_own_clients_messages(
     grt: Runtime, committed_engine: Engine, gemini: FakeGemini
 ) -> None:
@@ -316,9 +331,10 @@ def test_one_batching_run_is_marked_at_a_time_and_a_far_one_holds_nobody_back(gr
     # once it has started, the next row schedules the next run
     batching.clear_scheduled(grt)
     assert batching.mark_scheduled(grt, countdown=0)
-    # a run scheduled far ahead (the end of a long block) marks only the next few seconds
-    batching.mark_scheduled(grt, countdown=300, replace=True)
+    # a run scheduled far ahead (the end of a long block) is sent unmarked: the next row still schedules its own run
+    batching.clear_scheduled(grt)
+    assert batching.mark_scheduled(grt, countdown=300)
+    assert batching.mark_scheduled(grt, countdown=0)
     ttl = grt.redis.pttl(f"{grt.settings.redis_key_prefix}gemini:batch:scheduled")
-    horizon = batching.SCHEDULED_HORIZON + batching.SCHEDULED_SLACK
-    assert 0 < ttl <= horizon.total_seconds() * 1000
+    assert 0 < ttl <= batching.SCHEDULED_SLACK.total_seconds() * 1000
     batching.clear_scheduled(grt)
