@@ -14,7 +14,13 @@ much later than the average salon's the last salon's last message left. Beside t
 slower of the two. Tokens per message are what the fake reports (tests/fake_gemini.py: its thinking model, not
 Google's).
 
+On two shared cores the pipeline itself is far slower than the limiter's floor for batches of 20, so one more run
+times the Gemini stage alone: the 2,000 rows are claimed and queued for Gemini first (in this process, untimed), then
+the workers start and one `reactivation.write_messages` is sent; the figure is the time until every row has its
+message, and each salon's moment its last row had one.
+
     BENCH_GEMINI_RUNS=3 BENCH_GEMINI_SIZES=20,1 .venv/bin/python -m bench gemini
+    BENCH_GEMINI_STAGE_ONLY=1 .venv/bin/python -m bench gemini      # the Gemini stage alone
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -36,8 +43,11 @@ from sqlalchemy.orm import Session
 from bench.common import REDIS_URL, Figure, bench_database
 from bench.pipeline import _drop_prefix as drop_prefix
 from bench.pipeline import shortest_span
-from reactivation.core.settings import RateLimit
+from reactivation.core.settings import RateLimit, load_settings
 from reactivation.core.vocabulary import Status
+from reactivation.flow import campaign, pipeline
+from reactivation.runtime import Runtime
+from reactivation.storage import gemini_queue
 from reactivation.storage.db import make_engine
 from reactivation.storage.models import GeminiRequest, ReactivationHistory
 from tests.fake_gateway import FakeGatewayProcess
@@ -49,6 +59,8 @@ COMPANIES = int(os.environ.get("BENCH_GEMINI_COMPANIES", "20"))
 CLIENTS = int(os.environ.get("BENCH_GEMINI_CLIENTS", "100"))
 RUNS = int(os.environ.get("BENCH_GEMINI_RUNS", "1"))
 SIZES = [int(size) for size in os.environ.get("BENCH_GEMINI_SIZES", "20,1").split(",")]
+# Only the Gemini stage alone (the last figure), for a quick look.
+STAGE_ONLY = os.environ.get("BENCH_GEMINI_STAGE_ONLY") == "1"
 RATE = RateLimit(15, 6)
 MOSCOW = ZoneInfo("Europe/Moscow")
 # A day that does not finish within this is a failure, not a figure (one request per client needs 800 s).
@@ -202,6 +214,118 @@ def network_day(
         drop_prefix(prefix)
 
 
+@dataclass(frozen=True)
+class Stage:
+    """The Gemini stage alone: rows all waiting, batches writing them."""
+
+    messages: int
+    seconds: float
+    by_gemini: int
+    requests: int
+    checks: int
+    gate_requests: int
+    last_by_company: list[float]
+
+    @property
+    def fairness(self) -> float:
+        return max(self.last_by_company) / statistics.mean(self.last_by_company)
+
+
+def _queue_everything(url: str, prefix: str, companies: list[int], today: date) -> None:
+    """Claim every salon's day and run each row's chain up to its generate step, here, with nothing to wake."""
+    settings = load_settings(
+        database_url=url, redis_url=REDIS_URL, redis_key_prefix=prefix, gemini_api_key=None, _env_file=None
+    )
+    rt = Runtime(settings)
+    now = datetime.now(UTC)
+    try:
+        for company_id in companies:
+            claimed: list[int] = []
+            campaign.run_campaign(rt, company_id=company_id, run_date=today, now=now, on_claimed=claimed.extend)
+            for history_id in claimed:
+                pipeline.select_interval(rt, company_id=company_id, history_id=history_id, now=now)
+            with rt.session() as session:
+                for history_id in claimed:
+                    gemini_queue.enqueue(session, company_id=company_id, history_id=history_id, now=now)
+    finally:
+        rt.dispose()
+
+
+def _written_by_company(engine: Engine, companies: list[int]) -> dict[int, int]:
+    h = ReactivationHistory
+    with Session(engine) as session:
+        rows = session.execute(
+            select(h.company_id, func.count(h.message_text)).where(h.company_id.in_(companies)).group_by(h.company_id)
+        ).all()
+    return {company_id: int(count) for company_id, count in rows}
+
+
+def gemini_stage(url: str, *, first_company: int, gateway_url: str, gemini: FakeGemini, logs: Path) -> Stage:
+    """Every row queued for Gemini before the workers start; the time until batches of 20 have written them all."""
+    engine = make_engine(url)
+    today = datetime.now(MOSCOW).date()
+    companies = [first_company + index for index in range(COMPANIES)]
+    for company_id in companies:
+        settings: dict[str, object] = {"daily_limit": CLIENTS, "holdout_percent": 0}
+        build_salon(engine, due=CLIENTS, company_id=company_id, today=today, settings=settings, extras=False)
+    prefix = f"bench:gemini:{uuid.uuid4().hex[:8]}:"
+    _queue_everything(url, prefix, companies, today)
+    gemini.requests.clear()
+    extra = {"GEMINI_RATE_LIMIT": str(RATE), "WHATSAPP_RATE_LIMIT": "1000/1", "GEMINI_API_KEY": TEST_API_KEY}
+    extra |= {"GEMINI_BASE_URL": gemini.base_url, "GEMINI_BATCH_SIZE": "20"}
+    environment = worker_env(url, redis_url=REDIS_URL, prefix=prefix, gateway_url=gateway_url, **extra)
+    control = control_app(REDIS_URL, prefix)
+    expected = COMPANIES * CLIENTS
+    finished: dict[int, float] = {}
+
+    def all_written() -> bool:
+        elapsed = time.perf_counter() - started
+        for company_id, written in _written_by_company(engine, companies).items():
+            if written >= CLIENTS:
+                finished.setdefault(company_id, elapsed)
+        return len(finished) == len(companies)
+
+    try:
+        with processes(environment, logs) as procs:
+            names = [f"stage{first_company}a", f"stage{first_company}g"]
+            procs.worker(names[0], queues="default,whatsapp", concurrency=2)
+            procs.worker(names[1], queues="gemini", concurrency=2)
+            wait_for_workers(control, names)
+            started = time.perf_counter()
+            control.send_task("reactivation.write_messages")
+            wait_until(all_written, timeout=TIMEOUT, interval=0.1, what="all written")
+            seconds = time.perf_counter() - started
+        checks, gate_requests = _gate_counters(prefix)
+        return Stage(
+            messages=expected,
+            seconds=seconds,
+            by_gemini=_counts(engine, companies)[2],
+            requests=len(gemini.requests),
+            checks=checks,
+            gate_requests=gate_requests,
+            last_by_company=list(finished.values()),
+        )
+    finally:
+        control.close()
+        engine.dispose()
+        drop_prefix(prefix)
+
+
+def _stage_figure(stage: Stage) -> Figure:
+    floor = stage.messages / 20 / (RATE.calls / RATE.seconds)
+    return Figure(
+        f"Gemini stage alone: {stage.messages} rows waiting, batches of 20 at {RATE}",
+        stage.seconds,
+        "s",
+        note=(
+            f"all written in {stage.seconds:.1f} s = {stage.seconds / floor:.2f} × the floor {floor:.0f} s; "
+            f"{100 * stage.by_gemini / stage.messages:.1f} % by Gemini, {stage.requests} requests, "
+            f"{stage.checks / max(stage.gate_requests, 1):.2f} limiter checks per request; the last salon written "
+            f"{stage.fairness:.2f} × the average salon's"
+        ),
+    )
+
+
 def _spread(values: list[float]) -> str:
     return f"{min(values):.1f}–{max(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
 
@@ -230,6 +354,17 @@ def _figure(days: list[Day], templates: Day) -> Figure:
     )
 
 
+def _templates_figure(templates: Day) -> Figure:
+    return Figure(
+        f"network day {COMPANIES}×{CLIENTS}, templates (no key)",
+        templates.seconds,
+        "s",
+        note=f"the pipeline's own pace on this machine: all written in {templates.written_seconds:.0f} s, all "
+        f"sent in {templates.seconds:.0f} s ({templates.messages / templates.seconds:.1f} msg/s); last "
+        f"salon's last message {templates.fairness:.2f} × the average salon's",
+    )
+
+
 def run() -> list[Figure]:
     figures: list[Figure] = []
     with (
@@ -240,28 +375,19 @@ def run() -> list[Figure]:
     ):
         logs = Path(folder)
         first = 881_000
-        templates = network_day(
-            url, first_company=first, batch_size=None, gateway_url=gateway.url, gemini=None, logs=logs
-        )
-        figures.append(
-            Figure(
-                f"network day {COMPANIES}×{CLIENTS}, templates (no key)",
-                templates.seconds,
-                "s",
-                note=f"the pipeline's own pace on this machine: all written in {templates.written_seconds:.0f} s, all "
-                f"sent in {templates.seconds:.0f} s ({templates.messages / templates.seconds:.1f} msg/s); last "
-                f"salon's last message {templates.fairness:.2f} × the average salon's",
-            )
-        )
-        for size in SIZES:
-            days = []
-            for _ in range(RUNS if size > 1 else 1):
-                first += COMPANIES
-                gateway.reset()
-                days.append(
-                    network_day(
-                        url, first_company=first, batch_size=size, gateway_url=gateway.url, gemini=gemini, logs=logs
-                    )
-                )
-            figures.append(_figure(days, templates))
+        if not STAGE_ONLY:
+            day = partial(network_day, url, gateway_url=gateway.url, logs=logs)
+            templates = day(first_company=first, batch_size=None, gemini=None)
+            figures.append(_templates_figure(templates))
+            for size in SIZES:
+                days = []
+                for _ in range(RUNS if size > 1 else 1):
+                    first += COMPANIES
+                    gateway.reset()
+                    days.append(day(first_company=first, batch_size=size, gemini=gemini))
+                figures.append(_figure(days, templates))
+        first += COMPANIES
+        gateway.reset()
+        stage = gemini_stage(url, first_company=first, gateway_url=gateway.url, gemini=gemini, logs=logs)
+        figures.append(_stage_figure(stage))
     return figures

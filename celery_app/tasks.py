@@ -2,7 +2,9 @@
 
 Tasks take ids, never data: `(company_id, history_id)` for the per-client chain. A step that ends the chain
 raises `Ignore` (Celery's way to stop a chain without marking a failure); a step that must wait retries
-itself with a countdown, never sleeping in a worker. Every task is a ReactivationTask (celery_app.base), retried
+itself with a countdown, never sleeping in a worker. A generate step that queues its row for a Gemini batch ends its
+chain as a success; the batching task (`write_messages`, queue gemini) sends the rest of the chain once the message
+is written. Every task is a ReactivationTask (celery_app.base), retried
 when the database or Redis went away under it. Follow-up tasks are handed to `send_after_commit` inside the
 transaction that wrote what they will read: they leave once it has committed, and never if it rolled back.
 The periodic jobs that work per company send one task per company.
