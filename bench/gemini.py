@@ -37,6 +37,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import redis
+from celery import Celery
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
@@ -53,7 +54,7 @@ from reactivation.storage.models import GeminiRequest, ReactivationHistory
 from tests.fake_gateway import FakeGatewayProcess
 from tests.fake_gemini import TEST_API_KEY, FakeGemini
 from tests.salon import build_salon
-from tests.workers import control_app, processes, wait_for_workers, wait_until, worker_env
+from tests.workers import Processes, control_app, processes, wait_for_workers, wait_until, worker_env
 
 COMPANIES = int(os.environ.get("BENCH_GEMINI_COMPANIES", "20"))
 CLIENTS = int(os.environ.get("BENCH_GEMINI_CLIENTS", "100"))
@@ -160,31 +161,48 @@ def _gate_counters(prefix: str) -> tuple[int, int]:
         client.close()
 
 
-def network_day(
-    url: str, *, first_company: int, batch_size: int | None, gateway_url: str, gemini: FakeGemini | None, logs: Path
-) -> Day:
-    """Build COMPANIES salons of CLIENTS due clients, start the workers, dispatch every campaign, wait for all sent."""
+def _salons(url: str, first_company: int) -> tuple[Engine, date, list[int]]:
+    """COMPANIES salons of CLIENTS clients each due today (Moscow), from `first_company` on."""
     engine = make_engine(url)
     today = datetime.now(MOSCOW).date()
     companies = [first_company + index for index in range(COMPANIES)]
     for company_id in companies:
         settings: dict[str, object] = {"daily_limit": CLIENTS, "holdout_percent": 0}
         build_salon(engine, due=CLIENTS, company_id=company_id, today=today, settings=settings, extras=False)
-    prefix = f"bench:gemini:{uuid.uuid4().hex[:8]}:"
+    return engine, today, companies
+
+
+def _environment(
+    url: str, prefix: str, gateway_url: str, gemini: FakeGemini | None, batch_size: int | None
+) -> dict[str, str]:
+    """The workers' environment: the rate under test, and Gemini (the fake) when a batch size is given."""
     extra = {"GEMINI_RATE_LIMIT": str(RATE), "WHATSAPP_RATE_LIMIT": "1000/1"}
     if gemini is not None and batch_size is not None:
         gemini.requests.clear()
         extra |= {"GEMINI_API_KEY": TEST_API_KEY, "GEMINI_BASE_URL": gemini.base_url}
         extra |= {"GEMINI_BATCH_SIZE": str(batch_size), "GEMINI_MAX_OUTPUT_TOKENS": str(max(8192, batch_size * 200))}
-    environment = worker_env(url, redis_url=REDIS_URL, prefix=prefix, gateway_url=gateway_url, **extra)
+    return worker_env(url, redis_url=REDIS_URL, prefix=prefix, gateway_url=gateway_url, **extra)
+
+
+def _start_workers(procs: Processes, control: Celery, name: str) -> None:
+    """Two processes for the default and whatsapp queues, two for the gemini queue, as production splits them."""
+    procs.worker(f"{name}a", queues="default,whatsapp", concurrency=2)
+    procs.worker(f"{name}g", queues="gemini", concurrency=2)
+    wait_for_workers(control, [f"{name}a", f"{name}g"])
+
+
+def network_day(
+    url: str, *, first_company: int, batch_size: int | None, gateway_url: str, gemini: FakeGemini | None, logs: Path
+) -> Day:
+    """Build COMPANIES salons of CLIENTS due clients, start the workers, dispatch every campaign, wait for all sent."""
+    engine, today, companies = _salons(url, first_company)
+    prefix = f"bench:gemini:{uuid.uuid4().hex[:8]}:"
+    environment = _environment(url, prefix, gateway_url, gemini, batch_size)
     control = control_app(REDIS_URL, prefix)
     expected = COMPANIES * CLIENTS
     try:
         with processes(environment, logs) as procs:
-            names = [f"day{first_company}a", f"day{first_company}g"]
-            procs.worker(names[0], queues="default,whatsapp", concurrency=2)
-            procs.worker(names[1], queues="gemini", concurrency=2)
-            wait_for_workers(control, names)
+            _start_workers(procs, control, f"day{first_company}")
             dispatched = datetime.now(UTC)
             watch = _Watch(engine, companies, expected, time.perf_counter())
             for company_id in companies:
@@ -262,18 +280,10 @@ def _written_by_company(engine: Engine, companies: list[int]) -> dict[int, int]:
 
 def gemini_stage(url: str, *, first_company: int, gateway_url: str, gemini: FakeGemini, logs: Path) -> Stage:
     """Every row queued for Gemini before the workers start; the time until batches of 20 have written them all."""
-    engine = make_engine(url)
-    today = datetime.now(MOSCOW).date()
-    companies = [first_company + index for index in range(COMPANIES)]
-    for company_id in companies:
-        settings: dict[str, object] = {"daily_limit": CLIENTS, "holdout_percent": 0}
-        build_salon(engine, due=CLIENTS, company_id=company_id, today=today, settings=settings, extras=False)
+    engine, today, companies = _salons(url, first_company)
     prefix = f"bench:gemini:{uuid.uuid4().hex[:8]}:"
     _queue_everything(url, prefix, companies, today)
-    gemini.requests.clear()
-    extra = {"GEMINI_RATE_LIMIT": str(RATE), "WHATSAPP_RATE_LIMIT": "1000/1", "GEMINI_API_KEY": TEST_API_KEY}
-    extra |= {"GEMINI_BASE_URL": gemini.base_url, "GEMINI_BATCH_SIZE": "20"}
-    environment = worker_env(url, redis_url=REDIS_URL, prefix=prefix, gateway_url=gateway_url, **extra)
+    environment = _environment(url, prefix, gateway_url, gemini, 20)
     control = control_app(REDIS_URL, prefix)
     expected = COMPANIES * CLIENTS
     finished: dict[int, float] = {}
@@ -287,10 +297,7 @@ def gemini_stage(url: str, *, first_company: int, gateway_url: str, gemini: Fake
 
     try:
         with processes(environment, logs) as procs:
-            names = [f"stage{first_company}a", f"stage{first_company}g"]
-            procs.worker(names[0], queues="default,whatsapp", concurrency=2)
-            procs.worker(names[1], queues="gemini", concurrency=2)
-            wait_for_workers(control, names)
+            _start_workers(procs, control, f"stage{first_company}")
             started = time.perf_counter()
             control.send_task("reactivation.write_messages")
             wait_until(all_written, timeout=TIMEOUT, interval=0.1, what="all written")
