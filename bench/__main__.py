@@ -11,7 +11,18 @@ from rich.table import Table
 from bench.common import Figure
 
 # Each module exposes run() -> list[Figure].
-ALL = ["startup", "seeding", "limiter", "replies", "attribution", "selection", "averages", "pipeline", "webhook"]
+ALL = [
+    "startup",
+    "seeding",
+    "limiter",
+    "replies",
+    "attribution",
+    "selection",
+    "averages",
+    "pipeline",
+    "gemini",
+    "webhook",
+]
 
 
 def main(argv: list[str]) -> None:

@@ -21,6 +21,8 @@ def task_name(step: ChainStep) -> str:
 # Everything else, the per-company jobs included, goes to the default queue.
 ROUTES = {
     task_name(ChainStep.GENERATE_MESSAGE): {"queue": "gemini"},
+    # The batching task that writes the queued rows' messages (reactivation.flow.batching).
+    "reactivation.write_messages": {"queue": "gemini"},
     task_name(ChainStep.SEND_MESSAGE): {"queue": "whatsapp"},
 }
 

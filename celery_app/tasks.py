@@ -2,7 +2,9 @@
 
 Tasks take ids, never data: `(company_id, history_id)` for the per-client chain. A step that ends the chain
 raises `Ignore` (Celery's way to stop a chain without marking a failure); a step that must wait retries
-itself with a countdown, never sleeping in a worker. Every task is a ReactivationTask (celery_app.base), retried
+itself with a countdown, never sleeping in a worker. A generate step that queues its row for a Gemini batch ends its
+chain as a success; the batching task (`write_messages`, queue gemini) sends the rest of the chain once the message
+is written. Every task is a ReactivationTask (celery_app.base), retried
 when the database or Redis went away under it. Follow-up tasks are handed to `send_after_commit` inside the
 transaction that wrote what they will read: they leave once it has committed, and never if it rolled back.
 The periodic jobs that work per company send one task per company.
@@ -14,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 from celery import Task, chain
@@ -26,8 +29,8 @@ from celery_app.config import task_name
 from celery_app.worker_logs import RateLimitWait, waits
 from reactivation.compliance import retention
 from reactivation.core.vocabulary import ChainStep
-from reactivation.flow import campaign, pipeline, planning, sweeps
-from reactivation.flow.pipeline import Continue, Outcome, RetryLater, Stop
+from reactivation.flow import batching, campaign, pipeline, planning, sweeps
+from reactivation.flow.pipeline import Continue, Handoff, Outcome, RetryLater, Stop
 from reactivation.handover.pending import hand_over_owed
 from reactivation.outcomes import attribution
 from reactivation.replies.handler import handle_reply as handle_reply_domain
@@ -76,6 +79,10 @@ def _follow(task: Task, outcome: Outcome) -> str:
     """Turn a step's outcome into Celery's terms."""
     if isinstance(outcome, Continue):
         return "continue"
+    if isinstance(outcome, Handoff):
+        # The rest of this chain is sent by whoever took it over; the task itself succeeded.
+        task.request.chain = None
+        return outcome.reason
     if isinstance(outcome, RetryLater):
         countdown = max(0.1, outcome.countdown)
         if outcome.limit is None:
@@ -120,13 +127,57 @@ def _chain_task(step: ChainStep, func: Callable[..., Outcome], **options: Any) -
 
 
 select_interval = _chain_task(ChainStep.SELECT_INTERVAL, pipeline.select_interval)
-generate_message = _chain_task(
-    ChainStep.GENERATE_MESSAGE,
-    pipeline.generate_message,
-    # The Gemini budget per message plus room for the database around it.
+
+
+@app.task(
+    name=task_name(ChainStep.GENERATE_MESSAGE),
+    bind=True,
+    max_retries=MAX_STEP_RETRIES,
+    # Writing at once in one process (eager) takes a Gemini batch's budget; queueing takes a moment.
     soft_time_limit=runtime().settings.gemini_budget_seconds + 60,
     time_limit=runtime().settings.gemini_budget_seconds + 90,
 )
+def generate_message(self: Task, company_id: int, history_id: int) -> str:
+    """Write the client's message: queued for a Gemini batch (which continues the chain), or at once (templates;
+    a run in one process)."""
+    outcome = _run_step(partial(pipeline.generate_message, inline=self.request.is_eager), company_id, history_id)
+    if isinstance(outcome, Handoff):
+        wake_batches()
+    return _follow(self, outcome)
+
+
+def wake_batches(countdown: float = 0.0) -> None:
+    """Make sure `write_messages` runs (after `countdown` seconds): sent unless one is scheduled already, so that one
+    run at a time asks the limiter however many rows wait."""
+    if app.conf.task_always_eager:
+        return  # in one process every message is written at once; nothing waits for a batch
+    rt = runtime()
+    if batching.mark_scheduled(rt, countdown=countdown):
+        write_messages.apply_async(countdown=max(0.0, countdown))
+
+
+_BATCH_LIMIT = runtime().settings.gemini_budget_seconds + runtime().settings.gemini_timeout_seconds
+
+
+@app.task(name="reactivation.write_messages", soft_time_limit=_BATCH_LIMIT + 30, time_limit=_BATCH_LIMIT + 45)
+def write_messages() -> dict[str, Any]:
+    """Serve the Gemini queue once: a batch of waiting rows written (across companies, fairly), their chains
+    continued; then look again when there is something to look at."""
+    rt = runtime()
+    batching.clear_scheduled(rt)
+    result = batching.write_batch(
+        rt,
+        now=_now(),
+        on_leased=wake_batches,
+        on_written=lambda session, pairs: send_after_commit(
+            session, (chain_from(ChainStep.SEND_MESSAGE, company_id, history_id) for company_id, history_id in pairs)
+        ),
+    )
+    if result.next_in is not None:
+        wake_batches(min(result.next_in, rt.settings.max_countdown_seconds))
+    return {"reason": result.reason, "written": len(result.written), "requeued": result.requeued}
+
+
 send_message = _chain_task(
     ChainStep.SEND_MESSAGE,
     pipeline.send_message,

@@ -21,6 +21,8 @@ from reactivation.delivery.contract import Sender
 from reactivation.delivery.factory import make_sender
 from reactivation.delivery.outbox import OutboxSender
 from reactivation.messaging.gemini import GeminiWriter, gemini_writer
+from reactivation.messaging.gemini_batch import BatchWriter
+from reactivation.messaging.gemini_gate import GeminiGate
 from reactivation.storage.db import make_engine, make_session_factory, session_scope
 
 # One in-process Redis stand-in per process, so that every client the embedded default makes sees the same data.
@@ -77,6 +79,26 @@ class Runtime:
     def gemini_writer(self) -> GeminiWriter | None:
         """None without GEMINI_API_KEY: messages come from the templates."""
         return gemini_writer(self.settings)
+
+    @cached_property
+    def gemini_gate(self) -> GeminiGate:
+        """Every Gemini request's way through the shared pause, breaker, block and limiter (Redis)."""
+        settings = self.settings
+        return GeminiGate(
+            self.redis,
+            prefix=settings.redis_key_prefix,
+            limiter=self.gemini_limiter,
+            daily_limit=settings.gemini_daily_limit,
+            pause_seconds=settings.gemini_pause_seconds,
+            # The probe holds the half-open breaker for one request's time at most.
+            probe_seconds=settings.gemini_timeout_seconds + 5,
+        )
+
+    @cached_property
+    def batch_writer(self) -> BatchWriter | None:
+        """Several messages per Gemini request; None without GEMINI_API_KEY (templates)."""
+        writer = self.gemini_writer
+        return BatchWriter(writer, self.gemini_gate, self.settings) if writer is not None else None
 
     @cached_property
     def sender(self) -> Sender:

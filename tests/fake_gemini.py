@@ -7,16 +7,24 @@ Replies in `script` are used one per request, in order; after it runs out every 
 ("good", "500", "hang", ...; see `Reply.mode`). The server records each request, binds port 0 on 127.0.0.1, serves
 from a daemon thread, stops when the `with` block ends or after `max_lifetime` seconds at the latest, and a hanging
 reply waits at most `hang_seconds` (less when the server stops). Reusable by pipeline tests and benchmarks.
+
+Batches: a request that asks for JSON with an array schema is answered item by item, from the numbered item lines of
+its prompt (`3. Имя: Мария. Последняя услуга: … Тип: offer.`): a varied valid message per item, or, scripted with
+`Reply.batch({2: "too_long", 5: "duplicate"})`, a bad one (see ITEM_MODES). Usage is reported as the real API does:
+prompt and output tokens from the texts' lengths, thinking tokens from the request's thinking level (THINKING), and an
+answer longer than maxOutputTokens (thinking included) is cut there with finishReason MAX_TOKENS. 429s carry
+QuotaFailure and RetryInfo details of each class (`Reply.quota("day")`), refusals their google.rpc status.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -24,26 +32,59 @@ from typing import Any
 from reactivation.core.settings import Settings, load_settings
 
 _PATH = re.compile(r"^/(?P<version>v1beta|v1)/models/(?P<model>[^/:]+):generateContent$")
+_ITEM = re.compile(r"^(?P<n>\d+)\. Имя: (?P<name>[^.]+)\. Последняя услуга: .*\. Тип: (?P<type>\w+)\.$", re.MULTILINE)
+_DISCOUNTS = {"gentle": 0, "offer": 10, "win_back": 20}
+
+# The quotaId of each class, as the Gemini API names its quotas.
+QUOTA_IDS = {
+    "minute": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+    "tokens_minute": "GenerateContentInputTokensPerModelPerMinute-FreeTier",
+    "day": "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
+    "unknown": None,  # a spend cap: a QuotaFailure that names no per-minute or per-day quota
+}
+# Thinking tokens the fake reports: a fixed part and a part per item, by level; without a level, the model's default.
+THINKING = {"MINIMAL": (0, 0), "LOW": (24, 6), "MEDIUM": (180, 45), "HIGH": (600, 160)}
+DEFAULT_LEVEL = "MEDIUM"
+# Russian text is about three characters per token.
+CHARS_PER_TOKEN = 3
+ITEM_MODES = ("good", "too_long", "english", "placeholder", "empty", "duplicate", "missing", "other_name")
 
 
 @dataclass(frozen=True)
 class Reply:
     """One scripted answer."""
 
-    kind: str  # text | good | safety | blocked | empty | status | rate_limited | hang | garbage
+    kind: str  # text | good | batch | truncated | safety | blocked | empty | status | quota | hang | garbage
     text: str = ""
     status: int = 200
+    rpc_status: str = "INTERNAL"
     retry_delay: str | None = None  # RetryInfo's retryDelay, e.g. "0.2s"
+    quota_class: str = "minute"
+    items: Mapping[int, str] = field(default_factory=dict)  # position -> ITEM_MODES entry (batch replies)
     hang_seconds: float = 5.0
 
     @classmethod
     def good(cls) -> Reply:
-        """A valid message for whatever the prompt asks (the client's name, the step's discount)."""
+        """Valid messages for whatever the prompt asks (each item's name and discount), each worded differently."""
         return cls("good")
 
     @classmethod
     def say(cls, text: str) -> Reply:
+        """This text: as the answer, or as every item of a batch."""
         return cls("text", text=text)
+
+    @classmethod
+    def batch(cls, items: Mapping[int, str]) -> Reply:
+        """A batch answer with these items (1-based positions) bad in the named way, the others good."""
+        unknown = set(items.values()) - set(ITEM_MODES)
+        if unknown:
+            raise ValueError(f"unknown item modes {unknown}; expected {ITEM_MODES}")
+        return cls("batch", items=dict(items))
+
+    @classmethod
+    def truncated(cls) -> Reply:
+        """Good items cut half-way by the output cap: finishReason MAX_TOKENS."""
+        return cls("truncated")
 
     @classmethod
     def safety(cls) -> Reply:
@@ -60,12 +101,21 @@ class Reply:
         return cls("empty")
 
     @classmethod
-    def error(cls, status: int) -> Reply:
-        return cls("status", status=status)
+    def error(cls, status: int, rpc_status: str = "INTERNAL") -> Reply:
+        """An error answer: 400 FAILED_PRECONDITION (region), 403 PERMISSION_DENIED, 404 NOT_FOUND, 500 ..."""
+        return cls("status", status=status, rpc_status=rpc_status)
+
+    @classmethod
+    def quota(cls, kind: str = "minute", retry_delay: str | None = "0.2s") -> Reply:
+        """A 429 whose QuotaFailure names a quota of this class (QUOTA_IDS), with RetryInfo when `retry_delay`."""
+        if kind not in QUOTA_IDS:
+            raise ValueError(f"unknown quota class {kind!r}; expected {sorted(QUOTA_IDS)}")
+        return cls("quota", status=429, quota_class=kind, retry_delay=retry_delay)
 
     @classmethod
     def rate_limited(cls, retry_delay: str | None = "0.2s") -> Reply:
-        return cls("rate_limited", status=429, retry_delay=retry_delay)
+        """A per-minute 429 (the usual one)."""
+        return cls.quota("minute", retry_delay)
 
     @classmethod
     def hang(cls, seconds: float = 5.0) -> Reply:
@@ -78,6 +128,15 @@ class Reply:
         if name.isdigit():
             return cls.rate_limited() if name == "429" else cls.error(int(name))
         return {"good": cls.good, "hang": cls.hang, "safety": cls.safety, "empty": cls.empty}[name]()
+
+
+@dataclass(frozen=True)
+class Item:
+    """One numbered item of a batch prompt."""
+
+    n: int
+    name: str | None
+    message_type: str
 
 
 @dataclass
@@ -101,6 +160,35 @@ class Recorded:
                 texts.append(part.get("text", ""))
         return "\n".join(texts)
 
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.body.get("generationConfig") or {})
+
+    @property
+    def thinking_level(self) -> str | None:
+        thinking = self.config.get("thinkingConfig") or {}
+        level = thinking.get("thinkingLevel") or thinking.get("thinking_level")
+        return str(level) if level else None
+
+    @property
+    def max_output_tokens(self) -> int | None:
+        value = self.config.get("maxOutputTokens")
+        return int(value) if value is not None else None
+
+    @property
+    def is_batch(self) -> bool:
+        """JSON asked for with an array schema."""
+        schema = self.config.get("responseSchema") or self.config.get("responseJsonSchema") or {}
+        return self.config.get("responseMimeType") == "application/json" and str(schema.get("type")).upper() == "ARRAY"
+
+    @property
+    def items(self) -> list[Item]:
+        """The numbered items of a batch prompt, in order."""
+        return [
+            Item(int(m["n"]), None if m["name"] == "неизвестно" else m["name"], m["type"])
+            for m in _ITEM.finditer(self.prompt)
+        ]
+
 
 @dataclass
 class FakeGemini:
@@ -115,6 +203,7 @@ class FakeGemini:
         if self.mode is not None:
             self.default = Reply.mode(self.mode)
         self._queue: deque[Reply] = deque(self.script)
+        self._items_answered = 0
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -156,10 +245,13 @@ class FakeGemini:
         with self._lock:
             self.default = reply
 
-    def _next(self, recorded: Recorded) -> Reply:
+    def _next(self, recorded: Recorded) -> tuple[Reply, int]:
+        """The reply for this request, and where its items' wording starts (items answered before it)."""
         with self._lock:
             self.requests.append(recorded)
-            return self._queue.popleft() if self._queue else self.default
+            first = self._items_answered
+            self._items_answered += len(recorded.items)
+            return (self._queue.popleft() if self._queue else self.default), first
 
     def wait_released(self, seconds: float) -> None:
         self._stopped.wait(seconds)
@@ -173,21 +265,128 @@ class FakeGemini:
         return self._stopped.wait(seconds)
 
 
+# --- Messages ---------------------------------------------------------------------------------------------------
+
+_GREETINGS = ("{name}, здравствуйте!", "{name}, добрый день!", "Доброго дня, {name}!", "{name}, приветствуем вас!")
+_GREETINGS_ANONYMOUS = ("Здравствуйте!", "Добрый день!", "Доброго дня!", "Приветствуем вас!")
+_BODIES = (
+    "Давно вас у нас не было.",
+    "Вы давно к нам не заглядывали.",
+    "Давно не виделись.",
+    "Кажется, пора снова к нам.",
+    "Будем рады снова вас видеть.",
+    "Самое время позаботиться о себе.",
+)
+_OFFERS = (" Для вас скидка {d}% на следующий визит.", " Дарим вам скидку {d}% на визит.")
+_CLOSINGS = ("Подобрать вам удобный день?", "Записать вас?", "Когда вам удобно прийти?", "Найти для вас время?")
+
+
+def good_item(index: int, name: str | None, message_type: str) -> str:
+    """A valid message for one item, worded by its index (0..95 give different wordings): greeting, body, offer."""
+    greetings = _GREETINGS if name else _GREETINGS_ANONYMOUS
+    greeting = greetings[index % 4].format(name=name)
+    body = _BODIES[(index // 4) % len(_BODIES)]
+    closing = _CLOSINGS[(index // 24) % len(_CLOSINGS)]
+    discount = _DISCOUNTS.get(message_type, 0)
+    offer = _OFFERS[index % 2].format(d=discount) if discount else ""
+    return f"{greeting} {body}{offer} {closing}"
+
+
 def good_message(prompt: str) -> str:
-    """A message that passes validation for what the prompt asks: the name it gives and the discount it names."""
-    name = re.search(r"Имя клиента: ([^\n.,]+)", prompt)
-    discount = re.search(r"Скидка: (\d+)\s*%", prompt)
-    greeting = f"{name.group(1).strip()}, здравствуйте!" if name else "Здравствуйте!"
-    offer = f" Для вас действует скидка {discount.group(1)}% на следующий визит." if discount else ""
-    return f"{greeting} Давно вас у нас не было, будем рады снова видеть.{offer} Подобрать вам удобный день?"
+    """A valid message for a plain-text prompt (one message, nothing in it to vary by)."""
+    discount = re.search(r"(?:Скидка|скидка)\D{0,3}(\d+)\s*%", prompt)
+    message_type = {"10": "offer", "20": "win_back"}.get(discount.group(1) if discount else "", "gentle")
+    return good_item(0, None, message_type)
 
 
-def _candidate_response(text: str, model: str) -> dict[str, Any]:
+def _bad_item(mode: str, item: Item, items: list[Item]) -> str | None:
+    """The text of a bad item (None: left out of the answer). Each is valid but for its one defect."""
+    name = item.name or "Мария"
+    other = next((i.name for i in items if i.name and i.name != item.name), "Светлана")
+    discount = _DISCOUNTS.get(item.message_type, 0)
+    offer = f" Для вас скидка {discount}%." if discount else ""
     return {
-        "candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}],
-        "usageMetadata": {"promptTokenCount": 120, "candidatesTokenCount": 40, "totalTokenCount": 160},
-        "modelVersion": model,
+        "too_long": f"{name}, " + "очень " * 60 + f"ждём вас снова.{offer} Записать вас?",
+        "english": f"{name}, we would love to see you again soon. Shall we book you in?",
+        "placeholder": f"{name}, [название салона] ждёт вас снова!{offer} Записать вас?",
+        "empty": "",
+        # the wording the first item of a fresh fake gets (a good first item of the same type: the same text, names
+        # aside)
+        "duplicate": good_item(0, item.name, item.message_type),
+        "missing": None,
+        "other_name": f"{name}, здравствуйте! {other} тоже давно у нас не была.{offer} Записать вас?",
+    }[mode]
+
+
+def batch_answer(recorded: Recorded, reply: Reply, *, first: int = 0) -> list[dict[str, Any]]:
+    """The array a batch request gets: each item's message (good, scripted bad, or the reply's one text). Good items
+    are worded by `first` + their index, so that consecutive answers (a batch, then its retries) differ."""
+    items = recorded.items
+    answer = []
+    for index, item in enumerate(items):
+        mode = reply.items.get(item.n, "good")
+        if reply.kind == "text":
+            text: str | None = reply.text
+        elif mode == "good":
+            text = good_item(first + index, item.name, item.message_type)
+        else:
+            text = _bad_item(mode, item, items)
+        if text is not None:
+            answer.append({"n": item.n, "text": text})
+    return answer
+
+
+# --- Answers ------------------------------------------------------------------------------------------------------
+
+
+def _tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def _thinking_tokens(recorded: Recorded) -> int:
+    level = recorded.thinking_level or DEFAULT_LEVEL
+    fixed, per_item = THINKING.get(level.upper(), THINKING[DEFAULT_LEVEL])
+    return fixed + per_item * max(1, len(recorded.items))
+
+
+def candidate_response(text: str, recorded: Recorded, *, finish: str = "STOP") -> dict[str, Any]:
+    """A 200 answer with `text`, its usage, and the output cap applied (thinking counts against it)."""
+    thinking = _thinking_tokens(recorded)
+    cap = recorded.max_output_tokens
+    if cap is not None and thinking + _tokens(text) > cap:
+        text = text[: max(0, cap - thinking) * CHARS_PER_TOKEN]
+        finish = "MAX_TOKENS"
+    usage = {"promptTokenCount": _tokens(recorded.prompt), "candidatesTokenCount": _tokens(text)}
+    if thinking:
+        usage["thoughtsTokenCount"] = thinking
+    usage["totalTokenCount"] = sum(usage.values())
+    return {
+        "candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": finish, "index": 0}],
+        "usageMetadata": usage,
+        "modelVersion": recorded.model,
     }
+
+
+def _text_answer(recorded: Recorded, reply: Reply, *, first: int = 0) -> str:
+    """What a good, text or batch reply says: a JSON array to a batch request, plain text otherwise."""
+    if recorded.is_batch:
+        return json.dumps(batch_answer(recorded, reply, first=first), ensure_ascii=False)
+    return reply.text if reply.kind == "text" else good_message(recorded.prompt)
+
+
+def _quota_error(reply: Reply) -> dict[str, Any]:
+    quota_id = QUOTA_IDS[reply.quota_class]
+    violation: dict[str, Any] = {"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests"}
+    if quota_id is not None:
+        violation |= {"quotaId": quota_id, "quotaDimensions": {"location": "global", "model": "gemini-3.8-flash"}}
+    else:
+        violation["description"] = "The project's spend cap is reached."
+    details: list[dict[str, Any]] = [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]}
+    ]
+    if reply.retry_delay is not None:
+        details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": reply.retry_delay})
+    return {"code": 429, "message": "quota exceeded", "status": "RESOURCE_EXHAUSTED", "details": details}
 
 
 def _handler_for(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
@@ -212,57 +411,35 @@ def _handler_for(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
             recorded = Recorded(
                 path=self.path, model=match["model"], headers={k.lower(): v for k, v in self.headers.items()}, body=body
             )
-            reply = fake._next(recorded)
-            self._answer(reply, recorded)
+            reply, first = fake._next(recorded)
+            self._answer(reply, recorded, first)
 
-        def _answer(self, reply: Reply, recorded: Recorded) -> None:
-            model = recorded.model
+        def _answer(self, reply: Reply, recorded: Recorded, first: int) -> None:
             if reply.kind == "hang":
                 fake.wait_released(reply.hang_seconds)
                 if fake.stopped:
                     return
-                self._json(200, _candidate_response(good_message(recorded.prompt), model))
-            elif reply.kind == "good":
-                self._json(200, _candidate_response(good_message(recorded.prompt), model))
-            elif reply.kind == "text":
-                self._json(200, _candidate_response(reply.text, model))
+                self._json(200, candidate_response(_text_answer(recorded, Reply.good(), first=first), recorded))
+            elif reply.kind in ("good", "text", "batch"):
+                self._json(200, candidate_response(_text_answer(recorded, reply, first=first), recorded))
+            elif reply.kind == "truncated":
+                text = _text_answer(recorded, Reply.good(), first=first)
+                self._json(200, candidate_response(text[: len(text) // 2], recorded, finish="MAX_TOKENS"))
             elif reply.kind == "safety":
-                self._json(
-                    200,
-                    {
-                        "candidates": [
-                            {
-                                "finishReason": "SAFETY",
-                                "index": 0,
-                                "safetyRatings": [
-                                    {"category": "HARM_CATEGORY_HARASSMENT", "probability": "HIGH", "blocked": True}
-                                ],
-                            }
-                        ],
-                        "modelVersion": model,
-                    },
-                )
+                candidate = {"finishReason": "SAFETY", "index": 0, "safetyRatings": [{"blocked": True}]}
+                self._json(200, {"candidates": [candidate], "modelVersion": recorded.model})
             elif reply.kind == "blocked":
-                self._json(200, {"promptFeedback": {"blockReason": "SAFETY"}, "modelVersion": model})
+                self._json(200, {"promptFeedback": {"blockReason": "SAFETY"}, "modelVersion": recorded.model})
             elif reply.kind == "empty":
-                self._json(200, {"candidates": [], "modelVersion": model})
-            elif reply.kind == "rate_limited":
-                details: list[dict[str, Any]] = [
-                    {
-                        "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                        "violations": [{"quotaMetric": "generate_content_free_tier_requests"}],
-                    }
-                ]
-                if reply.retry_delay is not None:
-                    retry_info = "type.googleapis.com/google.rpc.RetryInfo"
-                    details.append({"@type": retry_info, "retryDelay": reply.retry_delay})
-                error = {"code": 429, "message": "quota exceeded", "status": "RESOURCE_EXHAUSTED", "details": details}
-                self._json(429, {"error": error})
+                self._json(200, {"candidates": [], "modelVersion": recorded.model})
+            elif reply.kind == "quota":
+                self._json(429, {"error": _quota_error(reply)})
             elif reply.kind == "garbage":
                 self._raw(200, b"<html>not json</html>", "text/html")
             else:
                 status = reply.status
-                self._json(status, {"error": {"code": status, "message": "scripted failure", "status": "INTERNAL"}})
+                error = {"code": status, "message": "scripted failure", "status": reply.rpc_status}
+                self._json(status, {"error": error})
 
         def _json(self, status: int, payload: dict[str, Any]) -> None:
             self._raw(status, json.dumps(payload, ensure_ascii=False).encode(), "application/json; charset=utf-8")

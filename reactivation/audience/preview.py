@@ -11,15 +11,14 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from reactivation.audience.selection import DueClient
-from reactivation.core.limiter import Limiter
 from reactivation.core.phones import mask_phone
 from reactivation.core.vocabulary import Step
-from reactivation.messaging.composing import ComposedMessage, MessageRequest, RateLimited, compose_message
-from reactivation.messaging.gemini import GeminiWriter
+from reactivation.messaging.composing import ComposedMessage, MessageRequest, compose_messages
+from reactivation.messaging.gemini_batch import BatchWriter
 from reactivation.storage.companies import CompanyConfig
 from reactivation.timing.waterfall import Source
 
@@ -109,22 +108,25 @@ def with_messages(
     company: CompanyConfig,
     clients: Sequence[DueClient],
     *,
-    writer: GeminiWriter | None,
-    limiter: Limiter | None,
+    writer: BatchWriter | None,
+    batch_size: int,
+    now: datetime,
 ) -> list[PreviewRow]:
     """Preview rows with the message each client would get, composed as the pipeline composes it.
 
-    The first Gemini attempt waits for a slot of the global limiter within the message's budget instead of
-    deferring (there is no task to retry), so a preview never exceeds the limit the workers share; past the
-    budget the template is shown, as the pipeline would send it.
+    `batch_size` clients' messages come from one Gemini request, each request waiting for a slot of the global
+    limiter within its budget (there is no task to retry), so a preview never exceeds the limit the workers share;
+    past the budget the templates are shown, as the pipeline would send them.
     """
     rows: list[PreviewRow] = []
-    for due in clients:
-        request = MessageRequest.for_contact(company, due, client_name=due.name)
-        composed = compose_message(request, writer=writer, limiter=limiter, defer_when_limited=False)
-        # Without deferring compose_message always writes a message; the type says it could not be RateLimited.
-        assert not isinstance(composed, RateLimited)
-        rows.append(_with_message(preview_row(due), composed))
+    for start in range(0, len(clients), batch_size):
+        chunk = clients[start : start + batch_size]
+        requests = [MessageRequest.for_contact(company, due, client_name=due.name) for due in chunk]
+        composition = compose_messages(requests, writer=writer, now=now)
+        for due, composed in zip(chunk, composition.messages, strict=True):
+            # Without can_requeue every item comes back as a message.
+            assert isinstance(composed, ComposedMessage)
+            rows.append(_with_message(preview_row(due), composed))
     return rows
 
 

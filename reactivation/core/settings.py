@@ -12,6 +12,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reactivation.core.gemini_models import check_thinking_level
+
 # The embedded default keeps every file it writes under one folder that git ignores.
 DATA_DIR = Path("var")
 DEFAULT_DATABASE_URL = f"sqlite:///{DATA_DIR / 'reactivation.db'}"
@@ -33,6 +35,9 @@ _PLACEHOLDER = re.compile(r"\{\{(\d+)\}\}")
 
 # The Gemini API's own current Flash model (the 2.0 models are shut down, 2.5 Flash is deprecated).
 DEFAULT_GEMINI_MODEL = "gemini-3.8-flash"
+
+# What one item of a batch answer needs at least: a 250-character message in Russian and its JSON around it.
+MIN_OUTPUT_TOKENS_PER_ITEM = 128
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
@@ -80,11 +85,24 @@ class Settings(BaseSettings):
     gemini_base_url: str | None = None
     gemini_model: str = DEFAULT_GEMINI_MODEL
     gemini_rate_limit: str = "15/60"
-    # Per request; the SDK has no timeout of its own.
-    gemini_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
-    # Every attempt and wait for one message together; past it the template is used.
-    gemini_budget_seconds: float = Field(default=30.0, gt=0, le=600)
+    # Per request; the SDK has no timeout of its own. A batch of 20 at thinking level low takes seconds, not tens.
+    gemini_timeout_seconds: float = Field(default=40.0, gt=0, le=300)
+    # Every attempt and wait for one batch (and its single-client retries) together; past it the templates are used.
+    gemini_budget_seconds: float = Field(default=90.0, gt=0, le=600)
     gemini_max_attempts: int = Field(default=4, ge=1, le=10)
+    # Messages written by one request (1: one request per client). See the README for why 20.
+    gemini_batch_size: int = Field(default=20, ge=1, le=50)
+    # A batch that is not full leaves once its oldest row has waited this long.
+    gemini_batch_wait_seconds: float = Field(default=2.0, ge=0, le=60)
+    # Sent with every request; checked against what the model accepts (reactivation.core.gemini_models).
+    gemini_thinking_level: Literal["minimal", "low", "medium", "high", "default"] = "low"
+    # The answer's cap, thinking included: a batch of 20 needs about 2,000 tokens of text and a few hundred of
+    # thought at level low; the cap only bounds a runaway answer, it costs nothing unused.
+    gemini_max_output_tokens: int = Field(default=8192, ge=MIN_OUTPUT_TOKENS_PER_ITEM, le=65536)
+    # Requests per Pacific day (Google's quota day), counted in Redis across every worker; unset: no own limit.
+    gemini_daily_limit: int | None = Field(default=None, ge=1)
+    # How long a region, key or model error keeps Gemini off for every worker before one request probes it.
+    gemini_pause_seconds: float = Field(default=600.0, ge=1, le=86_400)
 
     whatsapp_provider: Literal["gateway", "cloud_api", "outbox"] = "outbox"
     whatsapp_gateway_url: str | None = None
@@ -191,6 +209,20 @@ class Settings(BaseSettings):
                     f"WHATSAPP_CLOUD_TEMPLATE_{step.upper()}_TEXT must use exactly {wanted} (the template's "
                     f"parameters), found {used or 'none'}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _gemini_request_fits_the_model(self) -> Settings:
+        problem = check_thinking_level(self.gemini_model, self.gemini_thinking_level)
+        if problem is not None:
+            raise ValueError(problem)
+        needed = self.gemini_batch_size * MIN_OUTPUT_TOKENS_PER_ITEM
+        if self.gemini_max_output_tokens < needed:
+            raise ValueError(
+                f"GEMINI_MAX_OUTPUT_TOKENS {self.gemini_max_output_tokens} leaves less than "
+                f"{MIN_OUTPUT_TOKENS_PER_ITEM} tokens per message of a batch of {self.gemini_batch_size} "
+                f"(GEMINI_BATCH_SIZE), thinking included; set it to at least {needed}"
+            )
         return self
 
     @model_validator(mode="after")

@@ -4,7 +4,9 @@ persist_history → save_context.
 Each step takes the history row's id, re-reads the row, checks that its status allows the step, re-checks
 what may have changed since the claim (an opt-out, a booking, a visit), does its work, and moves the status
 forward with a conditional UPDATE, so running a step twice changes nothing. A step returns what the Celery
-task should do next: go on (`Continue`), stop the chain (`Stop`), or run again later (`RetryLater`).
+task should do next: go on (`Continue`), stop the chain (`Stop`), run again later (`RetryLater`), or hand the rest
+of the chain over (`Handoff`: the generate step queues the row for a Gemini batch, which continues the chain once it
+has written the message; see reactivation.flow.batching).
 
 Sending is guarded by the row: it moves to `sending` and that is committed before the provider is called. A row
 found in `sending` later (a worker died mid-call) is sent again by the sweep only through a provider that
@@ -42,13 +44,15 @@ from reactivation.delivery.errors import (
     TemplateRejected,
     TransientSendError,
 )
+from reactivation.flow.batching import record_message, write_one
 from reactivation.flow.delivery_status import failure_plan
 from reactivation.flow.sending_stops import SendingStop, sending_stopped, stop_sending
 from reactivation.handover.admin_handover import ContextError, save_context, withdraw_handover
 from reactivation.handover.from_history import handover_context
-from reactivation.messaging.composing import ComposedMessage, MessageRequest, RateLimited, compose_message
+from reactivation.messaging.composing import NO_KEY, ComposedMessage, MessageRequest, template_message
+from reactivation.messaging.gemini_gate import Closed
 from reactivation.messaging.names import first_name
-from reactivation.storage import history
+from reactivation.storage import gemini_queue, history
 from reactivation.storage.companies import CompanyConfig, load_company
 from reactivation.storage.db import TRANSIENT_DB_ERRORS
 from reactivation.storage.models import Client, ReactivationHistory
@@ -91,7 +95,14 @@ class RetryLater:
     limit: str | None = None
 
 
-Outcome = Continue | Stop | RetryLater
+@dataclass(frozen=True)
+class Handoff:
+    """This chain stops here and goes on from elsewhere: the Gemini batch that writes the row's message continues it."""
+
+    reason: str
+
+
+Outcome = Continue | Stop | RetryLater | Handoff
 
 
 def backoff(attempt: int, *, base: float = 5.0, cap: float = 300.0) -> float:
@@ -190,8 +201,10 @@ def select_interval(rt: Runtime, *, company_id: int, history_id: int, now: datet
 # --- generate_message -----------------------------------------------------------------------------------------
 
 
-def generate_message(rt: Runtime, *, company_id: int, history_id: int, now: datetime) -> Outcome:
-    """Write the client's message (Gemini within the global limit, else the template) and record how."""
+def generate_message(rt: Runtime, *, company_id: int, history_id: int, now: datetime, inline: bool = False) -> Outcome:
+    """Queue the row for a Gemini batch, which writes its message and continues the chain (`Handoff`); or write
+    its message now: the template without a key or while Gemini is closed for everybody, and, `inline` (a run in one
+    process, where nothing waits for a batch), Gemini's own."""
     with rt.session() as session:
         row = history.get(session, company_id=company_id, history_id=history_id)
         later = (Status.GENERATED, Status.DELIVERED, Status.SENT)
@@ -205,25 +218,25 @@ def generate_message(rt: Runtime, *, company_id: int, history_id: int, now: date
             select(Client.name).where(Client.company_id == company_id, Client.id == row.client_id)
         )
         request = MessageRequest.for_contact(company, row, client_name=client_name)
-    approved = _approved_template(rt, request)
-    if approved is not None:
-        # The Cloud API sends the step's approved template: that is the message, and Gemini is not asked.
-        with rt.session() as session:
-            _record_message(session, ids=(company_id, history_id), composed=approved[0], now=now, **approved[1])
-        return Continue()
+        approved = _approved_template(rt, request)
+        if approved is not None:
+            # The Cloud API sends the step's approved template: that is the message, and Gemini is not asked.
+            composed, template = approved
+            record_message(session, pair=(company_id, history_id), composed=composed, now=now, **template)
+            return Continue()
+        closed = rt.gemini_gate.closed(now) if rt.batch_writer is not None else Closed(NO_KEY, None)
+        if closed is not None:
+            # No request, no limiter slot: the template at once, with the reason Gemini is off.
+            composed = template_message(request, reason=closed.reason)
+            record_message(session, pair=(company_id, history_id), composed=composed, now=now)
+            return Continue()
+        if not inline:
+            # Queued once, however often this step runs; the batch continues the chain from send_message.
+            gemini_queue.enqueue(session, company_id=company_id, history_id=history_id, now=now)
+            return Handoff("waiting for a Gemini batch")
+        run_id = row.campaign_run_id
     # No transaction is held open while Gemini thinks.
-    composed = compose_message(request, writer=rt.gemini_writer, limiter=rt.gemini_limiter)
-    if isinstance(composed, RateLimited):
-        return _later(
-            rt,
-            (company_id, history_id),
-            composed.wait_seconds,
-            "gemini rate limit",
-            now=now,
-            limit=rt.gemini_limiter.name,
-        )
-    with rt.session() as session:
-        _record_message(session, ids=(company_id, history_id), composed=composed, now=now)
+    write_one(rt, pair=(company_id, history_id), request=request, run_id=run_id, now=now)
     return Continue()
 
 
@@ -246,24 +259,6 @@ def _approved_template(rt: Runtime, request: MessageRequest) -> tuple[ComposedMe
         first_name=name,
     )
     return composed, {"template_name": approved.template_name, "template_language": approved.language}
-
-
-def _record_message(
-    session: Session, *, ids: tuple[int, int], composed: ComposedMessage, now: datetime, **values: Any
-) -> None:
-    _move(
-        session,
-        ids,
-        Status.INTERVAL_SELECTED,
-        Status.GENERATED,
-        now=now,
-        message_text=composed.text,
-        generator=composed.generator,
-        variant=composed.variant,
-        model=composed.model,
-        generator_fallback_reason=composed.fallback_reason,
-        **values,
-    )
 
 
 def _later(

@@ -1,20 +1,21 @@
-"""One client's message for one step: Gemini when it can, the template when it cannot, always valid.
+"""Clients' messages: Gemini's when it writes a valid one, the template when it cannot; always valid.
 
-What the pipeline's generate step calls. The first Gemini attempt needs a slot from the global limiter; when
-there is none the caller learns how long to wait (`RateLimited`) and retries the task later instead of holding a
-worker. After that, a Gemini outage never delays or stops sending: past the budget the template goes.
+What the pipeline's batches and `reactivation preview` call. Several clients' messages come from one request
+(GEMINI_BATCH_SIZE of them; see gemini_batch.py). A Gemini outage never delays or stops sending: past the batch's
+budget, with the gate closed (a daily pause, an open breaker) or without a key, the templates write.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Literal, Protocol
 
-from reactivation.core.limiter import Limiter
 from reactivation.core.vocabulary import Step
-from reactivation.messaging.gemini import PROMPT_VERSION, GeminiWriter, NotWritten, PromptFacts
+from reactivation.messaging.gemini import PROMPT_VERSION, PromptFacts
+from reactivation.messaging.gemini_batch import BatchWriter, Fallback, RequestRecord, Requeue, Wrote
 from reactivation.messaging.names import first_name as parse_first_name
 from reactivation.messaging.templates import render_template
 from reactivation.messaging.validation import validate_message
@@ -62,9 +63,14 @@ class MessageRequest:
 
     @classmethod
     def for_contact(cls, company: CompanyConfig, contact: Contact, *, client_name: str | None) -> MessageRequest:
-        """What the pipeline's generate step composes a contact's message from; `reactivation preview` the same."""
+        """What the pipeline composes a contact's message from; `reactivation preview` the same."""
+        return cls.of(company.name, contact, client_name=client_name)
+
+    @classmethod
+    def of(cls, company_name: str, contact: Contact, *, client_name: str | None) -> MessageRequest:
+        """The same from the salon's name alone (a batch reads it with the row)."""
         return cls(
-            company_name=company.name,
+            company_name=company_name,
             client_name=client_name,
             # As the claim stores it on the row, so that a preview of a due client asks for the same message.
             service_title=history.cut(contact.last_service_name, history.MAX_SERVICE_NAME),
@@ -73,6 +79,16 @@ class MessageRequest:
             lapse_date=contact.last_visit_date,
             days_inactive=contact.inactive_days,
             interval_days=contact.interval_days,
+        )
+
+    @property
+    def first_name(self) -> str | None:
+        return parse_first_name(self.client_name)
+
+    def facts(self) -> PromptFacts:
+        """All a prompt may say about this message (152-FZ: the first name, never the raw name)."""
+        return PromptFacts(
+            step=self.step, first_name=self.first_name, service_title=self.service_title, company_name=self.company_name
         )
 
     def __repr__(self) -> str:  # the raw name is personal data; keep it out of logs and tracebacks
@@ -90,73 +106,80 @@ class ComposedMessage:
     generator: Generator
     variant: str  # "gentle.2.due" for a template, "gentle.gemini.v2" for Gemini's prompt
     model: str | None  # the Gemini model that wrote it; None for a template
-    fallback_reason: str | None  # why Gemini was not used: no_key, rate_limited_budget, timeout, rejected:...
+    fallback_reason: str | None  # why Gemini was not used: no_key, gemini_daily_quota, timeout, rejected:...
     first_name: str | None
     attempts: int = 0  # Gemini requests made for this message
 
 
 @dataclass(frozen=True)
-class RateLimited:
-    """No Gemini slot for the first attempt: retry the task after `wait_seconds` (Celery countdown)."""
+class Composition:
+    """Per request, in order, its message or a Requeue (it waits for a later batch); and every Gemini request made."""
 
-    wait_seconds: float
+    messages: list[ComposedMessage | Requeue]
+    requests: list[RequestRecord]
 
 
-def compose_message(
-    request: MessageRequest,
+def compose_messages(
+    requests: Sequence[MessageRequest],
     *,
-    writer: GeminiWriter | None,
-    limiter: Limiter | None,
-    defer_when_limited: bool = True,
-) -> ComposedMessage | RateLimited:
-    """The client's message: Gemini's if it writes a valid one within its budget, else the template.
+    writer: BatchWriter | None,
+    now: datetime,
+    slot_taken: bool = False,
+    can_requeue: bool = False,
+) -> Composition:
+    """The messages of these requests, written by Gemini in one batch where it can, each else from its template.
 
-    With `defer_when_limited` (the default) and no limiter slot for the first attempt, returns RateLimited; without
-    it, the first attempt waits for a slot within the budget like every later one does.
+    `slot_taken` when the caller holds the first request's limiter slot; `can_requeue` when an item may go back to
+    wait for a later batch (the pipeline's queue) instead of waiting for a blocked quota itself.
     """
-    name = parse_first_name(request.client_name)
-    if writer is None:
-        return _template(request, name, reason=NO_KEY)
-
-    slot_taken = False
-    if limiter is not None:
-        slot = limiter.acquire()
-        if slot.acquired:
-            slot_taken = True
-        elif defer_when_limited:
-            return RateLimited(wait_seconds=slot.wait_seconds)
-
-    facts = PromptFacts(
-        step=request.step, first_name=name, service_title=request.service_title, company_name=request.company_name
+    if writer is None or not requests:
+        return Composition([template_message(request, reason=NO_KEY) for request in requests], [])
+    result = writer.write(
+        [request.facts() for request in requests], now=now, slot_taken=slot_taken, can_requeue=can_requeue
     )
-    outcome = writer.write(facts, limiter=limiter, slot_taken=slot_taken)
-    if isinstance(outcome, NotWritten):
-        log.info(
-            "gemini not used, template instead",
-            extra={"client_id": request.client_id, "reason": outcome.reason, "attempts": outcome.attempts},
-        )
-        return _template(request, name, reason=outcome.reason, attempts=outcome.attempts)
-    # The writer validated it already; checked again here because nothing leaves this module unvalidated.
+    messages: list[ComposedMessage | Requeue] = []
+    for index, (request, outcome) in enumerate(zip(requests, result.outcomes, strict=True)):
+        attempts = sum(index in record.positions for record in result.requests)
+        if isinstance(outcome, Requeue):
+            messages.append(outcome)
+        elif isinstance(outcome, Fallback):
+            log.info(
+                "gemini not used, template instead",
+                extra={"client_id": request.client_id, "reason": outcome.reason, "attempts": attempts},
+            )
+            messages.append(template_message(request, reason=outcome.reason, attempts=attempts))
+        else:
+            messages.append(_gemini(request, outcome, model=result.model, attempts=attempts))
+    return Composition(messages, result.requests)
+
+
+def compose_message(request: MessageRequest, *, writer: BatchWriter | None, now: datetime) -> ComposedMessage:
+    """One client's message (a batch of one; it never waits in a queue)."""
+    [message] = compose_messages([request], writer=writer, now=now).messages
+    assert isinstance(message, ComposedMessage)  # without can_requeue nothing is requeued
+    return message
+
+
+def _gemini(request: MessageRequest, outcome: Wrote, *, model: str, attempts: int) -> ComposedMessage:
+    name = request.first_name
+    # The batch validated it already; checked again here because nothing leaves this module unvalidated.
     check = validate_message(outcome.text, step=request.step, first_name=name, company_name=request.company_name)
     if not check.ok:
-        return _template(request, name, reason=check.reason, attempts=outcome.attempts)
+        return template_message(request, reason=check.reason, attempts=attempts)
     return ComposedMessage(
         text=check.text,
         generator="gemini",
         variant=f"{request.step.message_type}.gemini.{PROMPT_VERSION}",
-        model=outcome.model,
+        model=model,
         fallback_reason=None,
         first_name=name,
-        attempts=outcome.attempts,
+        attempts=attempts,
     )
 
 
-def template_message(request: MessageRequest, *, reason: str | None = None) -> ComposedMessage:
+def template_message(request: MessageRequest, *, reason: str | None = None, attempts: int = 0) -> ComposedMessage:
     """The client's template message (no Gemini at all), e.g. for previews and the Cloud API's own templates."""
-    return _template(request, parse_first_name(request.client_name), reason=reason)
-
-
-def _template(request: MessageRequest, name: str | None, *, reason: str | None, attempts: int = 0) -> ComposedMessage:
+    name = request.first_name
     message = render_template(
         request.step,
         client_id=request.client_id,

@@ -29,6 +29,7 @@ from reactivation.core.vocabulary import Status, Step
 from reactivation.outcomes import reply_stats
 from reactivation.outcomes.attribution import contact_time
 from reactivation.storage.companies import load_company
+from reactivation.storage.gemini_usage import usage_summary
 from reactivation.storage.history import not_dry_run
 from reactivation.storage.models import ReactivationHistory
 
@@ -319,7 +320,7 @@ def _holdout(session: Session, company_id: int, start: datetime | None, end: dat
 def campaign_stats(session: Session, *, company_id: int, since: date | None, until: date | None) -> dict[str, Any]:
     """The funnel in total and by step, source, generator and variant, what the provider reported about delivery,
     the hold-out comparison (or None), the replies by label and reason, the snoozes and the unhappy replies (see
-    reply_stats.py).
+    reply_stats.py), and Gemini's usage.
 
     `since` and `until` are the company's local dates, both included; None leaves that end open.
     """
@@ -335,4 +336,6 @@ def campaign_stats(session: Session, *, company_id: int, since: date | None, unt
         "replies_by_reason": reply_stats.replies_by_reason(session, company_id=company_id, start=start, end=end),
         "snoozes": reply_stats.snoozes(session, company_id=company_id, start=start, end=end),
         "unhappy": reply_stats.unhappy_replies(session, company_id=company_id, tz=tz, start=start, end=end),
+        # Requests, tokens and tokens per message Gemini spent on this company's messages in the period.
+        "gemini": usage_summary(session, company_id=company_id, start=start, end=end).as_dict(),
     }

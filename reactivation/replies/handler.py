@@ -33,6 +33,7 @@ from reactivation.core.vocabulary import PendingHandover, Status, Step
 from reactivation.handover.admin_handover import read_pending_action
 from reactivation.handover.from_history import handover_context
 from reactivation.handover.pending import hand_over_owed
+from reactivation.messaging.gemini_gate import Go
 from reactivation.replies.admin_prompt import build_enriched_prompt
 from reactivation.replies.classify import Classification, EmptyReply, ReplyLabel, explain
 from reactivation.replies.followup import Followup, follow
@@ -75,7 +76,7 @@ def handle_reply(rt: Runtime, *, company_id: int, phone: str, text: str, now: da
     with rt.session() as session:
         company = load_company(session, company_id=company_id)
         e164 = normalize_phone(phone, region=company.country)
-    classification = _classify(rt, company, reply)
+    classification = _classify(rt, company, reply, now=now)
     label = classification.label
     local_day = company.local_today(now)
     named = named_until(classification, on=local_day, country=company.country)
@@ -254,14 +255,15 @@ def _opt_out(
     log.info("opt-out recorded", extra={"company_id": company.id, "phone": mask_phone(phone)})
 
 
-def _classify(rt: Runtime, company: CompanyConfig, text: str) -> Classification:
+def _classify(rt: Runtime, company: CompanyConfig, text: str, *, now: datetime) -> Classification:
     writer = rt.gemini_writer
     if company.settings.reply_classifier != "gemini" or writer is None:
         return explain(text)
 
     def ask(prompt: str) -> str:
-        # A classification never waits for a slot: without one, the rules answer at once.
-        if not rt.gemini_limiter.acquire().acquired:
+        # A classification never waits: without a slot (or while Gemini is paused, blocked or its breaker open for
+        # every worker) the rules answer at once.
+        if not isinstance(rt.gemini_gate.acquire(now), Go):
             raise ExternalError("rate_limited", "no Gemini slot for a classification")
         answer = writer.generate_once(
             prompt, timeout_seconds=CLASSIFY_TIMEOUT_SECONDS, system_instruction=CLASSIFY_INSTRUCTION

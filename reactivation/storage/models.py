@@ -512,3 +512,59 @@ class Consent(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     revoked_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = _now()
+
+
+class GeminiQueued(Base):
+    """A history row waiting for a Gemini batch: the queue the batching task serves (reactivation.flow.batching).
+
+    A row enters when its chain's generate step runs and leaves when its batch wrote its message. A batch leases its
+    rows (`lease_until`, `lease_token`) before it asks Gemini, so that two batches never write one row and a batch
+    whose worker died gives its rows back once the lease has passed.
+    """
+
+    __tablename__ = "gemini_queue"
+    __table_args__ = (Index("ix_gemini_queue_company_queued", "company_id", "queued_at"),)
+
+    history_id: Mapped[int] = mapped_column(
+        BigInteger,
+        ForeignKey("client_reactivation_history.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    )
+    company_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    queued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # How often a batch gave this row back to wait (a per-minute quota); bounded by GEMINI_MAX_ATTEMPTS.
+    attempts: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default="0")
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    lease_token: Mapped[str | None] = mapped_column(Text)
+
+
+class GeminiRequest(Base):
+    """One Gemini request's usage, per company (and run) it served: a batch of several salons' rows is one request
+    and one row here per company, each with its share of the tokens (by its share of the items)."""
+
+    __tablename__ = "gemini_requests"
+    __table_args__ = (
+        Index("ix_gemini_requests_company_requested", "company_id", "requested_at"),
+        Index("ix_gemini_requests_run", "campaign_run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIdentity, Identity(), primary_key=True)
+    # The same for every company's row of one HTTP request.
+    request_key: Mapped[str] = mapped_column(Text, nullable=False)
+    company_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    campaign_run_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("campaign_runs.id", ondelete="SET NULL"))
+    requested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
+    model: Mapped[str] = mapped_column(Text, nullable=False)
+    # "low", "default", "budget:512": what the request said about thinking.
+    thinking: Mapped[str] = mapped_column(Text, nullable=False)
+    # This company's items in the request, all the request's items, and how many of this company's became messages.
+    items: Mapped[int] = mapped_column(Integer, nullable=False)
+    batch_items: Mapped[int] = mapped_column(Integer, nullable=False)
+    written: Mapped[int] = mapped_column(Integer, nullable=False)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, nullable=False)
+    output_tokens: Mapped[int] = mapped_column(Integer, nullable=False)
+    thinking_tokens: Mapped[int] = mapped_column(Integer, nullable=False)
+    # "ok", "truncated", "rate_limited:minute", "server_error", ...: what came of the request.
+    outcome: Mapped[str] = mapped_column(Text, nullable=False)
+    finish_reason: Mapped[str | None] = mapped_column(Text)

@@ -477,6 +477,7 @@ def campaign_status(
         lambda: read_progress(rt, config, run_date), console=console, tz=config.tz, timeout=timeout, sleep=watch.pause
     )
     show_progress(last, config)
+    print_gemini_status(rt, company_id=company, run_date=run_date)
     if end is watch.FollowEnd.INTERRUPTED:
         err_console.print("stopped watching; the campaign goes on in the workers")
         raise typer.Exit(INTERRUPTED)
@@ -516,6 +517,7 @@ def print_status(rt: Runtime, *, company_id: int, run_date: date, dry_run: bool 
         with rt.session() as session:
             config = load_company(session, company_id=company_id)
         show_progress(read_progress(rt, config, run_date), config)
+        print_gemini_status(rt, company_id=company_id, run_date=run_date)
         return
     with rt.session() as session:
         rows = run_status(session, company_id=company_id, run_date=run_date, dry_run=dry_run)
@@ -528,6 +530,15 @@ def print_status(rt: Runtime, *, company_id: int, run_date: date, dry_run: bool 
     if not rows:
         table.add_row("no rows", "", "0")
     console.print(table)
+
+
+def print_gemini_status(rt: Runtime, *, company_id: int, run_date: date) -> None:
+    """Gemini's part in the run: requests, tokens, tokens per message, rows waiting, pauses and the breaker."""
+    from reactivation.flow.gemini_report import describe, gemini_report
+
+    report = gemini_report(rt, company_id=company_id, run_date=run_date, now=datetime.now(UTC))
+    for line in describe(report):
+        console.print(line, markup=False, highlight=False)
 
 
 # --- Replies, attribution, stats and consent ------------------------------------------------------------------
@@ -751,6 +762,21 @@ def holdout_summary(holdout: dict[str, Any] | None) -> str:
     )
 
 
+def gemini_usage_line(usage: dict[str, Any]) -> str:
+    """Gemini's requests and tokens in the period, in one line."""
+    if not usage["requests"]:
+        return "Gemini: no requests in this period."
+    per_message = usage["tokens_per_message"]
+    thinking = usage["thinking_tokens_per_message"]
+    return (
+        f"Gemini: {usage['requests']} request(s) ({usage['request_share']:g} by this salon's share of the batches), "
+        f"{usage['messages']} message(s) written, {usage['tokens']:,} tokens: {usage['prompt_tokens']:,} prompt, "
+        f"{usage['output_tokens']:,} output, {usage['thinking_tokens']:,} thinking"
+        + (f"; {per_message:g} per message ({thinking:g} thinking)" if per_message is not None else "")
+        + "."
+    )
+
+
 @app.command(epilog=needs("reactivation stats --company 962302 --since 2026-11-01"))
 def stats(
     company: Company,
@@ -772,6 +798,7 @@ def stats(
     console.print(reasons_summary(result["replies_by_reason"], result["snoozes"]))
     console.print(delivery_summary(result["delivery"]))
     console.print(holdout_summary(result["holdout"]))
+    console.print(gemini_usage_line(result["gemini"]), markup=False, highlight=False)
     if result["unhappy"]["count"]:
         console.print(unhappy_table(result["unhappy"]))
 
@@ -913,7 +940,9 @@ def preview_command(
     if messages:
         if rt.gemini_writer is not None and due:
             err_console.print(f"writing {len(due)} message(s) with Gemini, within GEMINI_RATE_LIMIT …")
-        rows = with_messages(config, due, writer=rt.gemini_writer, limiter=rt.gemini_limiter)
+        rows = with_messages(
+            config, due, writer=rt.batch_writer, batch_size=rt.settings.gemini_batch_size, now=datetime.now(UTC)
+        )
     else:
         rows = [preview_row(d) for d in due]
     if output is PreviewFormat.JSON:

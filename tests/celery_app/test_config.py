@@ -39,6 +39,7 @@ def test_embedded_default_runs_eagerly_in_memory() -> None:
 def test_queues_routes_and_beat() -> None:
     assert QUEUES == ("default", "gemini", "whatsapp")
     assert ROUTES["reactivation.generate_message"]["queue"] == "gemini"
+    assert ROUTES["reactivation.write_messages"]["queue"] == "gemini"
     assert ROUTES["reactivation.send_message"]["queue"] == "whatsapp"
     assert BEAT_SCHEDULE["plan-campaigns"]["schedule"] == 300.0
     assert BEAT_SCHEDULE["sweep-stuck-rows"]["schedule"] == 60.0

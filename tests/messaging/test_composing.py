@@ -1,4 +1,4 @@
-"""compose_message end to end: the real google-genai client, the fake Gemini server, the limiter, the templates."""
+"""compose_message(s) end to end: the real google-genai client, the fake Gemini server, the gate, the templates."""
 
 from __future__ import annotations
 
@@ -8,23 +8,22 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-import time_machine
-from limits.storage import MemoryStorage
 
-from reactivation.core.limiter import Limiter, gemini_limiter
-from reactivation.core.settings import RateLimit, Settings, load_settings
+from reactivation.core.limiter import gemini_limiter
+from reactivation.core.settings import Settings, load_settings
 from reactivation.core.vocabulary import Step
 from reactivation.messaging.composing import (
     ComposedMessage,
     MessageRequest,
-    RateLimited,
     compose_message,
+    compose_messages,
     template_message,
 )
-from reactivation.messaging.gemini import GeminiWriter
+from reactivation.messaging.gemini_batch import BatchWriter, Requeue
 from reactivation.messaging.templates import variant_number
 from reactivation.messaging.validation import validate_message
 from tests.fake_gemini import FakeGemini, Reply, settings_for
+from tests.gemini_stack import FakeTime, batch_writer, make_gate
 
 SALON = "Салон «Бархат»"
 
@@ -42,22 +41,7 @@ def request(
     )
 
 
-class FakeTime:
-    """Sleeps that take no time; the writer's clock, and a frozen wall clock if given, move by what is slept."""
-
-    def __init__(self, traveller: time_machine.Coordinates | None = None) -> None:
-        self.offset = 0.0
-        self.sleeps: list[float] = []
-        self.traveller = traveller
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.offset += seconds
-        if self.traveller is not None:
-            self.traveller.shift(seconds)
-
-    def clock(self) -> float:
-        return time.monotonic() + self.offset
+NOW = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
@@ -66,9 +50,8 @@ def fake() -> Iterator[FakeGemini]:
         yield server
 
 
-def writer_for(fake: FakeGemini, fake_time: FakeTime | None = None, **overrides: object) -> GeminiWriter:
-    fake_time = fake_time or FakeTime()
-    return GeminiWriter(settings_for(fake, **overrides), sleep=fake_time.sleep, clock=fake_time.clock)
+def writer_for(fake: FakeGemini, fake_time: FakeTime | None = None, **overrides: object) -> BatchWriter:
+    return batch_writer(fake, fake_time=fake_time, **overrides)
 
 
 def assert_valid(message: ComposedMessage, step: Step) -> None:
@@ -93,8 +76,11 @@ WRAPPED = Reply.say("Вот сообщение:\n\n**«Мария, дарим с
         pytest.param([], WRAPPED, "gemini", None, {}, id="quotes, markup and a preamble"),
         pytest.param([], Reply.safety(), "template", "safety", {}, id="empty SAFETY answer"),
         pytest.param([Reply.safety()], GOOD, "gemini", None, {}, id="SAFETY once, then good"),
+        pytest.param([Reply.truncated()], GOOD, "template", "truncated", {}, id="MAX_TOKENS: nothing smaller"),
         pytest.param([], Reply.error(500), "template", "server_error", {}, id="500 every time"),
         pytest.param([Reply.rate_limited("2s")], GOOD, "gemini", None, {}, id="429 with RetryInfo, then good"),
+        pytest.param([], Reply.quota("day"), "template", "gemini_daily_quota", {}, id="per-day 429"),
+        pytest.param([], Reply.error(403, "PERMISSION_DENIED"), "template", "gemini_key", {}, id="403"),
         pytest.param([], Reply.hang(5), "template", "timeout", SHORT_TIMEOUT, id="hang"),
     ],
 )
@@ -105,7 +91,7 @@ def test_every_message_is_valid_and_good_answers_are_used(
     fake.push(*script)
     fake.set_default(default)
     # when a client's offer is composed
-    message = compose_message(request(), writer=writer_for(fake, **overrides), limiter=None)
+    message = compose_message(request(), writer=writer_for(fake, **overrides), now=NOW)
     # then what comes out is valid for the step; Gemini's good answers are used, anything else falls back
     assert isinstance(message, ComposedMessage)
     assert_valid(message, Step.OFFER)
@@ -124,13 +110,13 @@ def test_every_message_is_valid_and_good_answers_are_used(
 
 def test_the_wrapped_answer_is_repaired_not_rejected(fake: FakeGemini) -> None:
     fake.set_default(WRAPPED)
-    message = compose_message(request(), writer=writer_for(fake), limiter=None)
+    message = compose_message(request(), writer=writer_for(fake), now=NOW)
     assert isinstance(message, ComposedMessage)
     assert message.text == "Мария, дарим скидку 10% на мужскую стрижку. Записать вас?"
 
 
 def test_no_key_means_the_template(fake: FakeGemini) -> None:
-    message = compose_message(request(Step.GENTLE), writer=None, limiter=None)
+    message = compose_message(request(Step.GENTLE), writer=None, now=NOW)
     assert isinstance(message, ComposedMessage)
     assert (message.generator, message.fallback_reason, message.model) == ("template", "no_key", None)
     assert_valid(message, Step.GENTLE)
@@ -139,7 +125,7 @@ def test_no_key_means_the_template(fake: FakeGemini) -> None:
 
 def test_the_raw_name_never_leaves_only_the_first_name_does(fake: FakeGemini) -> None:
     # given a client record holding a full name / when composed through Gemini
-    compose_message(request(name="Иванова Мария Петровна", client_id=987654), writer=writer_for(fake), limiter=None)
+    compose_message(request(name="Иванова Мария Петровна", client_id=987654), writer=writer_for(fake), now=NOW)
     # then the request names "Мария" and carries no surname, patronymic, client id or lapse date
     body = str(fake.requests[0].body)
     assert "Мария" in body
@@ -148,7 +134,7 @@ def test_the_raw_name_never_leaves_only_the_first_name_does(fake: FakeGemini) ->
 
 
 def test_a_phone_in_the_name_field_does_not_reach_the_prompt(fake: FakeGemini) -> None:
-    compose_message(request(name="Клиент 79001234567"), writer=writer_for(fake), limiter=None)
+    compose_message(request(name="Клиент 79001234567"), writer=writer_for(fake), now=NOW)
     body = str(fake.requests[0].body)
     assert "79001234567" not in body and "Клиент" not in body
 
@@ -157,77 +143,71 @@ def test_the_request_keeps_the_raw_name_out_of_its_repr() -> None:
     assert "Иванова" not in repr(request())
 
 
-# ------------------------------------------------------------------ the limiter
+# ------------------------------------------------------------------ batches and the limiter
 
 
-def memory_limiter(rate: RateLimit) -> Limiter:
-    return Limiter(MemoryStorage(), rate, name="gemini-test")
+def test_several_messages_come_from_one_request(fake: FakeGemini) -> None:
+    requests = [request(Step(1 + i % 3), name=name, client_id=i) for i, name in enumerate(["Анна", None, "Олег"])]
+    composition = compose_messages(requests, writer=writer_for(fake), now=NOW)
+    assert len(fake.requests) == 1 and len(composition.requests) == 1
+    for message, asked in zip(composition.messages, requests, strict=True):
+        assert isinstance(message, ComposedMessage) and message.generator == "gemini" and message.attempts == 1
+        assert_valid(message, asked.step)
 
 
-def test_no_slot_for_the_first_attempt_defers_without_calling_gemini(fake: FakeGemini) -> None:
-    # given a limiter whose window is full
-    limiter = memory_limiter(RateLimit(1, 60))
-    with time_machine.travel(dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC), tick=False):
-        assert limiter.acquire().acquired
-        # when a message is composed
-        outcome = compose_message(request(), writer=writer_for(fake), limiter=limiter)
-    # then the caller is told to come back when the slot frees, and Gemini was not asked
-    assert isinstance(outcome, RateLimited)
-    assert outcome.wait_seconds == pytest.approx(60, abs=0.02)
-    assert not fake.requests
-
-
-def test_without_deferral_the_first_attempt_waits_for_its_slot_within_the_budget(fake: FakeGemini) -> None:
-    # given a full 1/10 window and a caller that cannot defer
-    limiter = memory_limiter(RateLimit(1, 10))
-    with time_machine.travel(dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC), tick=False) as clock:
-        assert limiter.acquire().acquired
-        fake_time = FakeTime(traveller=clock)
-        # when
-        message = compose_message(
-            request(), writer=writer_for(fake, fake_time), limiter=limiter, defer_when_limited=False
-        )
-    # then it waited for the slot and Gemini wrote the message
-    assert isinstance(message, ComposedMessage) and message.generator == "gemini"
-    assert fake_time.sleeps == [pytest.approx(10, abs=0.02)]
+def test_a_requeued_item_comes_back_as_such_only_when_the_caller_can_requeue(fake: FakeGemini) -> None:
+    fake.push(Reply.quota("minute", "20s"))
+    composition = compose_messages([request()], writer=writer_for(fake), now=NOW, can_requeue=True)
+    assert composition.messages == [Requeue("rate_limited:minute")]
+    assert composition.requests[0].outcome == "rate_limited:minute"
 
 
 def test_a_slot_beyond_the_budget_falls_back_to_the_template(fake: FakeGemini) -> None:
-    # given a 1/60 limit already used, a 30 s budget, and a caller that cannot defer
-    limiter = memory_limiter(RateLimit(1, 60))
-    with time_machine.travel(dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC), tick=False):
-        assert limiter.acquire().acquired
-        message = compose_message(request(), writer=writer_for(fake), limiter=limiter, defer_when_limited=False)
+    # given a 1/60 limit already used and a 30 s budget
+    gate = make_gate(rate="1/60")
+    assert gate.limiter.acquire().acquired
+    message = compose_message(request(), writer=writer_for(fake, gate=gate), now=NOW)
     # then the template goes at once, saying why
-    assert isinstance(message, ComposedMessage)
     assert (message.generator, message.fallback_reason) == ("template", "rate_limited_budget")
     assert not fake.requests
+
+
+def test_the_first_request_waits_for_its_slot_within_the_budget(fake: FakeGemini) -> None:
+    # given a full 1/2 window
+    gate = make_gate(rate="1/2")
+    assert gate.limiter.acquire().acquired
+    # when a message is composed (the limiter keeps real time: the wait is real, and short)
+    started = time.monotonic()
+    message = compose_message(request(), writer=batch_writer(fake, gate=gate, real_time=True), now=NOW)
+    # then it waited for the slot and Gemini wrote the message
+    assert message.generator == "gemini"
+    assert len(fake.requests) == 1 and time.monotonic() - started >= 1.5
 
 
 def test_every_retry_takes_its_own_slot(fake: FakeGemini) -> None:
     # given a 2/60 limit and a Gemini that fails every time
     fake.set_default(Reply.error(500))
-    limiter = memory_limiter(RateLimit(2, 60))
-    with time_machine.travel(dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC), tick=False):
-        message = compose_message(request(), writer=writer_for(fake, gemini_max_attempts=4), limiter=limiter)
+    gate = make_gate(rate="2/60")
+    message = compose_message(request(), writer=writer_for(fake, gate=gate, gemini_max_attempts=4), now=NOW)
     # then only two requests were made (the limit), and the third waits past the budget: template
     assert len(fake.requests) == 2
-    assert isinstance(message, ComposedMessage)
     assert (message.generator, message.fallback_reason, message.attempts) == ("template", "rate_limited_budget", 2)
 
 
 def test_the_limiter_in_redis_is_shared_by_compose_calls(
     fake: FakeGemini, settings: Settings, redis_client: redis.Redis
 ) -> None:
-    # given the product's Gemini limiter on real Redis at 2 calls a minute
+    # given the product's Gemini limiter on real Redis at 2 calls a minute, and a short budget
     limiter = gemini_limiter(settings.model_copy(update={"gemini_rate_limit": "2/60"}))
     limiter.clear()
-    writer = writer_for(fake)
+    gate = make_gate(redis_client, prefix=settings.redis_key_prefix, limiter=limiter)
+    writer = writer_for(fake, gate=gate, gemini_budget_seconds=5)
     # when three messages are composed one after another
-    outcomes = [compose_message(request(client_id=i), writer=writer, limiter=limiter) for i in range(3)]
+    messages = [compose_message(request(client_id=i), writer=writer, now=NOW) for i in range(3)]
     limiter.clear()
-    # then two were written by Gemini and the third was told to wait
-    assert [type(o).__name__ for o in outcomes] == ["ComposedMessage", "ComposedMessage", "RateLimited"]
+    # then two were written by Gemini and the third, with no slot within its budget, by the template
+    assert [m.generator for m in messages] == ["gemini", "gemini", "template"]
+    assert messages[2].fallback_reason == "rate_limited_budget"
     assert len(fake.requests) == 2
 
 
@@ -242,11 +222,12 @@ def test_template_message_is_valid_without_gemini(step: Step, name: str | None) 
 def test_a_gemini_outage_does_not_delay_sending_beyond_the_budget(fake: FakeGemini) -> None:
     # given a Gemini that hangs every time, a 0.3 s timeout and a 1 s budget, with real time
     fake.set_default(Reply.hang(5))
-    settings = settings_for(fake, gemini_timeout_seconds=0.3, gemini_budget_seconds=1.0, gemini_max_attempts=10)
+    writer = batch_writer(
+        fake, real_time=True, gemini_timeout_seconds=0.3, gemini_budget_seconds=1.0, gemini_max_attempts=10
+    )
     # when
-    message = compose_message(request(), writer=GeminiWriter(settings), limiter=None)
+    message = compose_message(request(), writer=writer, now=NOW)
     # then the template is used; at most a few attempts fit in the budget, however many are allowed
-    assert isinstance(message, ComposedMessage)
     assert (message.generator, message.fallback_reason) == ("template", "timeout")
     assert 1 <= message.attempts <= 3
 

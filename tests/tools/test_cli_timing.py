@@ -212,21 +212,27 @@ def test_preview_with_messages_from_templates_writes_nothing(pg: Engine, salon: 
     assert history_rows(pg) == 0
 
 
-def test_preview_with_messages_uses_gemini_within_the_global_limit(pg: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    # given a key, the fake Gemini, a global limit of 2 a minute and three due clients
+def test_preview_with_messages_uses_gemini_in_batches_within_the_global_limit(
+    pg: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a key, the fake Gemini, batches of 2, a global limit of 1 request a minute, a budget of 5 s and three due
+    # clients
     shop = build_salon(pg, due=3, today=TODAY, extras=False)
     with FakeGemini(max_lifetime=60) as fake:
         monkeypatch.setenv("GEMINI_API_KEY", TEST_API_KEY)
         monkeypatch.setenv("GEMINI_BASE_URL", fake.base_url)
-        monkeypatch.setenv("GEMINI_RATE_LIMIT", "2/60")
+        monkeypatch.setenv("GEMINI_RATE_LIMIT", "1/60")
+        monkeypatch.setenv("GEMINI_BATCH_SIZE", "2")
+        monkeypatch.setenv("GEMINI_BUDGET_SECONDS", "5")
         get_settings.cache_clear()
         # when the preview writes their messages
         rows = preview_json(shop.company_id, "--with-messages")
         requests = len(fake.requests)
-    # then two come from Gemini and the third, with no slot left within its budget, from the template
+    # then the first two come from one Gemini request and the third, with no slot left within its budget, from the
+    # template
     assert [r["generator"] for r in rows] == ["gemini", "gemini", "template"]
     assert rows[2]["fallback_reason"] == "rate_limited_budget"
-    assert requests == 2
+    assert requests == 1
     for row in rows:
         step = Step.from_message_type(str(row["message_type"]))
         name = first_name(row["name"] if isinstance(row["name"], str) else None)
