@@ -6,6 +6,10 @@ gateway as a subprocess (tests/fake_gateway.py). A campaign is timed from the di
 `reactivation.run_campaign` to the moment the last of its history rows is `sent`.
 
 * Throughput: template mode (no Gemini key), a worker with 1 process, then with 2: messages sent per second.
+* Round trips: the same template campaign run in this process (eager tasks, the workers' code path without a
+  broker), every database round trip counted by SQLAlchemy's events: statements (`before_cursor_execute`), commits,
+  rollbacks and the pool's pre-ping at each checkout. Messages per round trip, beside the figure of the commit before
+  the chain carried its facts (BEFORE_COMMIT).
 * Rate-limit floor: Gemini on (the fake server, tests/fake_gemini.py) with GEMINI_RATE_LIMIT 15/6, Gemini's
   15 a minute scaled down tenfold. N messages cannot take less than N / rate, the floor; how far above it does
   the pipeline land? Beside it the seed's serial loop on the same N, scaled down by the same factor: per client,
@@ -14,10 +18,13 @@ gateway as a subprocess (tests/fake_gateway.py). A campaign is timed from the di
 
 from __future__ import annotations
 
+import importlib
 import math
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,11 +34,12 @@ import httpx
 import redis
 from google import genai
 from google.genai import types
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import Pool
 
 from bench.common import REDIS_URL, Figure, bench_database
-from reactivation.core.settings import DEFAULT_GEMINI_MODEL, RateLimit
+from reactivation.core.settings import DEFAULT_GEMINI_MODEL, RateLimit, load_settings
 from reactivation.core.vocabulary import Status
 from reactivation.messaging.gemini import API_VERSION
 from reactivation.storage.db import make_engine
@@ -42,6 +50,7 @@ from tests.salon import build_salon
 from tests.workers import control_app, processes, wait_for_workers, wait_until, worker_env
 
 THROUGHPUT_MESSAGES = 400
+ROUND_TRIP_MESSAGES = 200
 FLOOR_MESSAGES = 60
 GEMINI_RATE = RateLimit(15, 6)
 # The seed's sleeps (4 s after each Gemini call, 2 s between clients), scaled down like the rate limit.
@@ -69,6 +78,99 @@ class CampaignTiming:
     @property
     def per_second(self) -> float:
         return self.messages / self.seconds
+
+
+@dataclass
+class RoundTrips:
+    """Database round trips seen by every engine of this process."""
+
+    statements: int = 0
+    commits: int = 0
+    rollbacks: int = 0
+    pings: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.statements + self.commits + self.rollbacks + self.pings
+
+
+@contextmanager
+def counting_round_trips() -> Iterator[RoundTrips]:
+    """Count the round trips made inside the block: statements, commits, rollbacks, and the pre-ping of each pool
+    checkout (make_engine pings every connection it hands out)."""
+    counts = RoundTrips()
+
+    def statement(*_args: object) -> None:
+        counts.statements += 1
+
+    def commit(*_args: object) -> None:
+        counts.commits += 1
+
+    def rollback(*_args: object) -> None:
+        counts.rollbacks += 1
+
+    def checkout(*_args: object) -> None:
+        counts.pings += 1
+
+    listeners = [
+        (Engine, "before_cursor_execute", statement),
+        (Engine, "commit", commit),
+        (Engine, "rollback", rollback),
+        (Pool, "checkout", checkout),
+    ]
+    for target, name, listener in listeners:
+        event.listen(target, name, listener)
+    try:
+        yield counts
+    finally:
+        for target, name, listener in listeners:
+            event.remove(target, name, listener)
+
+
+def eager_round_trips(url: str, *, company_id: int, messages: int, gateway_url: str) -> tuple[RoundTrips, float]:
+    """Run a template campaign of `messages` through the Celery tasks in this process (eager: each chain runs
+    to its end inside the campaign's task) and count its database round trips; and the wall time."""
+    today = datetime.now(MOSCOW).date()
+    engine = make_engine(url)
+    build_salon(
+        engine,
+        due=messages,
+        company_id=company_id,
+        today=today,
+        settings={"daily_limit": messages, "holdout_percent": 0},
+        extras=False,
+    )
+    prefix = f"bench:pipeline:{uuid.uuid4().hex[:8]}:"
+    settings = load_settings(
+        database_url=url,
+        redis_url=REDIS_URL,
+        redis_key_prefix=prefix,
+        whatsapp_provider="gateway",
+        whatsapp_gateway_url=gateway_url,
+        whatsapp_rate_limit="1000/1",
+        gemini_api_key=None,
+        _env_file=None,
+    )
+    # The module, not the Celery app the package exports under the same name.
+    app_module = importlib.import_module("celery_app.app")
+    from celery_app import tasks
+
+    app_module.configure(settings)
+    app_module.app.conf.task_always_eager = True
+    try:
+        started = time.perf_counter()
+        with counting_round_trips() as counts:
+            tasks.run_campaign.apply(args=(company_id, today.isoformat()))
+        seconds = time.perf_counter() - started
+        sent = _count(engine, company_id, status=Status.SENT)
+        if sent != messages:
+            raise RuntimeError(f"{sent} of {messages} rows sent in the eager run")
+    finally:
+        app_module.app.conf.task_always_eager = False
+        app_module.runtime().dispose()
+        engine.dispose()
+        _drop_prefix(prefix)
+    return counts, seconds
 
 
 def _count(engine: Engine, company_id: int, *, status: Status | None = None, generator: str | None = None) -> int:
@@ -183,6 +285,21 @@ def run() -> list[Figure]:
                     note=f"{timing.messages} messages in {timing.seconds:.1f} s, dispatch to last row sent",
                 )
             )
+        gateway.reset()
+        counts, eager_seconds = eager_round_trips(
+            url, company_id=880_020, messages=ROUND_TRIP_MESSAGES, gateway_url=gateway.url
+        )
+        figures.append(
+            Figure(
+                "pipeline, messages per database round trip",
+                ROUND_TRIP_MESSAGES / counts.total,
+                "msg/trip",
+                note=f"{counts.total / ROUND_TRIP_MESSAGES:.1f} round trips per message "
+                f"({counts.statements} statements, {counts.commits} commits, {counts.rollbacks} rollbacks, "
+                f"{counts.pings} pre-pings for {ROUND_TRIP_MESSAGES} messages, claim included); "
+                f"eager in one process {ROUND_TRIP_MESSAGES / eager_seconds:.1f} msg/s",
+            )
+        )
         gateway.reset()
         with FakeGemini(max_lifetime=1800) as fake:
             timing = timed_campaign(
