@@ -311,6 +311,9 @@ def sweep_and_resume(company_id: int, *, now: datetime) -> dict[str, int]:
         resumed = (chain_from(step, company, history_id) for company, history_id, step in found.resume)
         handovers = (save_context.si(company, history_id) for company, history_id in found.handover)
         send_after_commit(session, [*resumed, *handovers])
+    if found.gemini_waiting:
+        # Rows wait for a Gemini batch: one wake-up serves them all (a lost batching task is replaced here).
+        wake_batches()
     owed = hand_over_owed(runtime(), company_id=company_id, now=now)
     return {
         "resent": found.resent,
@@ -319,6 +322,7 @@ def sweep_and_resume(company_id: int, *, now: datetime) -> dict[str, int]:
         "resumed": len(found.resume),
         "handover": len(found.handover),
         "handover_repeated": len(owed.done),
+        "gemini_waiting": int(found.gemini_waiting),
     }
 
 

@@ -16,8 +16,7 @@ task (`reactivation.write_messages`, queue gemini) serves whatever waits, across
 A waiting row costs nothing: it is a row in a table. Writing is idempotent: a row's message is written by a
 conditional UPDATE from `interval_selected`, only while this batch still holds its lease, so a batch delivered twice
 (acks_late) writes nothing twice and continues no chain twice; a batch whose worker died gives its rows back when
-its lease passes, and the sweep resumes rows left waiting for half an hour (their generate step queues nothing new
-and wakes the batching task).
+its lease passes, and the sweep wakes the batching task while rows wait (it never resumes a waiting row one by one).
 """
 
 from __future__ import annotations

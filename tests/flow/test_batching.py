@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from reactivation.core.settings import Settings
@@ -235,20 +235,31 @@ def test_a_batch_whose_lease_passed_writes_nothing_and_another_batch_serves_its_
     assert {row.generator for row in rows(committed_engine, salon.company_id)} == {"gemini"}
 
 
-def test_the_sweep_resumes_a_row_left_waiting_into_the_same_queue(
+def test_the_sweep_wakes_the_batching_task_for_rows_waiting_in_the_queue_instead_of_resuming_each(
     grt: Runtime, committed_engine: Engine, gemini: FakeGemini
 ) -> None:
-    salon = build_salon(committed_engine, due=1, extras=False)
-    [history_id] = queue(grt, salon)
-    # when half an hour passes with no batch (its task was lost)
-    later = salon.now + sweeps.STALE_AFTER + timedelta(minutes=1)
+    salon = build_salon(committed_engine, due=2, extras=False)
+    waiting, lost = queue(grt, salon)
+    # given a row whose queue entry was lost (its generate step's transaction never reached the queue)
+    with Session(committed_engine) as session:
+        session.execute(delete(GeminiQueued).where(GeminiQueued.history_id == lost))
+        session.commit()
+    # when the sweep looks long after (the batch's task was lost)
+    later = salon.now + sweeps.STALE_AFTER + timedelta(minutes=30)
     with Session(committed_engine) as session:
         found = sweeps.sweep_company(session, company_id=salon.company_id, now=later)
         session.commit()
-    # then the sweep resumes the chain at its generate step, which queues nothing new and hands over again
-    assert [(c, h, step.value) for c, h, step in found.resume] == [(salon.company_id, history_id, "generate_message")]
-    assert pipeline.generate_message(grt, company_id=salon.company_id, history_id=history_id, now=later) == HANDOFF
-    assert queued(committed_engine) == 1 and not gemini.requests
+    # then the row waiting in the queue is not resumed one by one: the sweep says rows wait, for one wake-up
+    assert found.gemini_waiting
+    # and the row no queue holds is resumed at its generate step, which queues it and hands over
+    assert [(c, h, step.value) for c, h, step in found.resume] == [(salon.company_id, lost, "generate_message")]
+    assert pipeline.generate_message(grt, company_id=salon.company_id, history_id=lost, now=later) == HANDOFF
+    assert queued(committed_engine) == 2 and not gemini.requests
+    # and another company's sweep sees nothing of them
+    with Session(committed_engine) as session:
+        other = sweeps.sweep_company(session, company_id=salon.company_id + 1, now=later)
+    assert not other.gemini_waiting and other.resume == []
+    assert waiting != lost
 
 
 def test_while_gemini_is_paused_for_the_day_rows_take_templates_without_a_slot(
