@@ -76,10 +76,21 @@ def chains_with_facts(session: Session, pairs: list[tuple[int, int]], step: Chai
     ]
 
 
-def dispatch_chains(company_id: int, history_ids: list[int], step: ChainStep = ChainStep.SELECT_INTERVAL) -> None:
-    """Start the chains of rows just claimed (committed), with their facts."""
-    with runtime().session() as session:
-        chains = chains_with_facts(session, [(company_id, history_id) for history_id in history_ids], step)
+def dispatch_chains(company_id: int, history_ids: list[int]) -> None:
+    """Start the chains of rows just claimed (committed), with their facts; with Gemini on (and workers to batch),
+    queue the rows for Gemini batches in bulk instead: each batch starts the chains of the rows it wrote."""
+    rt = runtime()
+    if rt.batch_writer is not None and not app.conf.task_always_eager:
+        with rt.session() as session:
+            queued = batching.queue_claimed(session, company_id=company_id, history_ids=history_ids, now=_now())
+        if queued:
+            wake_batches()
+        history_ids = sorted(set(history_ids) - set(queued))
+    if not history_ids:
+        return
+    with rt.session() as session:
+        pairs = [(company_id, history_id) for history_id in history_ids]
+        chains = chains_with_facts(session, pairs, ChainStep.SELECT_INTERVAL)
     for started in chains:
         started.apply_async()
 

@@ -101,6 +101,30 @@ def test_a_generate_step_queues_its_row_once_and_asks_gemini_nothing(
     assert not gemini.requests
 
 
+def test_claimed_rows_are_queued_in_bulk_and_served_like_rows_their_chains_queued(
+    grt: Runtime, committed_engine: Engine, gemini: FakeGemini
+) -> None:
+    # Given two salons' claims, and one row of the first whose chain already took its first step
+    first = build_salon(committed_engine, due=3, company_id=111, extras=False)
+    second = build_salon(committed_engine, due=2, company_id=222, extras=False)
+    ids, others = claim(grt, first), claim(grt, second)
+    pipeline.select_interval(grt, company_id=first.company_id, history_id=ids[0], now=first.now)
+    # When the first salon's claim is queued in bulk (as the campaign's dispatch does with Gemini on)
+    with grt.session() as session:
+        moved = batching.queue_claimed(session, company_id=first.company_id, history_ids=ids, now=first.now)
+    # Then the claimed rows wait in the queue, the row moved by its chain is left to it, the other salon untouched
+    assert moved == ids[1:]
+    assert queued(committed_engine) == 2
+    assert {r.status for r in rows(committed_engine, first.company_id)} == {Status.INTERVAL_SELECTED}
+    assert {r.status for r in rows(committed_engine, second.company_id)} == {Status.CLAIMED} and len(others) == 2
+    # And queueing them again (a redelivered dispatch) moves and queues nothing twice
+    with grt.session() as session:
+        assert batching.queue_claimed(session, company_id=first.company_id, history_ids=ids, now=first.now) == []
+    # And a batch writes them from Gemini and continues their chains
+    _, continued, _ = serve(grt, first, seconds=5)
+    assert sorted(h for _, h in continued) == ids[1:] and len(gemini.requests) == 1
+
+
 def test_a_batch_writes_its_rows_in_one_request_and_continues_each_chain(
     grt: Runtime, committed_engine: Engine, gemini: FakeGemini, gateway: FakeGateway
 ) -> None:
