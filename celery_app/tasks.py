@@ -80,7 +80,7 @@ def dispatch_chains(company_id: int, history_ids: list[int]) -> None:
     """Start the chains of rows just claimed (committed), with their facts; with Gemini on (and workers to batch),
     queue the rows for Gemini batches in bulk instead: each batch starts the chains of the rows it wrote."""
     rt = runtime()
-    if rt.batch_writer is not None and not app.conf.task_always_eager:
+    if pipeline.written_by_batches(rt) and not app.conf.task_always_eager:
         with rt.session() as session:
             queued = batching.queue_claimed(session, company_id=company_id, history_ids=history_ids, now=_now())
         if queued:

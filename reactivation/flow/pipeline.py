@@ -261,6 +261,12 @@ def generate_message(
     return Continue()
 
 
+def written_by_batches(rt: Runtime) -> bool:
+    """Whether messages are written by Gemini batches: a key, and a sender that does not send its own approved
+    templates (the Cloud API's messages are its templates, written at the generate step)."""
+    return rt.batch_writer is not None and not isinstance(rt.sender, CloudApiSender)
+
+
 def _written_at_once(
     rt: Runtime, request: MessageRequest, *, now: datetime
 ) -> tuple[ComposedMessage, dict[str, str]] | None:

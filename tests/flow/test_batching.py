@@ -110,6 +110,7 @@ def test_claimed_rows_are_queued_in_bulk_and_served_like_rows_their_chains_queue
     ids, others = claim(grt, first), claim(grt, second)
     pipeline.select_interval(grt, company_id=first.company_id, history_id=ids[0], now=first.now)
     # When the first salon's claim is queued in bulk (as the campaign's dispatch does with Gemini on)
+    assert pipeline.written_by_batches(grt)
     with grt.session() as session:
         moved = batching.queue_claimed(session, company_id=first.company_id, history_ids=ids, now=first.now)
     # Then the claimed rows wait in the queue, the row moved by its chain is left to it, the other salon untouched
