@@ -1,7 +1,9 @@
 """Thin Celery tasks: each opens a session, calls the domain, commits, and only then sends what comes next.
 
-Tasks take ids, never data: `(company_id, history_id)` for the per-client chain. A step that ends the chain
-raises `Ignore` (Celery's way to stop a chain without marking a failure); a step that must wait retries
+Tasks take ids: `(company_id, history_id)` for the per-client chain, whose tasks also carry the chain's facts
+(reactivation.flow.chain_facts: the company's settings and the client's facts, read in bulk once per claim batch or
+Gemini batch, as a small JSON keyword `facts`, shown in logs and Flower as the company's id only). A step that ends
+the chain raises `Ignore` (Celery's way to stop a chain without marking a failure); a step that must wait retries
 itself with a countdown, never sleeping in a worker. A generate step that queues its row for a Gemini batch ends its
 chain as a success; the batching task (`write_messages`, queue gemini) sends the rest of the chain once the message
 is written. Every task is a ReactivationTask (celery_app.base), retried
@@ -30,6 +32,7 @@ from celery_app.worker_logs import RateLimitWait, waits
 from reactivation.compliance import retention
 from reactivation.core.vocabulary import ChainStep
 from reactivation.flow import batching, campaign, pipeline, planning, sweeps
+from reactivation.flow.chain_facts import ChainFacts, load_facts
 from reactivation.flow.pipeline import Continue, Handoff, Outcome, RetryLater, Stop
 from reactivation.handover.pending import hand_over_owed
 from reactivation.outcomes import attribution
@@ -49,16 +52,47 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def chain_from(step: ChainStep, company_id: int, history_id: int) -> Any:
-    """The rest of a row's chain from `step` on, as one Celery chain of immutable signatures."""
+def chain_from(step: ChainStep, company_id: int, history_id: int, facts: ChainFacts | None = None) -> Any:
+    """The rest of a row's chain from `step` on, as one Celery chain of immutable signatures, carrying `facts`
+    (without them each step reads what it needs)."""
+    kwargs = {"facts": facts.to_json()} if facts is not None else {}
+    # The facts hold a first name: logs and Flower show the company instead.
+    shown = {"kwargsrepr": f"{{'facts': 'company {company_id}'}}"} if facts is not None else {}
     return chain(
-        *(app.signature(task_name(name), args=(company_id, history_id), immutable=True) for name in step.and_after())
+        *(
+            app.signature(task_name(name), args=(company_id, history_id), kwargs=kwargs, immutable=True, **shown)
+            for name in step.and_after()
+        )
     )
 
 
-def dispatch_chains(company_id: int, history_ids: list[int], step: ChainStep = ChainStep.SELECT_INTERVAL) -> None:
-    for history_id in history_ids:
-        chain_from(step, company_id, history_id).apply_async()
+def chains_with_facts(session: Session, pairs: list[tuple[int, int]], step: ChainStep) -> list[Any]:
+    """The chains of these rows from `step` on, their facts read in one go (a row whose company's settings are
+    invalid gets none: its steps read them and end it `failed`)."""
+    facts = load_facts(session, pairs)
+    return [
+        chain_from(step, company_id, history_id, facts.get((company_id, history_id)))
+        for company_id, history_id in pairs
+    ]
+
+
+def dispatch_chains(company_id: int, history_ids: list[int]) -> None:
+    """Start the chains of rows just claimed (committed), with their facts; with Gemini on (and workers to batch),
+    queue the rows for Gemini batches in bulk instead: each batch starts the chains of the rows it wrote."""
+    rt = runtime()
+    if pipeline.written_by_batches(rt) and not app.conf.task_always_eager:
+        with rt.session() as session:
+            queued = batching.queue_claimed(session, company_id=company_id, history_ids=history_ids, now=_now())
+        if queued:
+            wake_batches()
+        history_ids = sorted(set(history_ids) - set(queued))
+    if not history_ids:
+        return
+    with rt.session() as session:
+        pairs = [(company_id, history_id) for history_id in history_ids]
+        chains = chains_with_facts(session, pairs, ChainStep.SELECT_INTERVAL)
+    for started in chains:
+        started.apply_async()
 
 
 def send_after_commit(session: Session, signatures: Iterable[Signature]) -> None:
@@ -67,10 +101,13 @@ def send_after_commit(session: Session, signatures: Iterable[Signature]) -> None
         after_commit(session, signature.apply_async)
 
 
-def _run_step(func: Callable[..., Outcome], company_id: int, history_id: int) -> Outcome:
+def _run_step(
+    func: Callable[..., Outcome], company_id: int, history_id: int, facts: dict[str, Any] | None = None
+) -> Outcome:
     now = _now()
+    carried = ChainFacts.from_json(facts) if facts is not None else None
     try:
-        return func(runtime(), company_id=company_id, history_id=history_id, now=now)
+        return func(runtime(), company_id=company_id, history_id=history_id, now=now, facts=carried)
     except CompanyConfigError as exc:
         return pipeline.fail_unsent(runtime(), company_id=company_id, history_id=history_id, error=str(exc), now=now)
 
@@ -103,9 +140,9 @@ def _note_wait(task: Task, limit: str, countdown: float) -> None:
     waits.record(limit)
 
 
-def _step(func: Callable[..., Outcome]) -> Callable[[Task, int, int], str]:
-    def run(self: Task, company_id: int, history_id: int) -> str:
-        outcome = _run_step(func, company_id, history_id)
+def _step(func: Callable[..., Outcome]) -> Callable[..., str]:
+    def run(self: Task, company_id: int, history_id: int, facts: dict[str, Any] | None = None) -> str:
+        outcome = _run_step(func, company_id, history_id, facts)
         if self.request.is_eager:
             # The in-process emulation (embedded default, --inline) has no broker to hold a countdown:
             # the one process waits for the slot itself, a bounded number of times.
@@ -113,7 +150,7 @@ def _step(func: Callable[..., Outcome]) -> Callable[[Task, int, int], str]:
                 if not isinstance(outcome, RetryLater):
                     break
                 time.sleep(outcome.countdown)
-                outcome = _run_step(func, company_id, history_id)
+                outcome = _run_step(func, company_id, history_id, facts)
         return _follow(self, outcome)
 
     run.__name__ = func.__name__
@@ -137,10 +174,11 @@ select_interval = _chain_task(ChainStep.SELECT_INTERVAL, pipeline.select_interva
     soft_time_limit=runtime().settings.gemini_budget_seconds + 60,
     time_limit=runtime().settings.gemini_budget_seconds + 90,
 )
-def generate_message(self: Task, company_id: int, history_id: int) -> str:
+def generate_message(self: Task, company_id: int, history_id: int, facts: dict[str, Any] | None = None) -> str:
     """Write the client's message: queued for a Gemini batch (which continues the chain), or at once (templates;
     a run in one process)."""
-    outcome = _run_step(partial(pipeline.generate_message, inline=self.request.is_eager), company_id, history_id)
+    step = partial(pipeline.generate_message, inline=self.request.is_eager)
+    outcome = _run_step(step, company_id, history_id, facts)
     if isinstance(outcome, Handoff):
         wake_batches()
     return _follow(self, outcome)
@@ -170,7 +208,7 @@ def write_messages() -> dict[str, Any]:
         now=_now(),
         on_leased=wake_batches,
         on_written=lambda session, pairs: send_after_commit(
-            session, (chain_from(ChainStep.SEND_MESSAGE, company_id, history_id) for company_id, history_id in pairs)
+            session, chains_with_facts(session, pairs, ChainStep.SEND_MESSAGE)
         ),
     )
     if result.next_in is not None:
@@ -189,8 +227,8 @@ persist_history = _chain_task(ChainStep.PERSIST_HISTORY, pipeline.persist_histor
 
 
 @app.task(name=task_name(ChainStep.SAVE_CONTEXT), bind=True, max_retries=pipeline.MAX_CONTEXT_ATTEMPTS)
-def save_context(self: Task, company_id: int, history_id: int) -> str:
-    """Hand the conversation to the AI admin through Redis."""
+def save_context(self: Task, company_id: int, history_id: int, facts: dict[str, Any] | None = None) -> str:
+    """Hand the conversation to the AI admin through Redis (it reads the sent row; the facts are not needed)."""
     outcome = pipeline.save_handover(
         runtime(), company_id=company_id, history_id=history_id, now=_now(), attempt=self.request.retries + 1
     )
@@ -284,6 +322,9 @@ def sweep_and_resume(company_id: int, *, now: datetime) -> dict[str, int]:
         resumed = (chain_from(step, company, history_id) for company, history_id, step in found.resume)
         handovers = (save_context.si(company, history_id) for company, history_id in found.handover)
         send_after_commit(session, [*resumed, *handovers])
+    if found.gemini_waiting:
+        # Rows wait for a Gemini batch: one wake-up serves them all (a lost batching task is replaced here).
+        wake_batches()
     owed = hand_over_owed(runtime(), company_id=company_id, now=now)
     return {
         "resent": found.resent,
@@ -292,6 +333,7 @@ def sweep_and_resume(company_id: int, *, now: datetime) -> dict[str, int]:
         "resumed": len(found.resume),
         "handover": len(found.handover),
         "handover_repeated": len(owed.done),
+        "gemini_waiting": int(found.gemini_waiting),
     }
 
 

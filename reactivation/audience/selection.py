@@ -268,17 +268,25 @@ def reference_today(company: CompanyConfig, now: datetime) -> date:
 
 
 def recheck_client(
-    session: Session, *, company_id: int, client_id: int, lapse_date: date, now: datetime
+    session: Session,
+    *,
+    company_id: int,
+    client_id: int,
+    lapse_date: date,
+    now: datetime,
+    company: CompanyConfig | None = None,
 ) -> SkipReason | None:
     """Why this client must not get the step now (None when nothing changed that stops it).
 
-    For the pipeline, before each step of a claimed row: the client may have opted out, booked, visited,
+    For the pipeline, right before the send of a claimed row: the client may have opted out, booked, visited,
     been blacklisted or had their last visit moved since the row was claimed. The minimum gap between
-    messages is not re-checked here (the row being processed is itself a contact in flight).
+    messages is not re-checked here (the row being processed is itself a contact in flight). `company`: the
+    company's config when the caller carries it (the chain's facts), so that it is not read again.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    company = load_company(session, company_id=company_id)
+    if company is None or company.id != company_id:
+        company = load_company(session, company_id=company_id)
     client = session.execute(select(Client).where(Client.company_id == company_id, Client.id == client_id)).scalar()
     if client is None:
         return SkipReason.CLIENT_GONE

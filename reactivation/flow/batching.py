@@ -13,11 +13,15 @@ task (`reactivation.write_messages`, queue gemini) serves whatever waits, across
    (its template when Gemini gave none; back to the queue when a quota blocked every worker), record the request's
    tokens, and, once that has committed, continue each written row's chain (send_message → persist_history →
    save_context).
+With Gemini on, a campaign's claimed rows do not wait for their chains' first steps to reach the queue one task at
+a time: `queue_claimed` moves each claim batch to `interval_selected` and queues it in two statements, right after
+the claim commits (select_interval has nothing to check: the claim chose the interval, and the client is re-checked
+before the send); their chains start at send_message from the batch that wrote their messages. So every salon's
+rows wait together within seconds of beat's tick, and the round-robin serves them side by side.
 A waiting row costs nothing: it is a row in a table. Writing is idempotent: a row's message is written by a
 conditional UPDATE from `interval_selected`, only while this batch still holds its lease, so a batch delivered twice
 (acks_late) writes nothing twice and continues no chain twice; a batch whose worker died gives its rows back when
-its lease passes, and the sweep resumes rows left waiting for half an hour (their generate step queues nothing new
-and wakes the batching task).
+its lease passes, and the sweep wakes the batching task while rows wait (it never resumes a waiting row one by one).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from reactivation.core.vocabulary import Status
@@ -116,6 +120,25 @@ def lease_seconds(rt: Runtime) -> float:
     """How long a batch holds its rows: its budget, one request's timeout, and a margin."""
     settings = rt.settings
     return settings.gemini_budget_seconds + settings.gemini_timeout_seconds + LEASE_MARGIN.total_seconds()
+
+
+def queue_claimed(session: Session, *, company_id: int, history_ids: Sequence[int], now: datetime) -> list[int]:
+    """Rows of one company just claimed, moved to `interval_selected` and queued for a Gemini batch in bulk; the ids
+    moved (a row another worker moved first is not: its own chain goes on)."""
+    if not history_ids:
+        return []
+    h = ReactivationHistory
+    moved = list(
+        session.scalars(
+            update(h)
+            .where(h.company_id == company_id, h.id.in_(list(history_ids)), h.status == Status.CLAIMED)
+            .values(status=Status.INTERVAL_SELECTED.value, updated_at=now)
+            .returning(h.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    gemini_queue.enqueue_many(session, company_id=company_id, history_ids=moved, now=now)
+    return moved
 
 
 def record_message(session: Session, *, pair: Pair, composed: ComposedMessage, now: datetime, **values: object) -> bool:

@@ -1,9 +1,12 @@
 """The per-client chain, one function per step: select_interval → generate_message → send_message →
 persist_history → save_context.
 
-Each step takes the history row's id, re-reads the row, checks that its status allows the step, re-checks
-what may have changed since the claim (an opt-out, a booking, a visit), does its work, and moves the status
-forward with a conditional UPDATE, so running a step twice changes nothing. A step returns what the Celery
+Each step takes the history row's id and the chain's facts (reactivation.flow.chain_facts: the company's settings
+and the client's facts, read once when the chain started; a step given none reads them), does its work, and moves
+the status forward with a conditional UPDATE from the status the step starts from, so running a step twice changes
+nothing; only when that UPDATE finds the row elsewhere is the row read, to tell a step done earlier from a chain that
+must stop. What may have changed since the claim (an opt-out, a booking, a visit, a hold) is re-checked once, right
+before the send, never at the steps before it. A step returns what the Celery
 task should do next: go on (`Continue`), stop the chain (`Stop`), run again later (`RetryLater`), or hand the rest
 of the chain over (`Handoff`: the generate step queues the row for a Gemini batch, which continues the chain once it
 has written the message; see reactivation.flow.batching).
@@ -25,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 import tenacity
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reactivation.audience.selection import recheck_client
@@ -45,6 +47,7 @@ from reactivation.delivery.errors import (
     TransientSendError,
 )
 from reactivation.flow.batching import record_message, write_one
+from reactivation.flow.chain_facts import ChainFacts, load_facts
 from reactivation.flow.delivery_status import failure_plan
 from reactivation.flow.sending_stops import SendingStop, sending_stopped, stop_sending
 from reactivation.handover.admin_handover import ContextError, save_context, withdraw_handover
@@ -53,9 +56,9 @@ from reactivation.messaging.composing import NO_KEY, ComposedMessage, MessageReq
 from reactivation.messaging.gemini_gate import Closed
 from reactivation.messaging.names import first_name
 from reactivation.storage import gemini_queue, history
-from reactivation.storage.companies import CompanyConfig, load_company
+from reactivation.storage.companies import CompanyConfig
 from reactivation.storage.db import TRANSIENT_DB_ERRORS
-from reactivation.storage.models import Client, ReactivationHistory
+from reactivation.storage.models import ReactivationHistory
 from reactivation.timing.sendwindow import SendWindow, is_send_allowed, next_send_time
 
 if TYPE_CHECKING:
@@ -110,11 +113,30 @@ def backoff(attempt: int, *, base: float = 5.0, cap: float = 300.0) -> float:
     return min(cap, base * 2 ** max(0, attempt - 1))
 
 
-def _recheck(session: Session, row: ReactivationHistory, now: datetime) -> SkipReason | None:
+def _recheck(session: Session, row: ReactivationHistory, company: CompanyConfig, now: datetime) -> SkipReason | None:
     """The reason this row must not go on, if something changed since it was claimed."""
     return recheck_client(
-        session, company_id=row.company_id, client_id=row.client_id, lapse_date=row.last_visit_date, now=now
+        session,
+        company_id=row.company_id,
+        client_id=row.client_id,
+        lapse_date=row.last_visit_date,
+        now=now,
+        company=company,
     )
+
+
+def _facts(session: Session, pair: tuple[int, int], facts: ChainFacts | None) -> ChainFacts | None:
+    """The chain's facts: those it carries, else read now (None: the row is gone). A company whose settings became
+    invalid raises CompanyConfigError (the task ends the row `failed`)."""
+    if facts is not None:
+        return facts
+    return load_facts(session, [pair], strict=True).get(pair)
+
+
+def _moved_elsewhere(session: Session, pair: tuple[int, int], expected: Status, later: tuple[Status, ...]) -> Outcome:
+    """A step's conditional UPDATE found the row out of `expected`: the chain goes on if the step was done earlier."""
+    row = history.get(session, company_id=pair[0], history_id=pair[1])
+    return _not_ready(row, expected, later) or Stop(f"status {expected}")
 
 
 def _move(
@@ -184,60 +206,79 @@ def _not_ready(row: ReactivationHistory | None, expected: Status, later: tuple[S
 # --- select_interval ------------------------------------------------------------------------------------------
 
 
-def select_interval(rt: Runtime, *, company_id: int, history_id: int, now: datetime) -> Outcome:
-    """Re-check the claimed client and confirm the interval the claim chose (recorded on the row)."""
+def select_interval(
+    rt: Runtime, *, company_id: int, history_id: int, now: datetime, facts: ChainFacts | None = None
+) -> Outcome:
+    """Confirm the interval the claim chose (recorded on the row): one conditional UPDATE. Nothing is re-checked
+    here: the send re-checks the client right before it leaves."""
+    pair = (company_id, history_id)
     with rt.session() as session:
-        row = history.get(session, company_id=company_id, history_id=history_id)
+        if _facts(session, pair, facts) is None:
+            return Stop("missing")
+        if _move(session, pair, Status.CLAIMED, Status.INTERVAL_SELECTED, now=now):
+            return Continue()
         later = (Status.INTERVAL_SELECTED, Status.GENERATED, Status.DELIVERED, Status.SENT)
-        if (outcome := _not_ready(row, Status.CLAIMED, later)) is not None:
-            return outcome
-        assert row is not None
-        if reason := _recheck(session, row, now):
-            return _skip(session, row, Status.CLAIMED, reason, now=now)
-        _move(session, (company_id, history_id), Status.CLAIMED, Status.INTERVAL_SELECTED, now=now)
-    return Continue()
+        return _moved_elsewhere(session, pair, Status.CLAIMED, later)
 
 
 # --- generate_message -----------------------------------------------------------------------------------------
 
 
-def generate_message(rt: Runtime, *, company_id: int, history_id: int, now: datetime, inline: bool = False) -> Outcome:
+def generate_message(
+    rt: Runtime,
+    *,
+    company_id: int,
+    history_id: int,
+    now: datetime,
+    inline: bool = False,
+    facts: ChainFacts | None = None,
+) -> Outcome:
     """Queue the row for a Gemini batch, which writes its message and continues the chain (`Handoff`); or write
     its message now: the template without a key or while Gemini is closed for everybody, and, `inline` (a run in one
     process, where nothing waits for a batch), Gemini's own."""
+    pair = (company_id, history_id)
+    later = (Status.GENERATED, Status.DELIVERED, Status.SENT)
     with rt.session() as session:
+        facts = _facts(session, pair, facts)
+        if facts is None:
+            return Stop("missing")
+        request = facts.message_request()
+        at_once = _written_at_once(rt, request, now=now)
+        if at_once is not None:
+            composed, template = at_once
+            if record_message(session, pair=pair, composed=composed, now=now, **template):
+                return Continue()
+            return _moved_elsewhere(session, pair, Status.INTERVAL_SELECTED, later)
         row = history.get(session, company_id=company_id, history_id=history_id)
-        later = (Status.GENERATED, Status.DELIVERED, Status.SENT)
         if (outcome := _not_ready(row, Status.INTERVAL_SELECTED, later)) is not None:
             return outcome
-        assert row is not None
-        if reason := _recheck(session, row, now):
-            return _skip(session, row, Status.INTERVAL_SELECTED, reason, now=now)
-        company = load_company(session, company_id=company_id)
-        client_name = session.scalar(
-            select(Client.name).where(Client.company_id == company_id, Client.id == row.client_id)
-        )
-        request = MessageRequest.for_contact(company, row, client_name=client_name)
-        approved = _approved_template(rt, request)
-        if approved is not None:
-            # The Cloud API sends the step's approved template: that is the message, and Gemini is not asked.
-            composed, template = approved
-            record_message(session, pair=(company_id, history_id), composed=composed, now=now, **template)
-            return Continue()
-        closed = rt.gemini_gate.closed(now) if rt.batch_writer is not None else Closed(NO_KEY, None)
-        if closed is not None:
-            # No request, no limiter slot: the template at once, with the reason Gemini is off.
-            composed = template_message(request, reason=closed.reason)
-            record_message(session, pair=(company_id, history_id), composed=composed, now=now)
-            return Continue()
         if not inline:
             # Queued once, however often this step runs; the batch continues the chain from send_message.
             gemini_queue.enqueue(session, company_id=company_id, history_id=history_id, now=now)
             return Handoff("waiting for a Gemini batch")
-        run_id = row.campaign_run_id
     # No transaction is held open while Gemini thinks.
-    write_one(rt, pair=(company_id, history_id), request=request, run_id=run_id, now=now)
+    write_one(rt, pair=pair, request=request, run_id=facts.campaign_run_id, now=now)
     return Continue()
+
+
+def written_by_batches(rt: Runtime) -> bool:
+    """Whether messages are written by Gemini batches: a key, and a sender that does not send its own approved
+    templates (the Cloud API's messages are its templates, written at the generate step)."""
+    return rt.batch_writer is not None and not isinstance(rt.sender, CloudApiSender)
+
+
+def _written_at_once(
+    rt: Runtime, request: MessageRequest, *, now: datetime
+) -> tuple[ComposedMessage, dict[str, str]] | None:
+    """The message written without Gemini, if it is: the Cloud API's approved template (Gemini is not asked), or the
+    template with the reason Gemini is off (no key; closed for everybody: no request, no limiter slot)."""
+    approved = _approved_template(rt, request)
+    if approved is not None:
+        return approved
+    closed = rt.gemini_gate.closed(now) if rt.batch_writer is not None else Closed(NO_KEY, None)
+    if closed is not None:
+        return template_message(request, reason=closed.reason), {}
+    return None
 
 
 def _approved_template(rt: Runtime, request: MessageRequest) -> tuple[ComposedMessage, dict[str, str]] | None:
@@ -280,8 +321,11 @@ def _later(
 # --- send_message ---------------------------------------------------------------------------------------------
 
 
-def send_message(rt: Runtime, *, company_id: int, history_id: int, now: datetime) -> Outcome:
-    """Send once: commit `sending`, call the provider, record what it said."""
+def send_message(
+    rt: Runtime, *, company_id: int, history_id: int, now: datetime, facts: ChainFacts | None = None
+) -> Outcome:
+    """Send once: re-check the client (the chain's one re-check), commit `sending`, call the provider, record what
+    it said."""
     with rt.session() as session:
         row = history.get(session, company_id=company_id, history_id=history_id)
         if row is not None and row.status == Status.SENDING:
@@ -294,9 +338,12 @@ def send_message(rt: Runtime, *, company_id: int, history_id: int, now: datetime
         if row.send_after is not None and row.send_after > now:
             # Waiting for the send window or a rescheduled attempt: the sweep resumes it when the time comes.
             return Stop("waiting until send_after")
-        if reason := _recheck(session, row, now):
+        facts = _facts(session, (company_id, history_id), facts)
+        if facts is None:
+            return Stop("missing")
+        company = facts.company.config()
+        if reason := _recheck(session, row, company, now):
             return _skip(session, row, Status.GENERATED, reason, now=now)
-        company = load_company(session, company_id=company_id)
         window = SendWindow.for_company(company)
         if not row.dry_run and not is_send_allowed(now, window):
             opens = next_send_time(now, window)
@@ -306,7 +353,7 @@ def send_message(rt: Runtime, *, company_id: int, history_id: int, now: datetime
         sender = rt.sender_for(row.dry_run)
         if (held := _held_back(rt, session, row, company, sender, now=now)) is not None:
             return held
-        request = _send_request(row, company, session)
+        request = _send_request(row, company, facts)
         if not _move(
             session,
             (company_id, history_id),
@@ -360,8 +407,7 @@ def _held_back(
     return RetryLater(countdown, "whatsapp rate limit", limit=rt.whatsapp_limiter.name)
 
 
-def _send_request(row: ReactivationHistory, company: CompanyConfig, session: Session) -> SendRequest:
-    name = session.scalar(select(Client.name).where(Client.company_id == row.company_id, Client.id == row.client_id))
+def _send_request(row: ReactivationHistory, company: CompanyConfig, facts: ChainFacts) -> SendRequest:
     return SendRequest(
         company_id=row.company_id,
         history_id=row.id,
@@ -369,7 +415,7 @@ def _send_request(row: ReactivationHistory, company: CompanyConfig, session: Ses
         message=row.message_text or "",
         idempotency_key=idempotency_key(row.company_id, row.id, row.resend_count),
         step=Step(row.step),
-        first_name=first_name(name),
+        first_name=facts.first_name,
         service_title=row.last_service_name,
         sender_id=company.settings.sender_id,
     )
@@ -531,19 +577,24 @@ def _record_answer(rt: Runtime, request: SendRequest, *, to_status: Status, now:
 # --- persist_history ------------------------------------------------------------------------------------------
 
 
-def persist_history(rt: Runtime, *, company_id: int, history_id: int, now: datetime) -> Outcome:
+def persist_history(
+    rt: Runtime, *, company_id: int, history_id: int, now: datetime, facts: ChainFacts | None = None
+) -> Outcome:
     """Make the delivered message part of the audit log and the funnel: status `sent`, its facts final."""
+    pair = (company_id, history_id)
     with rt.session() as session:
         row = history.get(session, company_id=company_id, history_id=history_id)
         if (outcome := _not_ready(row, Status.DELIVERED, (Status.SENT,))) is not None:
             return outcome
         assert row is not None
+        facts = _facts(session, pair, facts)
+        if facts is None:
+            return Stop("missing")
         sent_at = row.message_sent_at or now
-        company = load_company(session, company_id=company_id)
-        local_day = sent_at.astimezone(company.tz).date()
+        local_day = sent_at.astimezone(facts.company.config().tz).date()
         _move(
             session,
-            (company_id, history_id),
+            pair,
             Status.DELIVERED,
             Status.SENT,
             now=now,
@@ -556,8 +607,17 @@ def persist_history(rt: Runtime, *, company_id: int, history_id: int, now: datet
 # --- save_context ---------------------------------------------------------------------------------------------
 
 
-def save_handover(rt: Runtime, *, company_id: int, history_id: int, now: datetime, attempt: int = 1) -> Outcome:
-    """Hand the conversation to the AI admin through Redis; a failure never un-sends the message."""
+def save_handover(
+    rt: Runtime,
+    *,
+    company_id: int,
+    history_id: int,
+    now: datetime,
+    attempt: int = 1,
+    facts: ChainFacts | None = None,
+) -> Outcome:
+    """Hand the conversation to the AI admin through Redis; a failure never un-sends the message. One session: the
+    row is read, Redis written, and the outcome recorded on the row (a plain read holds no lock meanwhile)."""
     with rt.session() as session:
         row = history.get(session, company_id=company_id, history_id=history_id)
         if row is None or row.status != Status.SENT or row.dry_run:
@@ -568,26 +628,24 @@ def save_handover(rt: Runtime, *, company_id: int, history_id: int, now: datetim
         if row.context_saved_at is not None:
             return Stop("already handed over")
         context = handover_context(row)
-    try:
-        save_context(
-            rt.redis,
-            context,
-            prefix=rt.settings.redis_key_prefix,
-            ttl_seconds=rt.settings.context_ttl_seconds,
-        )
-    except (ContextError, redis.RedisError) as exc:
-        if attempt < MAX_CONTEXT_ATTEMPTS:
-            return RetryLater(backoff(attempt, base=2.0, cap=120.0), "redis hand-over failed")
-        log.error(
-            "hand-over to the AI admin failed; the message stays sent and the sweep tries again",
-            extra={"history_id": history_id, "company_id": company_id, "error": str(exc)},
-        )
-        with rt.session() as session:
+        try:
+            save_context(
+                rt.redis,
+                context,
+                prefix=rt.settings.redis_key_prefix,
+                ttl_seconds=rt.settings.context_ttl_seconds,
+            )
+        except (ContextError, redis.RedisError) as exc:
+            if attempt < MAX_CONTEXT_ATTEMPTS:
+                return RetryLater(backoff(attempt, base=2.0, cap=120.0), "redis hand-over failed")
+            log.error(
+                "hand-over to the AI admin failed; the message stays sent and the sweep tries again",
+                extra={"history_id": history_id, "company_id": company_id, "error": str(exc)},
+            )
             history.set_fields(
                 session, company_id=company_id, history_id=history_id, now=now, context_error=history.cut(str(exc), 500)
             )
-        return Stop("hand-over failed")
-    with rt.session() as session:
+            return Stop("hand-over failed")
         history.set_fields(
             session, company_id=company_id, history_id=history_id, now=now, context_saved_at=now, context_error=None
         )

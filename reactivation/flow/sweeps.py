@@ -13,6 +13,10 @@ with a conditional UPDATE, so a chain resumed beside one that was only slow chan
 - `claimed`, `interval_selected`, `generated`, `delivered` untouched for STALE_AFTER, and not waiting on a
   countdown (`next_attempt_at`, a rate limit or a retry): the chain was lost (a broker outage, a worker killed
   before it acknowledged); it is resumed from the row's step.
+- `interval_selected` rows waiting in the Gemini queue (storage/gemini_queue.py) are not lost, whatever their age:
+  they are not resumed one by one (a backlog of thousands would become thousands of generate tasks every few
+  minutes); the sweep reports that the company has rows waiting (`gemini_waiting`) and its task wakes the batching
+  task once, which serves them (a lease of a dead batch passes by itself).
 - `generated` waiting for the send window (`send_after`): resumed once the window has opened.
 - `sent` without a hand-over: the hand-over is retried, also one that failed (Redis was down longer than the
   task's retries) for HANDOVER_RETRY_FOR after the send; not once the lapse's flow stopped (a no, a booking).
@@ -33,7 +37,7 @@ from sqlalchemy.orm import Session
 from reactivation.core.vocabulary import ChainStep, SkipReason, Status
 from reactivation.delivery.factory import IDEMPOTENT_PROVIDERS
 from reactivation.storage.history import not_dry_run
-from reactivation.storage.models import ReactivationHistory
+from reactivation.storage.models import GeminiQueued, ReactivationHistory
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,8 @@ class SweepResult:
     # (company_id, history_id, first step of the chain to run)
     resume: list[tuple[int, int, ChainStep]] = field(default_factory=list)
     handover: list[tuple[int, int]] = field(default_factory=list)
+    # Rows of the company wait in the Gemini queue: the batching task should run.
+    gemini_waiting: bool = False
 
 
 def sweep_company(session: Session, *, company_id: int, now: datetime) -> SweepResult:
@@ -106,11 +112,17 @@ def sweep_company(session: Session, *, company_id: int, now: datetime) -> SweepR
     result.expired = expired.rowcount  # type: ignore[attr-defined]
 
     window_open = and_(history.status == Status.GENERATED, history.send_after.is_not(None), history.send_after <= now)
+    queued = GeminiQueued
+    in_gemini_queue = (
+        select(queued.history_id).where(queued.company_id == company_id, queued.history_id == history.id).exists()
+    )
     stale = and_(
         history.status.in_(resumable),
         history.updated_at < now - STALE_AFTER,
         history.send_after.is_(None),
         or_(history.next_attempt_at.is_(None), history.next_attempt_at < now - STALE_AFTER),
+        # A row waiting for a Gemini batch is served by the batching task, not resumed (see gemini_waiting).
+        ~and_(history.status == Status.INTERVAL_SELECTED, in_gemini_queue),
     )
     rows = session.execute(
         select(history.id, history.status).where(mine, or_(window_open, stale)).order_by(history.id)
@@ -140,6 +152,9 @@ def sweep_company(session: Session, *, company_id: int, now: datetime) -> SweepR
         )
     ).scalars()
     result.handover = [(company_id, history_id) for history_id in handover]
+    result.gemini_waiting = (
+        session.execute(select(queued.history_id).where(queued.company_id == company_id).limit(1)).first() is not None
+    )
     if result.unknown or result.expired or result.resume or result.handover:
         log.warning(
             "sweep found stuck rows",

@@ -60,6 +60,18 @@ def enqueue(session: Session, *, company_id: int, history_id: int, now: datetime
     return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
+def enqueue_many(session: Session, *, company_id: int, history_ids: Sequence[int], now: datetime) -> None:
+    """Put several rows of one company in the queue in one statement (those there already stay as they are)."""
+    if not history_ids:
+        return
+    dialect = postgresql if is_postgres(session) else sqlite
+    values = [
+        {"company_id": company_id, "history_id": history_id, "queued_at": now, "attempts": 0}
+        for history_id in history_ids
+    ]
+    session.execute(dialect.insert(GeminiQueued).values(values).on_conflict_do_nothing(index_elements=["history_id"]))
+
+
 def backlog(session: Session, *, now: datetime) -> Backlog:
     """How much is free to lease now and how long its oldest row has waited (one aggregate over the queue)."""
     q = GeminiQueued

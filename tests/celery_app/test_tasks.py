@@ -187,7 +187,15 @@ def test_a_resumed_chain_leaves_only_once_the_sweep_committed(
     with time_machine.travel(NOW, tick=False):
         summary = tasks.sweep_company.apply(args=(COMPANIES[0],)).get()
     # Then the chain was sent, and it found the sweep's write committed
-    assert summary == {"resent": 0, "unknown": 0, "expired": 0, "resumed": 1, "handover": 0, "handover_repeated": 0}
+    assert summary == {
+        "resent": 0,
+        "unknown": 0,
+        "expired": 0,
+        "resumed": 1,
+        "handover": 0,
+        "handover_repeated": 0,
+        "gemini_waiting": 0,
+    }
     assert seen == [NOW]
     assert sent == []
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from reactivation.core.settings import Settings
@@ -99,6 +99,31 @@ def test_a_generate_step_queues_its_row_once_and_asks_gemini_nothing(
     assert queued(committed_engine) == 2
     assert {row.status for row in rows(committed_engine, salon.company_id)} == {Status.INTERVAL_SELECTED}
     assert not gemini.requests
+
+
+def test_claimed_rows_are_queued_in_bulk_and_served_like_rows_their_chains_queued(
+    grt: Runtime, committed_engine: Engine, gemini: FakeGemini
+) -> None:
+    # Given two salons' claims, and one row of the first whose chain already took its first step
+    first = build_salon(committed_engine, due=3, company_id=111, extras=False)
+    second = build_salon(committed_engine, due=2, company_id=222, extras=False)
+    ids, others = claim(grt, first), claim(grt, second)
+    pipeline.select_interval(grt, company_id=first.company_id, history_id=ids[0], now=first.now)
+    # When the first salon's claim is queued in bulk (as the campaign's dispatch does with Gemini on)
+    assert pipeline.written_by_batches(grt)
+    with grt.session() as session:
+        moved = batching.queue_claimed(session, company_id=first.company_id, history_ids=ids, now=first.now)
+    # Then the claimed rows wait in the queue, the row moved by its chain is left to it, the other salon untouched
+    assert moved == ids[1:]
+    assert queued(committed_engine) == 2
+    assert {r.status for r in rows(committed_engine, first.company_id)} == {Status.INTERVAL_SELECTED}
+    assert {r.status for r in rows(committed_engine, second.company_id)} == {Status.CLAIMED} and len(others) == 2
+    # And queueing them again (a redelivered dispatch) moves and queues nothing twice
+    with grt.session() as session:
+        assert batching.queue_claimed(session, company_id=first.company_id, history_ids=ids, now=first.now) == []
+    # And a batch writes them from Gemini and continues their chains
+    _, continued, _ = serve(grt, first, seconds=5)
+    assert sorted(h for _, h in continued) == ids[1:] and len(gemini.requests) == 1
 
 
 def test_a_batch_writes_its_rows_in_one_request_and_continues_each_chain(
@@ -235,20 +260,31 @@ def test_a_batch_whose_lease_passed_writes_nothing_and_another_batch_serves_its_
     assert {row.generator for row in rows(committed_engine, salon.company_id)} == {"gemini"}
 
 
-def test_the_sweep_resumes_a_row_left_waiting_into_the_same_queue(
+def test_the_sweep_wakes_the_batching_task_for_rows_waiting_in_the_queue_instead_of_resuming_each(
     grt: Runtime, committed_engine: Engine, gemini: FakeGemini
 ) -> None:
-    salon = build_salon(committed_engine, due=1, extras=False)
-    [history_id] = queue(grt, salon)
-    # when half an hour passes with no batch (its task was lost)
-    later = salon.now + sweeps.STALE_AFTER + timedelta(minutes=1)
+    salon = build_salon(committed_engine, due=2, extras=False)
+    waiting, lost = queue(grt, salon)
+    # given a row whose queue entry was lost (its generate step's transaction never reached the queue)
+    with Session(committed_engine) as session:
+        session.execute(delete(GeminiQueued).where(GeminiQueued.history_id == lost))
+        session.commit()
+    # when the sweep looks long after (the batch's task was lost)
+    later = salon.now + sweeps.STALE_AFTER + timedelta(minutes=30)
     with Session(committed_engine) as session:
         found = sweeps.sweep_company(session, company_id=salon.company_id, now=later)
         session.commit()
-    # then the sweep resumes the chain at its generate step, which queues nothing new and hands over again
-    assert [(c, h, step.value) for c, h, step in found.resume] == [(salon.company_id, history_id, "generate_message")]
-    assert pipeline.generate_message(grt, company_id=salon.company_id, history_id=history_id, now=later) == HANDOFF
-    assert queued(committed_engine) == 1 and not gemini.requests
+    # then the row waiting in the queue is not resumed one by one: the sweep says rows wait, for one wake-up
+    assert found.gemini_waiting
+    # and the row no queue holds is resumed at its generate step, which queues it and hands over
+    assert [(c, h, step.value) for c, h, step in found.resume] == [(salon.company_id, lost, "generate_message")]
+    assert pipeline.generate_message(grt, company_id=salon.company_id, history_id=lost, now=later) == HANDOFF
+    assert queued(committed_engine) == 2 and not gemini.requests
+    # and another company's sweep sees nothing of them
+    with Session(committed_engine) as session:
+        other = sweeps.sweep_company(session, company_id=salon.company_id + 1, now=later)
+    assert not other.gemini_waiting and other.resume == []
+    assert waiting != lost
 
 
 def test_while_gemini_is_paused_for_the_day_rows_take_templates_without_a_slot(

@@ -152,6 +152,8 @@ def test_the_cloud_api_row_records_the_approved_template_and_gemini_is_never_ask
         try:
             sender = rt.sender
             assert isinstance(sender, CloudApiSender)
+            # (and a campaign's claims are not queued for Gemini batches: its rows take their chains' generate step)
+            assert rt.batch_writer is not None and not pipeline.written_by_batches(rt)
             # When the campaign runs
             for history_id in claim(rt, salon):
                 assert run_chain(rt, salon, history_id)[-1] == Stop("done")
