@@ -75,6 +75,7 @@ from reactivation.replies.lexicon import (
     UNHAPPY_NEGATED,
     WANT,
     WEEKDAYS,
+    WITHDRAW,
     WRITE_LATER,
 )
 from reactivation.replies.normalization import Clause, Token, Word, known, normalize_word
@@ -100,6 +101,8 @@ class ReplyFacts:
     names_time: bool = False  # a time for later: "не беспокойте до лета" is not_now, not an opt-out
     asks_to_write: bool = False  # "пишите сколько стоит", "напишите в телеграм": writing is wanted, of something else
     books: bool = False  # a booking asked for ("запишите к Оле"): whoever books has not withdrawn consent
+    wants_visit: bool = False  # "хочу записаться", "есть окно?": a visit wanted, so a "не пишите" is about a topic
+    asks_to_call: bool = False  # "лучше позвоните": a call asked for instead
     turns: bool = False  # a later clause turns with "но"/"а" ("отписаться хотела, но раз скидка — давайте")
     discount: bool = False  # a discount or a percentage is spoken of ("10%? вау, щедро")
 
@@ -117,6 +120,11 @@ class ReplyFacts:
             asks_to_write=any(_imperative(t, {"писать", "написать"}) for t in tokens),
             books=any(_imperative(t, BOOK) or (BOOK_STEM.match(t.text) and _imperative(t, t.lemma)) for t in tokens),
             turns=any(c.contrast for c in clauses[1:]),
+            wants_visit=any(
+                not t.negated and (t.has(SLOT_NOUNS) or (t.has(BOOK) and t.word is not None and t.word.infinitive))
+                for t in tokens
+            ),
+            asks_to_call=any(_imperative(t, {"позвонить", "звонить", "перезвонить", "набрать"}) for t in tokens),
             discount=any(t.has({"скидка", "акция"}) or t.special == "percent" for t in tokens),
             words=frozenset(t.text for t in tokens),
             booking_object=any(t.has(BOOKING_OBJECTS) for t in tokens),
@@ -302,8 +310,8 @@ def _stop_word(at: At) -> bool:
         return False  # "отпишитесь, когда будет окно": write back
     if t.has("спам") and at.facts.reply.thought:
         return False  # "сначала подумала, что спам, а это вы"
-    if _refused_by_me(at) or _wished_once(at):
-        return False
+    if _refused_by_me(at) or _wished_once(at) or (at.word.past and "бы" in at.facts.texts):
+        return False  # "отписалась бы, но вы мне нравитесь": a wish not acted on
     return not (t.has("отписаться") and at.word.first_person and at.word.future and _answers_later(at))
 
 
@@ -333,13 +341,15 @@ def _fed_up(at: At) -> bool:
         return False
     if t.has({"пожаловаться", "жаловаться"}) and any(o.has(AUTHORITY) for o in at.tokens):
         return True
+    if t.has({"заблокировать", "блокировать"}) and at.nxt is not None and at.nxt.has("вы"):
+        return True  # "заблокирую вас сейчас"
     rest = _content(at.tokens[: at.i] + at.tokens[at.i + 1 :], QUIET | {"как", "так", "ваш", "этот", "буду", "на"})
     return at.facts.reply.has_msg or "вы" in at.facts.texts or not rest
 
 
 def _answers_later(at: At) -> bool:
     """A reply promised ("потом отпишусь", "посмотрю расписание и отпишусь"), nothing about messages."""
-    later = any(
+    later = at.facts.reply.busy_context or any(
         o.text in LATER_WORDS or (o.has(LOOK_UP) and o.word is not None and o.word.first_person and o.word.future)
         for o in at.tokens
     )
@@ -357,10 +367,14 @@ def _do_not_message(at: At) -> bool:
     # "не звоните, лучше пишите", "не звоните, я на работе", "не звоните, я сама наберу": another channel or time
     if t.has("звонить") and (reply.writes or reply.busy_context or reply.calls_back):
         return False
-    if reply.words & {"больше", "никогда", "вообще", "совсем"}:
-        return True
-    if reply.asks_to_write or reply.books:
+    if reply.words & {"больше", "никогда"} or set(at.facts.texts) & {"вообще", "совсем"}:
+        return True  # "вообще не пишите" (not "но вообще да, хочу записаться")
+    if reply.asks_to_write or reply.books or reply.wants_visit:
         return False  # "не присылайте прайс, просто запишите к Оле", "не пишите, что скидка, пишите сколько стоит"
+    if not t.has("звонить") and reply.asks_to_call:
+        return False  # "не пишите в WhatsApp, лучше позвоните": another channel
+    if any(o.has(DAY_WORDS | WEEKDAYS) or o.text in {"рано", "поздно", "ночью"} for o in at.tokens):
+        return False  # "не пишите так рано утром", "в выходные не пишите": another time of day, not never
     # "не пишите сейчас, я за рулём", "пока не беспокойте, я в декрете": a moment, or a reason that passes
     return not (reply.busy_context or (reply.words & {"пока", "сейчас", "щас"} and reply.passing))
 
@@ -401,7 +415,9 @@ def _erase_me(at: At) -> bool:
     """Erase me ("удалите мой номер", "уберите из рассылки", "удалите" alone)."""
     if not at.t.has(ERASE) or at.word.first_person or at.word.past or _refused_by_me(at):
         return False  # "удалять ваш номер не буду" keeps it
-    rest = _content(at.tokens[: at.i] + at.tokens[at.i + 1 :], QUIET | {"из", "с", "от"})
+    if at.t.negated or at.word.third_person:
+        return False  # "не удаляйте меня, просто сейчас не время"; "выпишут из больницы — напишу"
+    rest = _content(at.tokens[: at.i] + at.tokens[at.i + 1 :], QUIET | {"из", "с", "от", "про", "обо", "о"})
     if any(o.has(ERASE_OBJECTS) for o in rest):
         return True
     return not rest and not at.facts.reply.booking_object  # "удалите, пожалуйста, мою запись" cancels a booking
@@ -421,6 +437,17 @@ def _no_consent(at: At) -> bool:
         return False
     refused = any(o.negated and o.has({"давать", "дать", "спрашивать", "спросить"}) for o in at.tokens)
     return refused or any(p.text == "без" for p in at.before)
+
+
+def _withdrawn(at: At) -> bool:
+    """Consent withdrawn or personal data refused (152-FZ art. 9): "отзываю согласие", "прекратите обработку моих
+    персональных данных", "отзыв согласия на обработку ПДн"."""
+    t = at.t
+    personal = t.text == "пдн" or (t.has("данные") and at.prev is not None and at.prev.has("персональный"))
+    if not (t.has("согласие") or personal):
+        return False
+    verbs = WITHDRAW if t.has("согласие") else WITHDRAW | ERASE | {"прекратить", "прекращать", "против", "согласие"}
+    return any(o.has(verbs) and not o.negated for o in at.tokens)
 
 
 def _wrong_number(at: At) -> bool:
@@ -464,6 +491,8 @@ def _not_our_client(at: At) -> bool:
         return True
     if at.i == 1 and at.prev is not None and at.prev.text == "я" and at.t.negated and at.word.name_first:
         return True  # "я не Анна"
+    if at.t.negated and at.word.name_first and at.i <= 3 and at.tokens[0].text in {"это", "тут", "здесь"}:
+        return True  # "это не Светлана", "это больше не Анна"
     # "вы пишете не тому человеку", "вы не туда пишете"
     elsewhere = at.t.has("туда") or (at.t.has("тот") and at.nxt is not None and at.nxt.has("человек"))
     return at.t.negated and elsewhere and at.facts.reply.has_msg
@@ -496,6 +525,7 @@ OPT_OUT_RULES: tuple[Callable[[At], bool], ...] = (
     _erase_me,
     _never_subscribed,
     _no_consent,
+    _withdrawn,
     _wrong_number,
     _hostile,
 )
