@@ -143,7 +143,9 @@ def _moved(r: Reply) -> bool:
     for i, t in enumerate(r.tokens):
         # "мой мастер переехала в другой салон"; "сменила место жительства" is the client's move
         master_moved = any(o.has(PLACES) for o in r.tokens[max(0, i - 3) : i]) and not t.has("жительство")
-        if t.has(MOVED) and not t.negated and not master_moved:
+        # "вы переехали или всё там же?", "или переехали": asked of the salon
+        ours = any(o.text in {"вы", "или"} for o in r.tokens[max(0, i - 3) : i])
+        if t.has(MOVED) and not t.negated and not master_moved and not ours:
             return True  # "я переехала" (not "мой мастер переехала в другой салон")
         if _is_place(r, i) and (
             (t.negated and r.has({"больше", "уже"}))  # "я больше не в Москве"

@@ -695,6 +695,11 @@ def _idioms(at: At, s: Signals) -> bool:
     if at.t.text == "нельзя" and nxt.text == "ли":
         s.agree = True
         return True
+    if at.t.text == "и" and nxt.text == "так" and at.i + 2 < len(at.tokens):
+        if at.tokens[at.i + 2].text in {"хорошо", "нормально", "норм", "неплохо", "красиво", "отлично"}:
+            s.refuse = True  # "мне и так хорошо": nothing needed
+            at.tokens[at.i + 2].negated = True
+            return True
     return False
 
 
