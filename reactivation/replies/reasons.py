@@ -175,8 +175,10 @@ def _elsewhere(r: Reply) -> bool:
     for i, t in enumerate(r.tokens):
         nxt = r.tokens[i + 1] if i + 1 < len(r.tokens) else None
         prev = r.tokens[i - 1] if i else None
-        if t.has(ANOTHER) and nxt is not None and nxt.has(PLACES):
-            return True
+        if t.has(ANOTHER) and nxt is not None and nxt.has(PLACES | {"девочка", "девушка"}):
+            return True  # "в другой салон", "к другой девочке"
+        if t.has({"перейти", "переходить"}) and not t.negated and "к" in [o.text for o in r.around(i, 3)]:
+            return True  # "я к Кате перешла"
         near_after = any(o.has({"рядом", "возле", "около", "близкий"}) for o in r.tokens[i + 1 : i + 3])
         if t.has(PLACES) and near_after:
             return True  # "в барбершоп возле метро хожу", "в студии возле работы"
@@ -396,7 +398,9 @@ def _refuses_visit(r: Reply) -> bool:
     """The visit itself is refused ("не получится", "не смогу", "никак"): a busy moment beside it only says why."""
     texts = [t.text for t in r.tokens]
     not_up_to = any(a == "не" and b == "до" for a, b in pairwise(texts)) and not r.has("переписка")  # "не до салонов"
-    return not_up_to or any(t.text == "никак" or (t.negated and t.has({"получиться", "смочь"})) for t in r.tokens)
+    return not_up_to or any(
+        t.text == "никак" or (t.negated and t.has({"получиться", "смочь", "выйти"})) for t in r.tokens
+    )
 
 
 # Words as typed that put off an answer ("работаю, потом"); what puts off the visit instead.

@@ -743,6 +743,9 @@ def _without(at: At, s: Signals) -> bool:
 def _habit(at: At, s: Signals) -> bool:
     """A habit ("стригусь у подруги") asks for nothing; a habit given up ("я больше не крашусь") refuses."""
     w = at.word
+    if at.t.has({"перейти", "переходить"}) and "к" in at.facts.texts and not at.t.negated:
+        s.habit = True  # "я к Кате перешла": a master of the client's now, no proposal
+        return True
     if not at.t.has(HABITUAL | SERVICE_VERBS) or w.infinitive or w.future or w.imperative or w.past:
         return False
     s.refuse = s.refuse or at.t.negated
@@ -821,6 +824,8 @@ def _refusal_word(at: At, s: Signals) -> bool:
     """A refusal ("дорого", "отпуск", "против"), agreement when negated ("не против")."""
     if _just_right(at) and at.t.has(REFUSE) and not at.t.negated:
         return True
+    if at.t.has({"переехать", "переезжать"}) and {"вы", "или"} & set(at.facts.texts[: at.i]):
+        return True  # "вы переехали или всё там же?": asked of the salon
     return _either(at, s, REFUSE, affirmed="refuse", negated="agree")
 
 
@@ -1010,6 +1015,8 @@ def _how_much_or_when(at: At, s: Signals) -> bool:
     """When and how much: "во сколько", "когда" ask for a time, "до скольки" the hours, "сколько" a price."""
     t, prev = at.t, at.prev
     if t.text == "когда":
+        if not at.facts.question and any(o.word is not None and o.word.third_person for o in at.tokens[at.i + 1 :]):
+            return True  # "в сентябре, когда дети в школу пойдут": when something happens, no question
         if at.facts.lemmas & {"скидка", "акция"}:
             s.info = True  # "а скидка когда сгорает?"
         else:
