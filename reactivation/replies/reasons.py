@@ -59,7 +59,7 @@ from reactivation.replies.lexicon import (
     WRITE_BACK,
 )
 from reactivation.replies.normalization import Clause, Token
-from reactivation.replies.rules import Judgement
+from reactivation.replies.rules import Judgement, asked_of_salon
 from reactivation.replies.times import named_time
 
 
@@ -144,7 +144,8 @@ def _moved(r: Reply) -> bool:
         # "мой мастер переехала в другой салон"; "сменила место жительства" is the client's move
         master_moved = any(o.has(PLACES) for o in r.tokens[max(0, i - 3) : i]) and not t.has("жительство")
         # "вы переехали или всё там же?", "или переехали": asked of the salon
-        ours = any(o.text in {"вы", "или"} for o in r.tokens[max(0, i - 3) : i])
+        before = [o.text for o in r.tokens[max(0, i - 2) : i]]
+        ours = asked_of_salon(t, before, [o.text for o in r.tokens], question=any(c.question for c in r.clauses))
         if t.has(MOVED) and not t.negated and not master_moved and not ours:
             return True  # "я переехала" (not "мой мастер переехала в другой салон")
         if _is_place(r, i) and (

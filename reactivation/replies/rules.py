@@ -820,11 +820,18 @@ def _either(at: At, s: Signals, words: frozenset[str] | set[str], *, affirmed: s
     return True
 
 
+def asked_of_salon(t: Token, before: list[str], texts: list[str], *, question: bool) -> bool:
+    """A move asked of the salon: "вы переехали?", "или переехали" (not "вы знаете, я переехала")."""
+    if not t.has({"переехать", "переезжать"}) or {"я", "мы"} & set(texts):
+        return False
+    return bool({"вы", "или"} & set(before)) and (question or "или" in texts)
+
+
 def _refusal_word(at: At, s: Signals) -> bool:
     """A refusal ("дорого", "отпуск", "против"), agreement when negated ("не против")."""
     if _just_right(at) and at.t.has(REFUSE) and not at.t.negated:
         return True
-    if at.t.has({"переехать", "переезжать"}) and {"вы", "или"} & set(at.facts.texts[: at.i]):
+    if asked_of_salon(at.t, at.facts.texts[max(0, at.i - 2) : at.i], at.facts.texts, question=at.facts.question):
         return True  # "вы переехали или всё там же?": asked of the salon
     return _either(at, s, REFUSE, affirmed="refuse", negated="agree")
 
