@@ -155,7 +155,9 @@ def _moved(r: Reply) -> bool:
             or (t.has({"город", "страна"}) and any(o.has({"сменить", "поменять"}) for o in r.around(i, 2)))
         ):
             return True
-        far = t.negated or any(o.has(MOVED_FAR) or (o.word is not None and o.word.place) for o in r.around(i, 3))
+        around = r.around(i, 3)
+        out_of_town = any(a.text == "за" and b.has("город") for a, b in pairwise(around))  # "живу за городом"
+        far = t.negated or out_of_town or any(o.has(MOVED_FAR) or (o.word is not None and o.word.place) for o in around)
         if t.has("жить") and far and not r.has("дача"):
             return True
         if t.has({"уехать", "уезжать"}) and not t.negated:

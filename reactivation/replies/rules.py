@@ -1094,7 +1094,9 @@ def _negated_time(at: At, s: Signals) -> bool:
 def _concrete(at: At, s: Signals) -> bool:
     """A day, a time or a master ("после 15-го" a limit); "днём я работаю" tells the client's schedule."""
     mine = any(o.has(HOURS) and o.word is not None and o.word.first_person for o in at.tokens)
-    if is_concrete(at.tokens, at.i) and not mine:
+    # "в выходные не пишите": the day for messages, not for a visit
+    for_messages = any(o.negated and o.has(MSG_VERBS) for o in at.tokens) and not any(o.has(BOOK) for o in at.tokens)
+    if is_concrete(at.tokens, at.i) and not mine and not for_messages:
         s.concrete = True
         # "после 15-го", "после 18"; "после обеда" is a time of day.
         s.after = s.after or (at.t.text.isdigit() and any(o.text == "после" for o in at.before))
