@@ -681,6 +681,9 @@ def _nyet(at: At, s: Signals) -> bool:
     return True
 
 
+_FINE_AS_IS = frozenset({"хорошо", "нормально", "норм", "неплохо", "красиво", "отлично"})
+
+
 def _idioms(at: At, s: Signals) -> bool:
     """Idioms: "да ну" and "у меня всё есть" refuse, "нельзя ли" asks."""
     nxt = at.nxt
@@ -695,11 +698,11 @@ def _idioms(at: At, s: Signals) -> bool:
     if at.t.text == "нельзя" and nxt.text == "ли":
         s.agree = True
         return True
-    if at.t.text == "и" and nxt.text == "так" and at.i + 2 < len(at.tokens):
-        if at.tokens[at.i + 2].text in {"хорошо", "нормально", "норм", "неплохо", "красиво", "отлично"}:
-            s.refuse = True  # "мне и так хорошо": nothing needed
-            at.tokens[at.i + 2].negated = True
-            return True
+    fine = at.tokens[at.i + 2] if at.i + 2 < len(at.tokens) else None
+    if at.t.text == "и" and nxt.text == "так" and fine is not None and fine.text in _FINE_AS_IS:
+        s.refuse = True  # "мне и так хорошо": nothing needed, and the "хорошо" agrees to nothing
+        fine.negated = True
+        return True
     return False
 
 
