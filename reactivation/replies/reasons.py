@@ -126,6 +126,9 @@ def _unhappy(r: Reply) -> bool:
             return True  # "маникюр держался два дня"
         if t.has("телефон") and r.has("сидеть") and r.has(PLACES):
             return True  # "мастер весь сеанс сидела в телефоне"
+        waited = t.has("ждать") and t.word is not None and t.word.past and not t.negated
+        if waited and r.has({"минута", "час", "полчаса", "полтора", "сорок"}):
+            return True  # "ждала мастера сорок минут", "я час ждала"
     return False
 
 
@@ -209,9 +212,18 @@ def _elsewhere(r: Reply) -> bool:
     return friends_master
 
 
+def _done_with_us(r: Reply, k: int) -> bool:
+    """ "у вас" at k beside a service done ("она у вас стриглась")."""
+    if r.tokens[k].text not in {"у", "к"} or r.tokens[k + 1].text not in {"вас", "вам"}:
+        return False
+    return any(o.has(SERVICE_VERBS) and o.word is not None and o.word.past for o in r.tokens[max(0, k - 2) : k + 4])
+
+
 def _self_service(r: Reply) -> bool:
     """Done at home: "сама крашусь", "муж стрижёт машинкой", "научилась сама", "мама подстригла"."""
     service = r.has(SERVICE_VERBS)
+    if any(_done_with_us(r, k) for k in range(len(r.tokens) - 1)):
+        return False  # "передам дочке, она у вас стриглась": with us, not at home
     tools = r.has({"машинка", "триммер", "лампа", "аппарат", "бритва"})
     if tools or (service and (r.has(SELF) or r.has(RELATIVES) or r.has("научиться"))):
         return True

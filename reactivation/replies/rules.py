@@ -382,7 +382,10 @@ def _do_not_message(at: At) -> bool:
 def _messages_not_wanted(at: At) -> bool:
     """Messages not wanted ("сообщения не нужны", "не надо мне ваших рассылок")."""
     t = at.t
-    return t.negated and at.facts.has_msg and t.has(MESSAGES_NOT_WANTED)
+    if not (t.negated and at.facts.has_msg and t.has(MESSAGES_NOT_WANTED)):
+        return False
+    # "не интересует ваше предложение" refuses the offer, not the messages
+    return any(_speaks_of_messages(o) and not o.has("предложение") for o in at.tokens)
 
 
 def _refuse_messages(at: At) -> bool:
@@ -428,6 +431,8 @@ def _never_subscribed(at: At) -> bool:
     t = at.t
     if t.negated and t.has({"подписываться", "подписаться"}):
         return True
+    if t.negated and t.has({"давать", "дать", "оставлять", "оставить"}) and any(o.has("номер") for o in at.tokens):
+        return True  # "я не давала свой номер", "номер я вам не оставляла"
     return t.negated and t.has({"соглашаться", "согласиться", "давать", "дать"}) and at.facts.has_msg
 
 
@@ -695,6 +700,9 @@ def _idioms(at: At, s: Signals) -> bool:
     if at.t.text == "да" and nxt.text == "ну":
         s.refuse = True
         return True
+    if at.t.text == "ни" and nxt.text == "к" and at.i + 2 < len(at.tokens) and at.tokens[at.i + 2].text == "чему":
+        s.refuse = True  # "ни к чему мне это"
+        return True
     if at.t.text == "нельзя" and nxt.text == "ли":
         s.agree = True
         return True
@@ -772,7 +780,7 @@ def _booking(at: At, s: Signals) -> bool:
         s.already = True
     elif t.lemma == "запись":
         already = (at.prev is not None and at.prev.text == "меня") or "уже" in texts or "у" in texts[: at.i]
-        if already or at.facts.reply.cancels:
+        if already or (at.facts.reply.cancels and not at.facts.reply.books):
             # "у меня запись", "удалите мою запись на завтра": a booking there is, to confirm or to change
             s.already = True
         else:
@@ -847,6 +855,10 @@ def _maybe(at: At, s: Signals) -> bool:
     return True
 
 
+# What a client must do before answering ("надо посоветоваться с мужем"): no agreement yet.
+_CONSULT = LOOK_UP | {"посоветоваться", "советоваться", "обсудить", "спросить", "глянуть"}
+
+
 def _ability(at: At, s: Signals) -> bool:
     """Able ("могу", "удобно", "буду"): agreement, a refusal when negated; "можно узнать" asks."""
     t, nxt, prev = at.t, at.nxt, at.prev
@@ -858,6 +870,8 @@ def _ability(at: At, s: Signals) -> bool:
         s.info = True
     elif (t.text == "можно" and prev is not None and prev.text == "сколько") or t.has(HABITUAL):
         pass  # "сколько можно" is a complaint; "хожу" alone tells a habit
+    elif t.has({"надо", "нужно"}) and any(o.has(_CONSULT) for o in at.tokens[at.i + 1 :]):
+        pass  # "надо с мужем посоветоваться", "нужно посмотреть расписание": not yet an answer
     else:
         s.agree = True
         if t.has({"свободный", "свободно"}):
