@@ -113,6 +113,8 @@ def _unhappy(r: Reply) -> bool:
             return True  # "сделали не то", "цвет не тот", "сделали не так", "мастер меня не слушала"
         if t.text == "того" and before[-1:] == ["после"] and i + 1 < len(r.tokens) and r.tokens[i + 1].text == "как":
             return True  # "после того как мне сожгли волосы"
+        if t.has("случай") and "после" in before and last_time:
+            return True  # "после того случая"
         if t.text == "ногой" and before[-1:] == ["ни"]:
             return True  # "ни ногой"
         if t.has("рука") and r.has("место") and any(o.negated for o in r.tokens):

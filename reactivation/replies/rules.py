@@ -361,6 +361,8 @@ def _do_not_message(at: At) -> bool:
     t = at.t
     if not (t.negated and t.has(MSG_VERBS) and not at.word.first_person):
         return False
+    if not (at.word.imperative or at.word.infinitive) and "вы" in at.facts.texts[: at.i]:
+        return False  # "вы мне не надоедаете": said of us, asks nothing
     reply = at.facts.reply
     if reply.names_time:
         return False  # "не пишите до января": later, not never
