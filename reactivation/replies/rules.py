@@ -308,6 +308,9 @@ def _stop_word(at: At) -> bool:
         return False
     if t.text == "отпишитесь" and at.facts.reply.words & {"когда", "если"}:
         return False  # "отпишитесь, когда будет окно": write back
+    to_me = at.nxt is not None and at.nxt.text == "мне" and not {"от", "из"} & set(at.facts.texts)
+    if t.has("отписаться") and to_me and (at.facts.reply.words & {"когда", "если"} or at.facts.reply.wants_visit):
+        return False  # "отпишите мне, когда будет окно" (write to me), not "отпишите меня"
     if t.has("спам") and at.facts.reply.thought:
         return False  # "сначала подумала, что спам, а это вы"
     if _refused_by_me(at) or _wished_once(at) or (at.word.past and "бы" in at.facts.texts):
@@ -402,7 +405,8 @@ def _angry(at: At) -> bool:
     t = at.t
     if t.has(AUTHORITY) and at.facts.reply.has_msg:
         return True
-    return t.has("список") and at.prev is not None and at.prev.has("чёрный")
+    # "в чёрный список" (not "я в чёрном списке у вас?")
+    return t.has("список") and at.prev is not None and at.prev.has("чёрный") and not at.facts.question
 
 
 def _enough(at: At) -> bool:
@@ -446,6 +450,9 @@ def _no_consent(at: At) -> bool:
     return refused or any(p.text == "без" for p in at.before)
 
 
+_END_PROCESSING = frozenset({"прекратить", "прекращать", "против", "согласие", "уничтожить", "уничтожать"})
+
+
 def _withdrawn(at: At) -> bool:
     """Consent withdrawn or personal data refused (152-FZ art. 9): "отзываю согласие", "прекратите обработку моих
     персональных данных", "отзыв согласия на обработку ПДн"."""
@@ -453,7 +460,9 @@ def _withdrawn(at: At) -> bool:
     personal = t.text == "пдн" or (t.has("данные") and at.prev is not None and at.prev.has("персональный"))
     if not (t.has("согласие") or personal):
         return False
-    verbs = WITHDRAW if t.has("согласие") else WITHDRAW | ERASE | {"прекратить", "прекращать", "против", "согласие"}
+    if personal and any(o.negated and o.has({"обрабатывать", "обработать"}) for o in at.tokens):
+        return True  # "не обрабатывайте мои персональные данные"
+    verbs = WITHDRAW if t.has("согласие") else WITHDRAW | ERASE | _END_PROCESSING
     return any(o.has(verbs) and not o.negated for o in at.tokens)
 
 
@@ -466,6 +475,8 @@ def _wrong_number(at: At) -> bool:
         return True  # "вы ошиблись номером", "не тот номер" (not "у меня тот же номер")
     if any((o.negated and o.has("принадлежать")) or o.has({"владелец", "хозяин"}) for o in at.tokens):
         return True  # "этот номер больше не принадлежит Марине", "номер сменил владельца"
+    if any(o.has("принадлежать") for o in at.tokens) and any(o.has({"другой", "чужой"}) for o in at.tokens):
+        return True  # "этот номер принадлежит другому человеку"
     around = at.before + at.tokens[at.i + 1 : at.i + 3]
     return any(p.has("мой") and p.negated for p in around)  # "это не мой номер", "номер не мой"
 
@@ -500,6 +511,8 @@ def _not_our_client(at: At) -> bool:
         return True  # "я не Анна"
     if at.t.negated and at.word.name_first and at.i <= 3 and at.tokens[0].text in {"это", "тут", "здесь"}:
         return True  # "это не Светлана", "это больше не Анна"
+    if at.t.text in {"таких", "такой", "такого", "такая"} and at.nxt is not None and at.nxt.text == "нет":
+        return bool({"тут", "здесь"} & set(at.facts.texts))  # "вы ошиблись, тут таких нет"
     # "вы пишете не тому человеку", "вы не туда пишете"
     elsewhere = at.t.has("туда") or (at.t.has("тот") and at.nxt is not None and at.nxt.has("человек"))
     return at.t.negated and elsewhere and at.facts.reply.has_msg
