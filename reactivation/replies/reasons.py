@@ -319,8 +319,8 @@ def _asks(clause: Clause, *, loose: bool = False) -> bool:
     """Whether a clause asks the salon something: it opens with a question word, or has a question mark and a
     question word, "ли", or a price, place or hours; `loose`: any question mark."""
     tokens = clause.tokens
-    if not tokens:
-        return False
+    if not tokens or any(t.has("подумать") for t in tokens):
+        return False  # "можно я подумаю?" asks leave to think, nothing of the salon
     first = tokens[1] if tokens[0].text == "а" and len(tokens) > 1 else tokens[0]
     if not clause.question:
         # Without a question mark (voice) a question word early on asks; "как", "что", "когда" also join clauses.

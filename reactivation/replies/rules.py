@@ -871,7 +871,7 @@ def _maybe(at: At, s: Signals) -> bool:
 
 
 # What a client must do before answering ("надо посоветоваться с мужем"): no agreement yet.
-_CONSULT = LOOK_UP | {"посоветоваться", "советоваться", "обсудить", "спросить", "глянуть"}
+_CONSULT = LOOK_UP | {"посоветоваться", "советоваться", "обсудить", "спросить", "глянуть", "подумать"}
 
 
 def _ability(at: At, s: Signals) -> bool:
@@ -918,12 +918,14 @@ def _now(at: At, s: Signals) -> bool:
 
 
 def _later(at: At, s: Signals) -> bool:
-    """Later ("потом", "позже", "подумаю", "посмотрю", "напишу", "в другой раз"): a deferral."""
+    """Later ("потом", "позже", "напишу", "в другой раз"): a deferral; "подумаю", "посмотрим" are undecided."""
     t, w, prev = at.t, at.word, at.prev
+    if (t.has("подумать") and not w.past) or (t.has("посмотреть") and w.first_person and w.future):
+        s.ack = True  # "подумаю", "посмотрим": undecided, no answer yet (a time or a "нет" beside it refuses)
+        return True
     deferred = (
         t.has(DEFER)
         or t.text in {"позже", "позднее", "попозже"}
-        or (t.has("посмотреть") and w.first_person and w.future)
         or (t.has("раз") and prev is not None and prev.has({"другой", "следующий"}))
     )
     if t.has({"написать", "напомнить", "напоминать"}) and w.imperative and not t.negated:

@@ -43,8 +43,8 @@ def test_label_and_reason_on_the_dev_set() -> None:
 
 
 def test_the_second_dev_set_by_another_writer() -> None:
-    # given 1055 replies by another writer, some of whose conventions differ from the first sets' ("подумаю" is
-    # neutral there, "А Аня ещё работает?" a question): the rules follow replies.tsv where the two disagree
+    # given 1055 replies by another writer, some of whose conventions differ from the first sets' ("А Аня ещё
+    # работает?" is a question there): the rules follow replies.tsv where the two disagree
     assert len(DEV2) >= 700
     labels = [explain_reply(row.text).label.value for row in DEV2]
     negatives = [row for row in DEV2 if row.label == "negative"]
