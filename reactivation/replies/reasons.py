@@ -115,6 +115,8 @@ def _unhappy(r: Reply) -> bool:
             return True  # "после того как мне сожгли волосы"
         if t.has("случай") and "после" in before and last_time:
             return True  # "после того случая"
+        if t.text == "очень" and t.negated and _last_time_said(r):
+            return True  # "в прошлый раз было не очень"
         if t.text == "ногой" and before[-1:] == ["ни"]:
             return True  # "ни ногой"
         if t.has("рука") and r.has("место") and any(o.negated for o in r.tokens):
@@ -132,6 +134,11 @@ def _unhappy(r: Reply) -> bool:
         if waited and r.has({"минута", "час", "полчаса", "полтора", "сорок"}):
             return True  # "ждала мастера сорок минут", "я час ждала"
     return False
+
+
+def _last_time_said(r: Reply) -> bool:
+    """ "в прошлый раз", "в тот раз": the last visit is spoken of."""
+    return any(a.has({"прошлый", "тот"}) and b.has("раз") for a, b in pairwise(r.tokens))
 
 
 def _is_place(r: Reply, i: int) -> bool:

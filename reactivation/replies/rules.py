@@ -615,6 +615,10 @@ def _dreaming(said: _Said, t: Token) -> bool:
     """Dreams ("всю жизнь мечтала", "только об этом и мечтала", "мечтаю, ага", "в следующей жизни")."""
     if t.has("жизнь") and said.tokens.index(t) and said.tokens[said.tokens.index(t) - 1].has("следующий"):
         return True
+    i = said.tokens.index(t)
+    if t.has("ждать") and t.word is not None and t.word.past and not said.books and i >= 2:
+        # "только вас и ждала", "только этого и ждала"
+        return said.tokens[i - 1].text == "и" and "только" in said.texts[max(0, i - 4) : i]
     if not t.has("мечтать") or t.negated or said.books:
         return False
     cues = {"жизнь", "только", "ага", "конечно", "опять", "снова"}  # "как раз мечтаю опять час ждать"
