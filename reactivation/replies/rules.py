@@ -378,8 +378,8 @@ def _do_not_message(at: At) -> bool:
         return False  # "не присылайте прайс, просто запишите к Оле", "не пишите, что скидка, пишите сколько стоит"
     if not t.has("звонить") and reply.asks_to_call:
         return False  # "не пишите в WhatsApp, лучше позвоните": another channel
-    if any(o.has(DAY_WORDS | WEEKDAYS) or o.text in {"рано", "поздно", "ночью"} for o in at.tokens):
-        return False  # "не пишите так рано утром", "в выходные не пишите": another time of day, not never
+    if any(o.has(DAY_WORDS | WEEKDAYS) or o.text in {"рано", "поздно", "ночью", "часто"} for o in at.tokens):
+        return False  # "не пишите так рано утром", "в выходные не пишите", "так часто": when or how often, not never
     # "не пишите сейчас, я за рулём", "пока не беспокойте, я в декрете": a moment, or a reason that passes
     return not (reply.busy_context or (reply.words & {"пока", "сейчас", "щас"} and reply.passing))
 
