@@ -105,6 +105,7 @@ class ReplyFacts:
     asks_to_call: bool = False  # "лучше позвоните": a call asked for instead
     turns: bool = False  # a later clause turns with "но"/"а" ("отписаться хотела, но раз скидка — давайте")
     discount: bool = False  # a discount or a percentage is spoken of ("10%? вау, щедро")
+    wants_messages: bool = False  # "хочу получать только про акции": some messages are wanted
 
     @classmethod
     def of(cls, clauses: list[Clause]) -> ReplyFacts:
@@ -126,6 +127,8 @@ class ReplyFacts:
             ),
             asks_to_call=any(_imperative(t, {"позвонить", "звонить", "перезвонить", "набрать"}) for t in tokens),
             discount=any(t.has({"скидка", "акция"}) or t.special == "percent" for t in tokens),
+            wants_messages=any(t.has(WANT) and not t.negated for t in tokens)
+            and any(t.has({"получать", "получить"}) and not t.negated for t in tokens),
             words=frozenset(t.text for t in tokens),
             booking_object=any(t.has(BOOKING_OBJECTS) for t in tokens),
             cancels=any(t.has(ERASE | {"отменить", "отменять", "перенести", "переносить"}) for t in tokens),
@@ -309,10 +312,15 @@ def _stop_word(at: At) -> bool:
     if t.text == "отпишитесь" and at.facts.reply.words & {"когда", "если"}:
         return False  # "отпишитесь, когда будет окно": write back
     to_me = at.nxt is not None and at.nxt.text == "мне" and not {"от", "из"} & set(at.facts.texts)
-    if t.has("отписаться") and to_me and (at.facts.reply.words & {"когда", "если"} or at.facts.reply.wants_visit):
+    asks = {"когда", "если", "что", "сколько", "какие", "где"}
+    if t.has("отписаться") and to_me and (at.facts.reply.words & asks or at.facts.reply.wants_visit):
         return False  # "отпишите мне, когда будет окно" (write to me), not "отпишите меня"
     if t.has("спам") and at.facts.reply.thought:
         return False  # "сначала подумала, что спам, а это вы"
+    if t.has("спам") and at.facts.reply.turns and at.facts.reply.words & {"приятно", "помните", "спасибо"}:
+        return False  # "спам конечно, но приятно, что помните"
+    if at.facts.reply.wants_messages:
+        return False  # "как отписаться, если я хочу получать только про акции на маникюр?"
     if _refused_by_me(at) or _wished_once(at) or (at.word.past and "бы" in at.facts.texts):
         return False  # "отписалась бы, но вы мне нравитесь": a wish not acted on
     return not (t.has("отписаться") and at.word.first_person and at.word.future and _answers_later(at))
@@ -336,6 +344,8 @@ def _wished_once(at: At) -> bool:
 def _fed_up(at: At) -> bool:
     """Fed up with us ("вы надоели", "достали уже", "заблокирую", "буду жаловаться"), not with anything else."""
     t = at.t
+    if t.text in {"поперёк", "поперек"} and at.nxt is not None and at.nxt.text == "горла":
+        return at.facts.reply.has_msg  # "ваши рассылки уже поперёк горла"
     if not t.has(FED_UP) or t.negated or _refused_by_me(at):
         return False
     if t.has("достать") and t.text not in {"достали", "достал", "достала", "достало"}:
@@ -347,7 +357,8 @@ def _fed_up(at: At) -> bool:
     if t.has({"заблокировать", "блокировать"}) and at.nxt is not None and at.nxt.has("вы"):
         return True  # "заблокирую вас сейчас"
     rest = _content(at.tokens[: at.i] + at.tokens[at.i + 1 :], QUIET | {"как", "так", "ваш", "этот", "буду", "на"})
-    return at.facts.reply.has_msg or "вы" in at.facts.texts or not rest
+    yours = any(o.has("свой") and p.text in {"с", "со"} for p, o in pairwise(at.tokens))  # "со своими скидками"
+    return at.facts.reply.has_msg or "вы" in at.facts.texts or yours or not rest
 
 
 def _answers_later(at: At) -> bool:
@@ -387,8 +398,8 @@ def _do_not_message(at: At) -> bool:
 def _messages_not_wanted(at: At) -> bool:
     """Messages not wanted ("сообщения не нужны", "не надо мне ваших рассылок")."""
     t = at.t
-    if not (t.negated and at.facts.has_msg and t.has(MESSAGES_NOT_WANTED)):
-        return False
+    if not (t.negated and at.facts.has_msg and t.has(MESSAGES_NOT_WANTED)) or at.facts.reply.books:
+        return False  # "не надо мне звонить, просто запишите на среду"
     # "не интересует ваше предложение" refuses the offer, not the messages
     return any(_speaks_of_messages(o) and not o.has("предложение") for o in at.tokens)
 
@@ -405,8 +416,11 @@ def _angry(at: At) -> bool:
     t = at.t
     if t.has(AUTHORITY) and at.facts.reply.has_msg:
         return True
+    if t.has(AUTHORITY - {"закон", "нарушать", "нарушение", "фз", "суд"}) and "напишете" in at.facts.reply.words:
+        return True  # "ещё раз напишете — пойду в прокуратуру"
     # "в чёрный список" (not "я в чёрном списке у вас?")
-    return t.has("список") and at.prev is not None and at.prev.has("чёрный") and not at.facts.question
+    black = t.has("список") and at.prev is not None and at.prev.has("чёрный")
+    return black and not at.facts.question and not _refused_by_me(at)  # "в чёрный список не добавлю, но …"
 
 
 def _enough(at: At) -> bool:
@@ -435,9 +449,13 @@ def _erase_me(at: At) -> bool:
 def _never_subscribed(at: At) -> bool:
     """Never subscribed ("я не подписывалась", "не соглашалась на рассылку")."""
     t = at.t
+    if at.facts.reply.books:
+        return False  # "я не подписывалась, но раз написали, запишите на среду"
     if t.negated and t.has({"подписываться", "подписаться"}):
         return True
-    if t.negated and t.has({"давать", "дать", "оставлять", "оставить"}) and any(o.has("номер") for o in at.tokens):
+    number = any(o.has("номер") for o in at.tokens)
+    mine = not {"мне", "нам"} & set(at.facts.texts)  # "мне так и не дали номер мастера" is no opt-out
+    if t.negated and at.word.past and t.has({"давать", "дать", "оставлять", "оставить"}) and number and mine:
         return True  # "я не давала свой номер", "номер я вам не оставляла"
     return t.negated and t.has({"соглашаться", "согласиться", "давать", "дать"}) and at.facts.has_msg
 
@@ -450,7 +468,7 @@ def _no_consent(at: At) -> bool:
     return refused or any(p.text == "без" for p in at.before)
 
 
-_END_PROCESSING = frozenset({"прекратить", "прекращать", "против", "согласие", "уничтожить", "уничтожать"})
+_END_PROCESSING = frozenset({"прекратить", "прекращать", "против", "уничтожить", "уничтожать"})
 
 
 def _withdrawn(at: At) -> bool:
@@ -478,6 +496,11 @@ def _wrong_number(at: At) -> bool:
     if any(o.has("принадлежать") for o in at.tokens) and any(o.has({"другой", "чужой"}) for o in at.tokens):
         return True  # "этот номер принадлежит другому человеку"
     around = at.before + at.tokens[at.i + 1 : at.i + 3]
+    if any(p.has("тот") and p.negated for p in at.tokens[at.i + 1 : at.i + 3]):
+        return True  # "номер не тот"
+    changed = any(o.has({"поменять", "сменить", "поменяться", "смениться"}) for o in at.tokens)
+    if {"недавно", "у", "меня", "этот"} <= set(at.facts.texts) and not changed:
+        return True  # "у меня этот номер недавно": it was someone else's (not "у меня недавно сменился номер")
     return any(p.has("мой") and p.negated for p in around)  # "это не мой номер", "номер не мой"
 
 
@@ -506,13 +529,17 @@ def _leave_me_alone(at: At) -> bool:
 def _not_our_client(at: At) -> bool:
     """Someone else got the message ("я не ваш клиент", "я не Анна", "вы пишете не тому человеку")."""
     if at.t.has("клиент") and at.prev is not None and at.prev.has("ваш") and at.prev.negated:
-        return True
+        # "я не ваш клиент" (not "я не ваш клиент уже год, хожу к мастеру у дома": another master)
+        return not ("уже" in at.facts.texts and at.facts.reply.words & {"хожу", "стригусь", "крашусь"})
     if at.i == 1 and at.prev is not None and at.prev.text == "я" and at.t.negated and at.word.name_first:
         return True  # "я не Анна"
+    if at.word.name_first and at.prev is not None and at.prev.has("никакой") and "нет" in at.facts.texts:
+        return True  # "тут нет никакой Алины"
     if at.t.negated and at.word.name_first and at.i <= 3 and at.tokens[0].text in {"это", "тут", "здесь"}:
         return True  # "это не Светлана", "это больше не Анна"
-    if at.t.text in {"таких", "такой", "такого", "такая"} and at.nxt is not None and at.nxt.text == "нет":
-        return bool({"тут", "здесь"} & set(at.facts.texts))  # "вы ошиблись, тут таких нет"
+    if at.t.text in {"таких", "такой"} and at.nxt is not None and at.nxt.text == "нет" and not at.facts.question:
+        # "вы ошиблись, тут таких нет" and no more (not "тут таких цен нигде нет", "такого нет" of a thing)
+        return set(at.facts.texts) <= {"тут", "здесь", "у", "нас", "меня", "таких", "такой", "нет", "вообще"}
     # "вы пишете не тому человеку", "вы не туда пишете"
     elsewhere = at.t.has("туда") or (at.t.has("тот") and at.nxt is not None and at.nxt.has("человек"))
     return at.t.negated and elsewhere and at.facts.reply.has_msg

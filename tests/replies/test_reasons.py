@@ -6,11 +6,12 @@ import pytest
 
 from reactivation.replies.classify import explain_reply, explain_reply_with_model
 from reactivation.replies.labels import Classification, NamedTime, ReplyLabel, ReplyReason
-from tests.reply_set import DEV2_TSV, DEV3_TSV, DEV_TSV, LabeledReply, load_replies
+from tests.reply_set import DEV2_TSV, DEV3_TSV, DEV4_TSV, DEV_TSV, LabeledReply, load_replies
 
 DEV = load_replies(DEV_TSV)
 DEV2 = load_replies(DEV2_TSV)
 DEV3 = load_replies(DEV3_TSV)
+DEV4 = load_replies(DEV4_TSV)
 LABELED = load_replies()
 
 
@@ -74,6 +75,24 @@ def test_the_third_dev_set_of_opt_outs_and_near_misses() -> None:
     # and a not_now reply's named time is read right
     timed = [(c, row) for c, row in zip(found, DEV3, strict=True) if row.reason == "not_now" and _right(row)]
     assert sum((c.when or None) == (row.until or None) for c, row in timed) / len(timed) >= 0.97
+
+
+def test_the_fourth_dev_set_of_indirect_opt_outs_and_wrong_numbers() -> None:
+    # given 319 fresh replies by another writer, a third of them opt-outs the rules had not met ("уберите меня из
+    # рассылки", "достали со своими скидками", "номер не тот", "тут нет никакой Алины", "please remove me from your
+    # list") and near-misses that are none ("в чёрный список не добавлю, но дорого", "отпишите мне, что есть на
+    # выходных", "я не ваш клиент уже год как, хожу к мастеру у дома"), scored once untouched and then tuned on
+    assert len(DEV4) >= 300
+    assert {"opt_out_indirect", "wrong_number", "near_miss", "translit", "voice", "english", "sarcasm"} <= {
+        row.style for row in DEV4
+    }
+    labels = [explain_reply(row.text).label.value for row in DEV4]
+    negatives = [row for row in DEV4 if row.label == "negative"]
+    # then every opt-out is heard and none invented, and most labels and refusal reasons are right
+    assert [row.text for got, row in zip(labels, DEV4, strict=True) if row.label == "opt_out" != got] == []
+    assert [row.text for got, row in zip(labels, DEV4, strict=True) if got == "opt_out" != row.label] == []
+    assert sum(got == row.label for got, row in zip(labels, DEV4, strict=True)) / len(DEV4) >= 0.94
+    assert sum(_right(row) for row in negatives) / len(negatives) >= 0.88
 
 
 def test_the_time_of_each_not_now_on_the_dev_set() -> None:
