@@ -311,8 +311,8 @@ def _stop_word(at: At) -> bool:
         return False
     if t.text == "отпишитесь" and at.facts.reply.words & {"когда", "если"}:
         return False  # "отпишитесь, когда будет окно": write back
-    to_me = at.nxt is not None and at.nxt.text == "мне" and not {"от", "из"} & set(at.facts.texts)
-    asks = {"когда", "если", "что", "сколько", "какие", "где"}
+    to_me = at.nxt is not None and at.nxt.text in {"мне", "в"} and not {"от", "из"} & set(at.facts.texts)
+    asks = {"когда", "если", "что", "сколько", "какие", "где", "личку", "лс", "прайс"}
     if t.has("отписаться") and to_me and (at.facts.reply.words & asks or at.facts.reply.wants_visit):
         return False  # "отпишите мне, когда будет окно" (write to me), not "отпишите меня"
     if t.has("спам") and at.facts.reply.thought:
@@ -449,8 +449,8 @@ def _erase_me(at: At) -> bool:
 def _never_subscribed(at: At) -> bool:
     """Never subscribed ("я не подписывалась", "не соглашалась на рассылку")."""
     t = at.t
-    if at.facts.reply.books:
-        return False  # "я не подписывалась, но раз написали, запишите на среду"
+    if at.facts.reply.books or at.facts.question:
+        return False  # "я не подписывалась, но раз написали, запишите на среду"; "не подписывалась? вроде да"
     if t.negated and t.has({"подписываться", "подписаться"}):
         return True
     number = any(o.has("номер") for o in at.tokens)
