@@ -195,8 +195,9 @@ def _elsewhere(r: Reply) -> bool:
         if t.has({"перейти", "переходить"}) and not t.negated and "к" in [o.text for o in r.around(i, 3)]:
             return True  # "я к Кате перешла"
         near_after = any(o.has({"рядом", "возле", "около", "близкий"}) for o in r.tokens[i + 1 : i + 3])
-        if t.has(PLACES) and near_after:
-            return True  # "в барбершоп возле метро хожу", "в студии возле работы"
+        by_work = [o.text for o in r.tokens[i + 1 : i + 2]] == ["у"] and r.tokens[i + 2 : i + 3] != []
+        if t.has(PLACES) and (near_after or (by_work and r.tokens[i + 2].has({"работа", "дом"}))):
+            return True  # "в барбершоп возле метро хожу", "в студии возле работы", "в салон у работы"
         if t.has(PLACES) and (r.has({"дом", "уйти", "подешевле"}) or r.has("найти")):
             return True  # "салон рядом с домом", "мастер ушла от вас", "нашла мастера подешевле"
         if t.has(PLACES) and any(o.has("работать") and o.word is not None and o.word.past for o in r.tokens):

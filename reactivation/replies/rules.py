@@ -988,7 +988,9 @@ def _busy_now(at: At, s: Signals) -> bool:
     )
     lemmas = at.facts.lemmas
     # "сейчас занята", "сорри, занята": at the moment, not for a day or a month ("завтра занята", "выходные заняты")
-    timeless = not lemmas & _LASTING
+    # "занята до вечера", "до обеда": today only, so a moment too
+    today = any(a.text == "до" and b.has({"вечер", "обед", "ночь"}) for a, b in pairwise(at.tokens))
+    timeless = not lemmas & _LASTING or (today and len(at.tokens) <= 4)
     busy_moment = bool(lemmas & {"сейчас", "минутка"} or timeless) and not lemmas & {"месяц", "неделя"}
     # "еду", "укладываю малыша", "кормлю": what the client is doing this minute ("еду к вам" comes)
     doing = (
