@@ -294,7 +294,11 @@ def _haggles(r: Reply) -> bool:
 def _not_now(r: Reply) -> bool:
     """Later: "не сейчас", "пока нет", "я в отпуске", "не смогу", "в субботу никак", "сама запишусь"."""
     day = any(t.has(WEEKDAYS) or t.has(DAY_WORDS) for t in r.tokens)  # "среда не вариант", "завтра занята"
-    return day or r.deferred or any(t.has(LATER_CUES) or (t.negated and t.has(CANNOT)) for t in r.tokens)
+    # "не с кем оставить ребёнка"; "не знаю, скорее нет" (undecided, leaning to no: for now, as the guide has it)
+    nobody = any(t.text == "кем" and t.negated for t in r.tokens)
+    leaning = r.has("скорее") and any(t.negated and t.has("знать") for t in r.tokens)
+    cues = any(t.has(LATER_CUES) or (t.negated and t.has(CANNOT)) for t in r.tokens)
+    return day or r.deferred or nobody or leaning or cues
 
 
 NEGATIVE_REASONS: tuple[tuple[ReplyReason, Callable[[Reply], bool]], ...] = (

@@ -1176,6 +1176,9 @@ def _hardship(at: At, s: Signals) -> bool:
     if t.has(HARDSHIP) or (t.negated and t.has(UNHAPPY_NEGATED)):
         s.refuse = s.refuse or not _just_right(at)
         return True
+    if t.text == "кем" and t.negated and at.nxt is not None and at.nxt.has({"оставить", "оставлять"}):
+        s.refuse = True  # "ребёнок маленький, не с кем оставить"
+        return True
     return False
 
 
