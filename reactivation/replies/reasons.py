@@ -162,7 +162,8 @@ def _moved(r: Reply) -> bool:
             return True  # "я переехала" (not "мой мастер переехала в другой салон")
         if _is_place(r, i) and (
             (t.negated and r.has({"больше", "уже"}))  # "я больше не в Москве"
-            or any(o.text in {"теперь", "надолго"} for o in r.around(i, 5))  # "я в Питере теперь"
+            # "я в Питере теперь" (not "за границей надолго, вернусь летом": a trip)
+            or (any(o.text in {"теперь", "надолго"} for o in r.around(i, 5)) and not r.has("вернуться"))
             or (any(o.text == "уже" for o in r.around(i, 3)) and r.has({"я", "мы"}) and not r.has(PLACES))
             or (t.has({"город", "страна"}) and any(o.has({"сменить", "поменять"}) for o in r.around(i, 2)))
         ):

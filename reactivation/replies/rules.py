@@ -1001,7 +1001,11 @@ def _busy_now(at: At, s: Signals) -> bool:
     )
     busy = (
         t.has(BUSY_NOW)
-        or (prev is not None and any(t.has(place) and prev.text == word for place, word in BUSY_PLACES.items()))
+        or (
+            prev is not None
+            and any(t.has(place) and prev.text == word for place, word in BUSY_PLACES.items())
+            and not (at.nxt is not None and at.nxt.has({"месяц", "неделя", "день", "час", "год"}))  # "на пару месяцев"
+        )
         or (
             t.has(ANSWER_LATER)
             and w.first_person
