@@ -1393,4 +1393,16 @@ def judge(clauses: list[Clause]) -> Judgement:
     verdicts = _refused_times(clauses, said, _warm_refusals(clauses, [verdict(s) for s in said]))
     if is_sarcastic(clauses):
         return Judgement(ReplyLabel.NEGATIVE, clauses, said, verdicts, sarcastic=True)
-    return Judgement(decide(verdicts, [c.contrast for c in clauses]), clauses, said, verdicts)
+    label = decide(verdicts, [c.contrast for c in clauses])
+    if label is ReplyLabel.POSITIVE and _when_to_write(clauses, reply):
+        label = ReplyLabel.NEUTRAL
+    return Judgement(label, clauses, said, verdicts)
+
+
+def _when_to_write(clauses: list[Clause], reply: ReplyFacts) -> bool:
+    """ "не пишите в выходные, в будни можно": the time allowed is for our messages, not a visit asked for."""
+    limited = any(t.negated and t.has(MSG_VERBS) for c in clauses for t in c.tokens)
+    tokens = [t for c in clauses for t in c.tokens]
+    masters = any(t.word is not None and t.word.name_first and t.title for t in tokens)  # "к Оле можно"
+    booked = reply.books or reply.wants_visit or masters or any(t.has(WANT) and not t.negated for t in tokens)
+    return limited and not booked and not any(c.question for c in clauses)
