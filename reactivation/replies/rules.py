@@ -315,6 +315,8 @@ def _stop_word(at: At) -> bool:
     asks = {"когда", "если", "что", "сколько", "какие", "где", "личку", "лс", "прайс"}
     if t.has("отписаться") and to_me and (at.facts.reply.words & asks or at.facts.reply.wants_visit):
         return False  # "отпишите мне, когда будет окно" (write to me), not "отпишите меня"
+    if t.text.startswith(("игнор", "бан", "чс")) and at.facts.question:
+        return False  # "я в игноре была? давно не писали"
     if t.has("спам") and at.facts.reply.thought:
         return False  # "сначала подумала, что спам, а это вы"
     if t.has("спам") and at.facts.reply.turns and at.facts.reply.words & {"приятно", "помните", "спасибо"}:
@@ -373,8 +375,8 @@ def _answers_later(at: At) -> bool:
 def _do_not_message(at: At) -> bool:
     """A negated messaging verb ("не пишите", "не беспокойте"); "не звоните, пишите" asks for another channel."""
     t = at.t
-    if not (t.negated and t.has(MSG_VERBS) and not at.word.first_person):
-        return False
+    if not (t.negated and t.has(MSG_VERBS) and not at.word.first_person) or at.word.past:
+        return False  # "давно не писали": what was, not what we must stop
     if not (at.word.imperative or at.word.infinitive) and "вы" in at.facts.texts[: at.i]:
         return False  # "вы мне не надоедаете": said of us, asks nothing
     reply = at.facts.reply
@@ -383,6 +385,8 @@ def _do_not_message(at: At) -> bool:
     # "не звоните, лучше пишите", "не звоните, я на работе", "не звоните, я сама наберу": another channel or time
     if t.has("звонить") and (reply.writes or reply.busy_context or reply.calls_back):
         return False
+    if reply.books and set(at.facts.texts) & {"про", "о", "об", "насчёт"}:
+        return False  # "больше не пишите про ресницы, а на маникюр запишите": a topic, and a booking
     if reply.words & {"больше", "никогда"} or set(at.facts.texts) & {"вообще", "совсем"}:
         return True  # "вообще не пишите" (not "но вообще да, хочу записаться")
     if reply.asks_to_write or reply.books or reply.wants_visit:
@@ -443,6 +447,8 @@ def _erase_me(at: At) -> bool:
     rest = _content(at.tokens[: at.i] + at.tokens[at.i + 1 :], QUIET | {"из", "с", "от", "про", "обо", "о"})
     if any(o.has(ERASE_OBJECTS) for o in rest):
         return True
+    if at.t.has("забыть"):
+        return bool({"про", "обо", "о"} & set(at.facts.texts))  # "забудьте, я передумала" lets a thing go; "забудьте про меня", "мой номер" are opt-outs
     return not rest and not at.facts.reply.booking_object  # "удалите, пожалуйста, мою запись" cancels a booking
 
 
