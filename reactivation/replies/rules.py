@@ -448,7 +448,8 @@ def _erase_me(at: At) -> bool:
     if any(o.has(ERASE_OBJECTS) for o in rest):
         return True
     if at.t.has("забыть"):
-        return bool({"про", "обо", "о"} & set(at.facts.texts))  # "забудьте, я передумала" lets a thing go; "забудьте про меня", "мой номер" are opt-outs
+        # "забудьте, я передумала" lets a thing go; "забудьте про меня", "мой номер" are opt-outs
+        return bool({"про", "обо", "о"} & set(at.facts.texts))
     return not rest and not at.facts.reply.booking_object  # "удалите, пожалуйста, мою запись" cancels a booking
 
 
