@@ -534,12 +534,10 @@ def _leave_me_alone(at: At) -> bool:
 
 
 def _not_our_client(at: At) -> bool:
-    """Someone else got the message ("я не ваш клиент", "я не Анна", "вы пишете не тому человеку")."""
+    """Someone else got the message ("я не ваш клиент", "это не Анна", "вы пишете не тому человеку")."""
     if at.t.has("клиент") and at.prev is not None and at.prev.has("ваш") and at.prev.negated:
         # "я не ваш клиент" (not "я не ваш клиент уже год, хожу к мастеру у дома": another master)
         return not ("уже" in at.facts.texts and at.facts.reply.words & {"хожу", "стригусь", "крашусь"})
-    if at.i == 1 and at.prev is not None and at.prev.text == "я" and at.t.negated and at.word.name_first:
-        return True  # "я не Анна"
     if at.word.name_first and at.prev is not None and at.prev.has("никакой") and "нет" in at.facts.texts:
         return True  # "тут нет никакой Алины"
     if at.t.negated and at.word.name_first and at.i <= 3 and at.tokens[0].text in {"это", "тут", "здесь"}:
