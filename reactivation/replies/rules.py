@@ -309,6 +309,8 @@ def _stop_word(at: At) -> bool:
         return False
     if t.text == "стоп" and any(p.has(FOOT_CONTEXT) for p in at.before):
         return False
+    if at.nxt is not None and at.nxt.text in {"кран", "фильтр", "лист"}:
+        return False  # "стоп-кран сорван", "спам-фильтр вас пропустил"
     if t.text == "отпишитесь" and at.facts.reply.words & {"когда", "если"}:
         return False  # "отпишитесь, когда будет окно": write back
     to_me = at.nxt is not None and at.nxt.text in {"мне", "в"} and not {"от", "из"} & set(at.facts.texts)
@@ -387,16 +389,29 @@ def _do_not_message(at: At) -> bool:
         return False
     if reply.books and set(at.facts.texts) & {"про", "о", "об", "насчёт"}:
         return False  # "больше не пишите про ресницы, а на маникюр запишите": a topic, and a booking
+    if _another_channel(reply):
+        return False  # "не пишите мне больше смс, только вотсап"
+    when = any(o.has(DAY_WORDS | WEEKDAYS) or o.text in {"рано", "поздно", "ночью", "часто"} for o in at.tokens)
+    if when and "никогда" not in reply.words:
+        return False  # "больше не пишите мне в 7 утра": when, not never
     if reply.words & {"больше", "никогда"} or set(at.facts.texts) & {"вообще", "совсем"}:
         return True  # "вообще не пишите" (not "но вообще да, хочу записаться")
     if reply.asks_to_write or reply.books or reply.wants_visit:
         return False  # "не присылайте прайс, просто запишите к Оле", "не пишите, что скидка, пишите сколько стоит"
     if not t.has("звонить") and reply.asks_to_call:
         return False  # "не пишите в WhatsApp, лучше позвоните": another channel
-    if any(o.has(DAY_WORDS | WEEKDAYS) or o.text in {"рано", "поздно", "ночью", "часто"} for o in at.tokens):
+    if when:
         return False  # "не пишите так рано утром", "в выходные не пишите", "так часто": when or how often, not never
     # "не пишите сейчас, я за рулём", "пока не беспокойте, я в декрете": a moment, or a reason that passes
     return not (reply.busy_context or (reply.words & {"пока", "сейчас", "щас"} and reply.passing))
+
+
+_CHANNELS = frozenset({"вотсап", "ватсап", "whatsapp", "телеграм", "телеграмм", "телеграме", "вайбер", "viber"})
+
+
+def _another_channel(reply: ReplyFacts) -> bool:
+    """Another channel asked for: "только вотсап", "пишите в телеграм" (a "не пишите в вотсап" alone is a stop)."""
+    return bool(reply.words & _CHANNELS) and (reply.asks_to_write or "только" in reply.words)
 
 
 def _messages_not_wanted(at: At) -> bool:
@@ -404,6 +419,8 @@ def _messages_not_wanted(at: At) -> bool:
     t = at.t
     if not (t.negated and at.facts.has_msg and t.has(MESSAGES_NOT_WANTED)) or at.facts.reply.books:
         return False  # "не надо мне звонить, просто запишите на среду"
+    if _another_channel(at.facts.reply):
+        return False  # "не хочу получать смс, пишите в вотсап"
     # "не интересует ваше предложение" refuses the offer, not the messages
     return any(_speaks_of_messages(o) and not o.has("предложение") for o in at.tokens)
 
@@ -444,6 +461,8 @@ def _erase_me(at: At) -> bool:
         return False  # "удалять ваш номер не буду" keeps it
     if at.t.negated or at.word.third_person:
         return False  # "не удаляйте меня, просто сейчас не время"; "выпишут из больницы — напишу"
+    if at.facts.reply.asks_to_write and any(o.has("старый") for o in at.tokens):
+        return False  # "удалите старый номер, пишите на этот": a number changed
     rest = _content(at.tokens[: at.i] + at.tokens[at.i + 1 :], QUIET | {"из", "с", "от", "про", "обо", "о"})
     if any(o.has(ERASE_OBJECTS) for o in rest):
         return True
