@@ -554,7 +554,7 @@ def _leave_me_alone(at: At) -> bool:
 
 def _not_our_client(at: At) -> bool:
     """Someone else got the message ("я не ваш клиент", "это не Анна", "вы пишете не тому человеку")."""
-    if at.t.has("клиент") and at.prev is not None and at.prev.has("ваш") and at.prev.negated:
+    if at.t.has({"клиент", "клиентка"}) and at.prev is not None and at.prev.has("ваш") and at.prev.negated:
         # "я не ваш клиент" (not "я не ваш клиент уже год, хожу к мастеру у дома": another master)
         return not ("уже" in at.facts.texts and at.facts.reply.words & {"хожу", "стригусь", "крашусь"})
     if at.word.name_first and at.prev is not None and at.prev.has("никакой") and "нет" in at.facts.texts:
@@ -578,7 +578,10 @@ def _hostile(at: At) -> bool:
         # "пошли вы", "идите лесом", "к чёрту"; "пошли к вам на маникюр" is an invitation
         after = at.tokens[at.i + 1 : at.i + 3]
         return nxt.text in {"вы", "ты"} or nxt.text.startswith("нах") or any(o.has(GO_AWAY) for o in after)
-    return t.text == "сколько" and nxt.text == "можно" and at.facts.reply.has_msg
+    if not (t.text == "сколько" and nxt.text == "можно"):
+        return False
+    rest = set(at.facts.reply.words) - {"ну", "уже", "же", "сколько", "можно", "блин", "господи", "девочки"}
+    return at.facts.reply.has_msg or not rest  # "сколько можно писать", "ну сколько можно уже"
 
 
 OPT_OUT_RULES: tuple[Callable[[At], bool], ...] = (
