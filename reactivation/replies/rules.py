@@ -830,6 +830,9 @@ def _habit(at: At, s: Signals) -> bool:
     if at.t.has({"перейти", "переходить"}) and "к" in at.facts.texts and not at.t.negated:
         s.habit = True  # "я к Кате перешла": a master of the client's now, no proposal
         return True
+    if at.t.has({"бросить", "завязать"}) and w.past and not at.t.negated and at.nxt is not None:
+        s.refuse = True  # "я бросила наращивание": a habit given up
+        return True
     if not at.t.has(HABITUAL | SERVICE_VERBS) or w.infinitive or w.future or w.imperative or w.past:
         return False
     s.refuse = s.refuse or at.t.negated
@@ -1194,7 +1197,9 @@ def _concrete(at: At, s: Signals) -> bool:
     mine = any(o.has(HOURS) and o.word is not None and o.word.first_person for o in at.tokens)
     # "в выходные не пишите": the day for messages, not for a visit
     for_messages = any(o.negated and o.has(MSG_VERBS) for o in at.tokens) and not any(o.has(BOOK) for o in at.tokens)
-    if is_concrete(at.tokens, at.i) and not mine and not for_messages:
+    # "кто это мне пишет в 8 утра?": when we wrote, asked about, not a time for a visit
+    who_writes = "кто" in at.facts.texts and any(o.has(MSG_VERBS) and not o.negated for o in at.tokens)
+    if is_concrete(at.tokens, at.i) and not mine and not for_messages and not who_writes:
         s.concrete = True
         # "после 15-го", "после 18"; "после обеда" is a time of day.
         s.after = s.after or (at.t.text.isdigit() and any(o.text == "после" for o in at.before))
