@@ -91,8 +91,8 @@ def test_the_fourth_dev_set_of_indirect_opt_outs_and_wrong_numbers() -> None:
     # then every opt-out is heard and none invented, and most labels and refusal reasons are right
     assert [row.text for got, row in zip(labels, DEV4, strict=True) if row.label == "opt_out" != got] == []
     assert [row.text for got, row in zip(labels, DEV4, strict=True) if got == "opt_out" != row.label] == []
-    assert sum(got == row.label for got, row in zip(labels, DEV4, strict=True)) / len(DEV4) >= 0.94
-    assert sum(_right(row) for row in negatives) / len(negatives) >= 0.88
+    assert sum(got == row.label for got, row in zip(labels, DEV4, strict=True)) / len(DEV4) >= 0.96
+    assert sum(_right(row) for row in negatives) / len(negatives) >= 0.95
 
 
 def test_the_time_of_each_not_now_on_the_dev_set() -> None:
