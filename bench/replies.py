@@ -5,8 +5,9 @@ used to tune them): label accuracy, opt-out recall, false opt-outs, reason accur
 recall of each label and of each reason, and how often a not_now reply's named time is read right. Beside each, the
 seed's substring matching and the rules as they stood before reasons (issue 20), loaded from git. Then the recall
 per label on the set the rules were written against, its trap rows, the older blind set, the dev set of
-issue 20's styles and the second dev set by another writer (tuned on after one untouched score), with the reason
-accuracy on each dev set's refusals.
+issue 20's styles, the second dev set by another writer, the third and the fourth (each tuned on after one
+untouched score), with the reason accuracy on each dev set's refusals and, on the third and fourth, their opt-out
+recall and false opt-outs.
 
 Only the figures are printed, never the rows: whoever tunes the rules must not learn which frozen rows fail.
 """
@@ -25,6 +26,8 @@ from reactivation.replies.classify import Classification, explain_reply
 from tests.reply_set import (
     BLIND_TSV,
     DEV2_TSV,
+    DEV3_TSV,
+    DEV4_TSV,
     DEV_TSV,
     FROZEN_TSV,
     LABELS,
@@ -150,9 +153,15 @@ def _dev_reasons(name: str, rows: list[LabeledReply]) -> Figure:
     return Figure(f"{name}: reason accuracy on negatives", _percent(hits, len(negatives)), "%", note=note)
 
 
+def _false_opt_outs(name: str, rows: list[LabeledReply]) -> Figure:
+    invented = sum(explain_reply(row.text).label.value == "opt_out" != row.label for row in rows)
+    return Figure(f"{name}: false opt-outs", invented, "replies", note=f"of {len(rows)} replies")
+
+
 def run() -> list[Figure]:
     labeled = load_replies()
-    dev, dev2 = load_replies(DEV_TSV), load_replies(DEV2_TSV)
+    dev, dev2, dev3 = load_replies(DEV_TSV), load_replies(DEV2_TSV), load_replies(DEV3_TSV)
+    dev4 = load_replies(DEV4_TSV)
     return [
         *_frozen(load_replies(FROZEN_TSV), rules_before()),
         *_by_label("labeled set", labeled),
@@ -162,4 +171,10 @@ def run() -> list[Figure]:
         _dev_reasons("dev set", dev),
         *_by_label("dev set 2", dev2),
         _dev_reasons("dev set 2", dev2),
+        *_by_label("dev set 3", dev3),
+        _dev_reasons("dev set 3", dev3),
+        _false_opt_outs("dev set 3", dev3),
+        *_by_label("dev set 4", dev4),
+        _dev_reasons("dev set 4", dev4),
+        _false_opt_outs("dev set 4", dev4),
     ]

@@ -19,6 +19,14 @@ KNOWN_FAILURES_TSV = DATA / "replies_known_failures.tsv"
 DEV_TSV = DATA / "replies_dev.tsv"
 # A second dev set in the same columns, by another writer, scored once untouched and then tuned on.
 DEV2_TSV = DATA / "replies_dev2.tsv"
+# A third dev set (issue 20's styles again, opt-outs of every kind: stop words, "удалите мой номер", 152-FZ consent
+# withdrawn, Roskomnadzor; and near-misses that are no opt-out: "не пишите в выходные"), written fresh and scored
+# once untouched before the rules were tuned on it.
+DEV3_TSV = DATA / "replies_dev3.tsv"
+# A fourth dev set by yet another writer, weighted to opt-outs the rules did not know (indirect, hostile, wrong
+# numbers, English) and to near-misses that are none ("не пишите в выходные", "в чёрный список не добавлю, но …",
+# "я не ваш клиент уже давно, хожу к мастеру у дома"), scored once untouched before the rules were tuned on it.
+DEV4_TSV = DATA / "replies_dev4.tsv"
 # Written apart from the rules, blind, and never to tune them on: read only by the bench and by the opt-out floor
 # test. Nobody working on the rules looks at its rows or at which of them fail.
 FROZEN_TSV = DATA / "replies_frozen.tsv"

@@ -18,10 +18,11 @@ Decisions an admin would make, and that the labeled set in tests/data/replies.ts
   proposed or asked-for time, day or master ("а можно на субботу к Ане?", "когда есть окошко?", "сегодня не могу,
   завтра можно"). A concrete time anywhere outweighs a refusal of another time; a month, a season or the holidays
   are too far off to book by ("не сейчас, может в январе" is a refusal).
-- negative: declines for now without asking to stop ("нет", "не сейчас", "спасибо, не нужно", "подумаю", "как-нибудь
+- negative: declines for now without asking to stop ("нет", "не сейчас", "спасибо, не нужно", "как-нибудь
   потом", "сама запишусь", "дорого", "на даче до сентября", sarcasm such as "ага, конечно, бегу уже"), warm refusals
   ("я бы с радостью, но …"), "<day> никак", already done elsewhere, by oneself or by a relative.
-- neutral: unclear, a question about price, address, hours or terms ("можно с ребёнком?"; bare agreement plus such
+- neutral: unclear or undecided ("не знаю", "подумаю", "посмотрим": no answer yet; beside a time or a no they refuse),
+  a question about price, address, hours or terms ("можно с ребёнком?"; bare agreement plus such
   a question stays neutral;
   an explicit booking request plus a question is positive; a question after a refusal is a question), thanks, emoji
   without a yes/no meaning (🙏 ❤️ 😊), voice and media placeholders, a request to be called back, a message passed

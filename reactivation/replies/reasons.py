@@ -59,7 +59,7 @@ from reactivation.replies.lexicon import (
     WRITE_BACK,
 )
 from reactivation.replies.normalization import Clause, Token
-from reactivation.replies.rules import Judgement
+from reactivation.replies.rules import Judgement, asked_of_salon
 from reactivation.replies.times import named_time
 
 
@@ -113,6 +113,10 @@ def _unhappy(r: Reply) -> bool:
             return True  # "сделали не то", "цвет не тот", "сделали не так", "мастер меня не слушала"
         if t.text == "того" and before[-1:] == ["после"] and i + 1 < len(r.tokens) and r.tokens[i + 1].text == "как":
             return True  # "после того как мне сожгли волосы"
+        if t.has("случай") and "после" in before and last_time:
+            return True  # "после того случая"
+        if t.text == "очень" and t.negated and _last_time_said(r):
+            return True  # "в прошлый раз было не очень"
         if t.text == "ногой" and before[-1:] == ["ни"]:
             return True  # "ни ногой"
         if t.has("рука") and r.has("место") and any(o.negated for o in r.tokens):
@@ -126,7 +130,15 @@ def _unhappy(r: Reply) -> bool:
             return True  # "маникюр держался два дня"
         if t.has("телефон") and r.has("сидеть") and r.has(PLACES):
             return True  # "мастер весь сеанс сидела в телефоне"
+        waited = t.has("ждать") and t.word is not None and t.word.past and not t.negated
+        if waited and r.has({"минута", "час", "полчаса", "полтора", "сорок"}):
+            return True  # "ждала мастера сорок минут", "я час ждала"
     return False
+
+
+def _last_time_said(r: Reply) -> bool:
+    """ "в прошлый раз", "в тот раз": the last visit is spoken of."""
+    return any(a.has({"прошлый", "тот"}) and b.has("раз") for a, b in pairwise(r.tokens))
 
 
 def _is_place(r: Reply, i: int) -> bool:
@@ -143,16 +155,22 @@ def _moved(r: Reply) -> bool:
     for i, t in enumerate(r.tokens):
         # "мой мастер переехала в другой салон"; "сменила место жительства" is the client's move
         master_moved = any(o.has(PLACES) for o in r.tokens[max(0, i - 3) : i]) and not t.has("жительство")
-        if t.has(MOVED) and not t.negated and not master_moved:
+        # "вы переехали или всё там же?", "или переехали": asked of the salon
+        before = [o.text for o in r.tokens[max(0, i - 2) : i]]
+        ours = asked_of_salon(t, before, [o.text for o in r.tokens], question=any(c.question for c in r.clauses))
+        if t.has(MOVED) and not t.negated and not master_moved and not ours:
             return True  # "я переехала" (not "мой мастер переехала в другой салон")
         if _is_place(r, i) and (
             (t.negated and r.has({"больше", "уже"}))  # "я больше не в Москве"
-            or any(o.text in {"теперь", "надолго"} for o in r.around(i, 5))  # "я в Питере теперь"
+            # "я в Питере теперь" (not "за границей надолго, вернусь летом": a trip)
+            or (any(o.text in {"теперь", "надолго"} for o in r.around(i, 5)) and not r.has("вернуться"))
             or (any(o.text == "уже" for o in r.around(i, 3)) and r.has({"я", "мы"}) and not r.has(PLACES))
             or (t.has({"город", "страна"}) and any(o.has({"сменить", "поменять"}) for o in r.around(i, 2)))
         ):
             return True
-        far = t.negated or any(o.has(MOVED_FAR) or (o.word is not None and o.word.place) for o in r.around(i, 3))
+        around = r.around(i, 3)
+        out_of_town = any(a.text == "за" and b.has("город") for a, b in pairwise(around))  # "живу за городом"
+        far = t.negated or out_of_town or any(o.has(MOVED_FAR) or (o.word is not None and o.word.place) for o in around)
         if t.has("жить") and far and not r.has("дача"):
             return True
         if t.has({"уехать", "уезжать"}) and not t.negated:
@@ -173,11 +191,14 @@ def _elsewhere(r: Reply) -> bool:
     for i, t in enumerate(r.tokens):
         nxt = r.tokens[i + 1] if i + 1 < len(r.tokens) else None
         prev = r.tokens[i - 1] if i else None
-        if t.has(ANOTHER) and nxt is not None and nxt.has(PLACES):
-            return True
+        if t.has(ANOTHER) and nxt is not None and nxt.has(PLACES | {"девочка", "девушка"}):
+            return True  # "в другой салон", "к другой девочке"
+        if t.has({"перейти", "переходить"}) and not t.negated and "к" in [o.text for o in r.around(i, 3)]:
+            return True  # "я к Кате перешла"
         near_after = any(o.has({"рядом", "возле", "около", "близкий"}) for o in r.tokens[i + 1 : i + 3])
-        if t.has(PLACES) and near_after:
-            return True  # "в барбершоп возле метро хожу", "в студии возле работы"
+        by_work = [o.text for o in r.tokens[i + 1 : i + 2]] == ["у"] and r.tokens[i + 2 : i + 3] != []
+        if t.has(PLACES) and (near_after or (by_work and r.tokens[i + 2].has({"работа", "дом"}))):
+            return True  # "в барбершоп возле метро хожу", "в студии возле работы", "в салон у работы"
         if t.has(PLACES) and (r.has({"дом", "уйти", "подешевле"}) or r.has("найти")):
             return True  # "салон рядом с домом", "мастер ушла от вас", "нашла мастера подешевле"
         if t.has(PLACES) and any(o.has("работать") and o.word is not None and o.word.past for o in r.tokens):
@@ -202,9 +223,18 @@ def _elsewhere(r: Reply) -> bool:
     return friends_master
 
 
+def _done_with_us(r: Reply, k: int) -> bool:
+    """ "у вас" at k beside a service done ("она у вас стриглась")."""
+    if r.tokens[k].text not in {"у", "к"} or r.tokens[k + 1].text not in {"вас", "вам"}:
+        return False
+    return any(o.has(SERVICE_VERBS) and o.word is not None and o.word.past for o in r.tokens[max(0, k - 2) : k + 4])
+
+
 def _self_service(r: Reply) -> bool:
     """Done at home: "сама крашусь", "муж стрижёт машинкой", "научилась сама", "мама подстригла"."""
     service = r.has(SERVICE_VERBS)
+    if any(_done_with_us(r, k) for k in range(len(r.tokens) - 1)):
+        return False  # "передам дочке, она у вас стриглась": with us, not at home
     tools = r.has({"машинка", "триммер", "лампа", "аппарат", "бритва"})
     if tools or (service and (r.has(SELF) or r.has(RELATIVES) or r.has("научиться"))):
         return True
@@ -265,7 +295,11 @@ def _haggles(r: Reply) -> bool:
 def _not_now(r: Reply) -> bool:
     """Later: "не сейчас", "пока нет", "я в отпуске", "не смогу", "в субботу никак", "сама запишусь"."""
     day = any(t.has(WEEKDAYS) or t.has(DAY_WORDS) for t in r.tokens)  # "среда не вариант", "завтра занята"
-    return day or r.deferred or any(t.has(LATER_CUES) or (t.negated and t.has(CANNOT)) for t in r.tokens)
+    # "не с кем оставить ребёнка"; "не знаю, скорее нет" (undecided, leaning to no: for now, as the guide has it)
+    nobody = any(t.text == "кем" and t.negated for t in r.tokens)
+    leaning = r.has("скорее") and any(t.negated and t.has("знать") for t in r.tokens)
+    cues = any(t.has(LATER_CUES) or (t.negated and t.has(CANNOT)) for t in r.tokens)
+    return day or r.deferred or nobody or leaning or cues
 
 
 NEGATIVE_REASONS: tuple[tuple[ReplyReason, Callable[[Reply], bool]], ...] = (
@@ -298,8 +332,8 @@ def _asks(clause: Clause, *, loose: bool = False) -> bool:
     """Whether a clause asks the salon something: it opens with a question word, or has a question mark and a
     question word, "ли", or a price, place or hours; `loose`: any question mark."""
     tokens = clause.tokens
-    if not tokens:
-        return False
+    if not tokens or any(t.has("подумать") for t in tokens):
+        return False  # "можно я подумаю?" asks leave to think, nothing of the salon
     first = tokens[1] if tokens[0].text == "а" and len(tokens) > 1 else tokens[0]
     if not clause.question:
         # Without a question mark (voice) a question word early on asks; "как", "что", "когда" also join clauses.
@@ -394,7 +428,9 @@ def _refuses_visit(r: Reply) -> bool:
     """The visit itself is refused ("не получится", "не смогу", "никак"): a busy moment beside it only says why."""
     texts = [t.text for t in r.tokens]
     not_up_to = any(a == "не" and b == "до" for a, b in pairwise(texts)) and not r.has("переписка")  # "не до салонов"
-    return not_up_to or any(t.text == "никак" or (t.negated and t.has({"получиться", "смочь"})) for t in r.tokens)
+    return not_up_to or any(
+        t.text == "никак" or (t.negated and t.has({"получиться", "смочь", "выйти"})) for t in r.tokens
+    )
 
 
 # Words as typed that put off an answer ("работаю, потом"); what puts off the visit instead.

@@ -75,6 +75,7 @@ from reactivation.replies.lexicon import (
     UNHAPPY_NEGATED,
     WANT,
     WEEKDAYS,
+    WITHDRAW,
     WRITE_LATER,
 )
 from reactivation.replies.normalization import Clause, Token, Word, known, normalize_word
@@ -100,8 +101,11 @@ class ReplyFacts:
     names_time: bool = False  # a time for later: "не беспокойте до лета" is not_now, not an opt-out
     asks_to_write: bool = False  # "пишите сколько стоит", "напишите в телеграм": writing is wanted, of something else
     books: bool = False  # a booking asked for ("запишите к Оле"): whoever books has not withdrawn consent
+    wants_visit: bool = False  # "хочу записаться", "есть окно?": a visit wanted, so a "не пишите" is about a topic
+    asks_to_call: bool = False  # "лучше позвоните": a call asked for instead
     turns: bool = False  # a later clause turns with "но"/"а" ("отписаться хотела, но раз скидка — давайте")
     discount: bool = False  # a discount or a percentage is spoken of ("10%? вау, щедро")
+    wants_messages: bool = False  # "хочу получать только про акции": some messages are wanted
 
     @classmethod
     def of(cls, clauses: list[Clause]) -> ReplyFacts:
@@ -117,7 +121,14 @@ class ReplyFacts:
             asks_to_write=any(_imperative(t, {"писать", "написать"}) for t in tokens),
             books=any(_imperative(t, BOOK) or (BOOK_STEM.match(t.text) and _imperative(t, t.lemma)) for t in tokens),
             turns=any(c.contrast for c in clauses[1:]),
+            wants_visit=any(
+                not t.negated and (t.has(SLOT_NOUNS) or (t.has(BOOK) and t.word is not None and t.word.infinitive))
+                for t in tokens
+            ),
+            asks_to_call=any(_imperative(t, {"позвонить", "звонить", "перезвонить", "набрать"}) for t in tokens),
             discount=any(t.has({"скидка", "акция"}) or t.special == "percent" for t in tokens),
+            wants_messages=any(t.has(WANT) and not t.negated for t in tokens)
+            and any(t.has({"получать", "получить"}) and not t.negated for t in tokens),
             words=frozenset(t.text for t in tokens),
             booking_object=any(t.has(BOOKING_OBJECTS) for t in tokens),
             cancels=any(t.has(ERASE | {"отменить", "отменять", "перенести", "переносить"}) for t in tokens),
@@ -298,12 +309,24 @@ def _stop_word(at: At) -> bool:
         return False
     if t.text == "стоп" and any(p.has(FOOT_CONTEXT) for p in at.before):
         return False
+    if at.nxt is not None and at.nxt.text in {"кран", "фильтр", "лист"}:
+        return False  # "стоп-кран сорван", "спам-фильтр вас пропустил"
     if t.text == "отпишитесь" and at.facts.reply.words & {"когда", "если"}:
         return False  # "отпишитесь, когда будет окно": write back
+    to_me = at.nxt is not None and at.nxt.text in {"мне", "в"} and not {"от", "из"} & set(at.facts.texts)
+    asks = {"когда", "если", "что", "сколько", "какие", "где", "личку", "лс", "прайс"}
+    if t.has("отписаться") and to_me and (at.facts.reply.words & asks or at.facts.reply.wants_visit):
+        return False  # "отпишите мне, когда будет окно" (write to me), not "отпишите меня"
+    if t.text.startswith(("игнор", "бан", "чс")) and at.facts.question:
+        return False  # "я в игноре была? давно не писали"
     if t.has("спам") and at.facts.reply.thought:
         return False  # "сначала подумала, что спам, а это вы"
-    if _refused_by_me(at) or _wished_once(at):
-        return False
+    if t.has("спам") and at.facts.reply.turns and at.facts.reply.words & {"приятно", "помните", "спасибо"}:
+        return False  # "спам конечно, но приятно, что помните"
+    if at.facts.reply.wants_messages:
+        return False  # "как отписаться, если я хочу получать только про акции на маникюр?"
+    if _refused_by_me(at) or _wished_once(at) or (at.word.past and "бы" in at.facts.texts):
+        return False  # "отписалась бы, но вы мне нравитесь": a wish not acted on
     return not (t.has("отписаться") and at.word.first_person and at.word.future and _answers_later(at))
 
 
@@ -325,6 +348,8 @@ def _wished_once(at: At) -> bool:
 def _fed_up(at: At) -> bool:
     """Fed up with us ("вы надоели", "достали уже", "заблокирую", "буду жаловаться"), not with anything else."""
     t = at.t
+    if t.text in {"поперёк", "поперек"} and at.nxt is not None and at.nxt.text == "горла":
+        return at.facts.reply.has_msg  # "ваши рассылки уже поперёк горла"
     if not t.has(FED_UP) or t.negated or _refused_by_me(at):
         return False
     if t.has("достать") and t.text not in {"достали", "достал", "достала", "достало"}:
@@ -333,13 +358,16 @@ def _fed_up(at: At) -> bool:
         return False
     if t.has({"пожаловаться", "жаловаться"}) and any(o.has(AUTHORITY) for o in at.tokens):
         return True
+    if t.has({"заблокировать", "блокировать"}) and at.nxt is not None and at.nxt.has("вы"):
+        return True  # "заблокирую вас сейчас"
     rest = _content(at.tokens[: at.i] + at.tokens[at.i + 1 :], QUIET | {"как", "так", "ваш", "этот", "буду", "на"})
-    return at.facts.reply.has_msg or "вы" in at.facts.texts or not rest
+    yours = any(o.has("свой") and p.text in {"с", "со"} for p, o in pairwise(at.tokens))  # "со своими скидками"
+    return at.facts.reply.has_msg or "вы" in at.facts.texts or yours or not rest
 
 
 def _answers_later(at: At) -> bool:
     """A reply promised ("потом отпишусь", "посмотрю расписание и отпишусь"), nothing about messages."""
-    later = any(
+    later = at.facts.reply.busy_context or any(
         o.text in LATER_WORDS or (o.has(LOOK_UP) and o.word is not None and o.word.first_person and o.word.future)
         for o in at.tokens
     )
@@ -349,26 +377,52 @@ def _answers_later(at: At) -> bool:
 def _do_not_message(at: At) -> bool:
     """A negated messaging verb ("не пишите", "не беспокойте"); "не звоните, пишите" asks for another channel."""
     t = at.t
-    if not (t.negated and t.has(MSG_VERBS) and not at.word.first_person):
-        return False
+    if not (t.negated and t.has(MSG_VERBS) and not at.word.first_person) or at.word.past:
+        return False  # "давно не писали": what was, not what we must stop
+    if not (at.word.imperative or at.word.infinitive) and "вы" in at.facts.texts[: at.i]:
+        return False  # "вы мне не надоедаете": said of us, asks nothing
     reply = at.facts.reply
     if reply.names_time:
         return False  # "не пишите до января": later, not never
     # "не звоните, лучше пишите", "не звоните, я на работе", "не звоните, я сама наберу": another channel or time
     if t.has("звонить") and (reply.writes or reply.busy_context or reply.calls_back):
         return False
-    if reply.words & {"больше", "никогда", "вообще", "совсем"}:
-        return True
-    if reply.asks_to_write or reply.books:
+    if reply.books and set(at.facts.texts) & {"про", "о", "об", "насчёт"}:
+        return False  # "больше не пишите про ресницы, а на маникюр запишите": a topic, and a booking
+    if _another_channel(reply):
+        return False  # "не пишите мне больше смс, только вотсап"
+    when = any(o.has(DAY_WORDS | WEEKDAYS) or o.text in {"рано", "поздно", "ночью", "часто"} for o in at.tokens)
+    if when and "никогда" not in reply.words:
+        return False  # "больше не пишите мне в 7 утра": when, not never
+    if reply.words & {"больше", "никогда"} or set(at.facts.texts) & {"вообще", "совсем"}:
+        return True  # "вообще не пишите" (not "но вообще да, хочу записаться")
+    if reply.asks_to_write or reply.books or reply.wants_visit:
         return False  # "не присылайте прайс, просто запишите к Оле", "не пишите, что скидка, пишите сколько стоит"
+    if not t.has("звонить") and reply.asks_to_call:
+        return False  # "не пишите в WhatsApp, лучше позвоните": another channel
+    if when:
+        return False  # "не пишите так рано утром", "в выходные не пишите", "так часто": when or how often, not never
     # "не пишите сейчас, я за рулём", "пока не беспокойте, я в декрете": a moment, or a reason that passes
     return not (reply.busy_context or (reply.words & {"пока", "сейчас", "щас"} and reply.passing))
+
+
+_CHANNELS = frozenset({"вотсап", "ватсап", "whatsapp", "телеграм", "телеграмм", "телеграме", "вайбер", "viber"})
+
+
+def _another_channel(reply: ReplyFacts) -> bool:
+    """Another channel asked for: "только вотсап", "пишите в телеграм" (a "не пишите в вотсап" alone is a stop)."""
+    return bool(reply.words & _CHANNELS) and (reply.asks_to_write or "только" in reply.words)
 
 
 def _messages_not_wanted(at: At) -> bool:
     """Messages not wanted ("сообщения не нужны", "не надо мне ваших рассылок")."""
     t = at.t
-    return t.negated and at.facts.has_msg and t.has(MESSAGES_NOT_WANTED)
+    if not (t.negated and at.facts.has_msg and t.has(MESSAGES_NOT_WANTED)) or at.facts.reply.books:
+        return False  # "не надо мне звонить, просто запишите на среду"
+    if _another_channel(at.facts.reply):
+        return False  # "не хочу получать смс, пишите в вотсап"
+    # "не интересует ваше предложение" refuses the offer, not the messages
+    return any(_speaks_of_messages(o) and not o.has("предложение") for o in at.tokens)
 
 
 def _refuse_messages(at: At) -> bool:
@@ -383,7 +437,11 @@ def _angry(at: At) -> bool:
     t = at.t
     if t.has(AUTHORITY) and at.facts.reply.has_msg:
         return True
-    return t.has("список") and at.prev is not None and at.prev.has("чёрный")
+    if t.has(AUTHORITY - {"закон", "нарушать", "нарушение", "фз", "суд"}) and "напишете" in at.facts.reply.words:
+        return True  # "ещё раз напишете — пойду в прокуратуру"
+    # "в чёрный список" (not "я в чёрном списке у вас?")
+    black = t.has("список") and at.prev is not None and at.prev.has("чёрный")
+    return black and not at.facts.question and not _refused_by_me(at)  # "в чёрный список не добавлю, но …"
 
 
 def _enough(at: At) -> bool:
@@ -401,17 +459,30 @@ def _erase_me(at: At) -> bool:
     """Erase me ("удалите мой номер", "уберите из рассылки", "удалите" alone)."""
     if not at.t.has(ERASE) or at.word.first_person or at.word.past or _refused_by_me(at):
         return False  # "удалять ваш номер не буду" keeps it
-    rest = _content(at.tokens[: at.i] + at.tokens[at.i + 1 :], QUIET | {"из", "с", "от"})
+    if at.t.negated or at.word.third_person:
+        return False  # "не удаляйте меня, просто сейчас не время"; "выпишут из больницы — напишу"
+    if at.facts.reply.asks_to_write and any(o.has("старый") for o in at.tokens):
+        return False  # "удалите старый номер, пишите на этот": a number changed
+    rest = _content(at.tokens[: at.i] + at.tokens[at.i + 1 :], QUIET | {"из", "с", "от", "про", "обо", "о"})
     if any(o.has(ERASE_OBJECTS) for o in rest):
         return True
+    if at.t.has("забыть"):
+        # "забудьте, я передумала" lets a thing go; "забудьте про меня", "мой номер" are opt-outs
+        return bool({"про", "обо", "о"} & set(at.facts.texts))
     return not rest and not at.facts.reply.booking_object  # "удалите, пожалуйста, мою запись" cancels a booking
 
 
 def _never_subscribed(at: At) -> bool:
     """Never subscribed ("я не подписывалась", "не соглашалась на рассылку")."""
     t = at.t
+    if at.facts.reply.books or at.facts.question:
+        return False  # "я не подписывалась, но раз написали, запишите на среду"; "не подписывалась? вроде да"
     if t.negated and t.has({"подписываться", "подписаться"}):
         return True
+    number = any(o.has("номер") for o in at.tokens)
+    mine = not {"мне", "нам"} & set(at.facts.texts)  # "мне так и не дали номер мастера" is no opt-out
+    if t.negated and at.word.past and t.has({"давать", "дать", "оставлять", "оставить"}) and number and mine:
+        return True  # "я не давала свой номер", "номер я вам не оставляла"
     return t.negated and t.has({"соглашаться", "согласиться", "давать", "дать"}) and at.facts.has_msg
 
 
@@ -423,6 +494,22 @@ def _no_consent(at: At) -> bool:
     return refused or any(p.text == "без" for p in at.before)
 
 
+_END_PROCESSING = frozenset({"прекратить", "прекращать", "против", "уничтожить", "уничтожать"})
+
+
+def _withdrawn(at: At) -> bool:
+    """Consent withdrawn or personal data refused (152-FZ art. 9): "отзываю согласие", "прекратите обработку моих
+    персональных данных", "отзыв согласия на обработку ПДн"."""
+    t = at.t
+    personal = t.text == "пдн" or (t.has("данные") and at.prev is not None and at.prev.has("персональный"))
+    if not (t.has("согласие") or personal):
+        return False
+    if personal and any(o.negated and o.has({"обрабатывать", "обработать"}) for o in at.tokens):
+        return True  # "не обрабатывайте мои персональные данные"
+    verbs = WITHDRAW if t.has("согласие") else WITHDRAW | ERASE | _END_PROCESSING
+    return any(o.has(verbs) and not o.negated for o in at.tokens)
+
+
 def _wrong_number(at: At) -> bool:
     """Not our client's number ("вы ошиблись номером", "это не мой номер", "чужой номер")."""
     if not at.t.has("номер"):
@@ -432,7 +519,14 @@ def _wrong_number(at: At) -> bool:
         return True  # "вы ошиблись номером", "не тот номер" (not "у меня тот же номер")
     if any((o.negated and o.has("принадлежать")) or o.has({"владелец", "хозяин"}) for o in at.tokens):
         return True  # "этот номер больше не принадлежит Марине", "номер сменил владельца"
+    if any(o.has("принадлежать") for o in at.tokens) and any(o.has({"другой", "чужой"}) for o in at.tokens):
+        return True  # "этот номер принадлежит другому человеку"
     around = at.before + at.tokens[at.i + 1 : at.i + 3]
+    if any(p.has("тот") and p.negated for p in at.tokens[at.i + 1 : at.i + 3]):
+        return True  # "номер не тот"
+    changed = any(o.has({"поменять", "сменить", "поменяться", "смениться"}) for o in at.tokens)
+    if {"недавно", "у", "меня", "этот"} <= set(at.facts.texts) and not changed:
+        return True  # "у меня этот номер недавно": it was someone else's (not "у меня недавно сменился номер")
     return any(p.has("мой") and p.negated for p in around)  # "это не мой номер", "номер не мой"
 
 
@@ -459,11 +553,17 @@ def _leave_me_alone(at: At) -> bool:
 
 
 def _not_our_client(at: At) -> bool:
-    """Someone else got the message ("я не ваш клиент", "я не Анна", "вы пишете не тому человеку")."""
-    if at.t.has("клиент") and at.prev is not None and at.prev.has("ваш") and at.prev.negated:
-        return True
-    if at.i == 1 and at.prev is not None and at.prev.text == "я" and at.t.negated and at.word.name_first:
-        return True  # "я не Анна"
+    """Someone else got the message ("я не ваш клиент", "это не Анна", "вы пишете не тому человеку")."""
+    if at.t.has({"клиент", "клиентка"}) and at.prev is not None and at.prev.has("ваш") and at.prev.negated:
+        # "я не ваш клиент" (not "я не ваш клиент уже год, хожу к мастеру у дома": another master)
+        return not ("уже" in at.facts.texts and at.facts.reply.words & {"хожу", "стригусь", "крашусь"})
+    if at.word.name_first and at.prev is not None and at.prev.has("никакой") and "нет" in at.facts.texts:
+        return True  # "тут нет никакой Алины"
+    if at.t.negated and at.word.name_first and at.i <= 3 and at.tokens[0].text in {"это", "тут", "здесь"}:
+        return True  # "это не Светлана", "это больше не Анна"
+    if at.t.text in {"таких", "такой"} and at.nxt is not None and at.nxt.text == "нет" and not at.facts.question:
+        # "вы ошиблись, тут таких нет" and no more (not "тут таких цен нигде нет", "такого нет" of a thing)
+        return set(at.facts.texts) <= {"тут", "здесь", "у", "нас", "меня", "таких", "такой", "нет", "вообще"}
     # "вы пишете не тому человеку", "вы не туда пишете"
     elsewhere = at.t.has("туда") or (at.t.has("тот") and at.nxt is not None and at.nxt.has("человек"))
     return at.t.negated and elsewhere and at.facts.reply.has_msg
@@ -478,7 +578,10 @@ def _hostile(at: At) -> bool:
         # "пошли вы", "идите лесом", "к чёрту"; "пошли к вам на маникюр" is an invitation
         after = at.tokens[at.i + 1 : at.i + 3]
         return nxt.text in {"вы", "ты"} or nxt.text.startswith("нах") or any(o.has(GO_AWAY) for o in after)
-    return t.text == "сколько" and nxt.text == "можно" and at.facts.reply.has_msg
+    if not (t.text == "сколько" and nxt.text == "можно"):
+        return False
+    rest = set(at.facts.reply.words) - {"ну", "уже", "же", "сколько", "можно", "блин", "господи", "девочки"}
+    return at.facts.reply.has_msg or not rest  # "сколько можно писать", "ну сколько можно уже"
 
 
 OPT_OUT_RULES: tuple[Callable[[At], bool], ...] = (
@@ -496,6 +599,7 @@ OPT_OUT_RULES: tuple[Callable[[At], bool], ...] = (
     _erase_me,
     _never_subscribed,
     _no_consent,
+    _withdrawn,
     _wrong_number,
     _hostile,
 )
@@ -565,6 +669,10 @@ def _dreaming(said: _Said, t: Token) -> bool:
     """Dreams ("всю жизнь мечтала", "только об этом и мечтала", "мечтаю, ага", "в следующей жизни")."""
     if t.has("жизнь") and said.tokens.index(t) and said.tokens[said.tokens.index(t) - 1].has("следующий"):
         return True
+    i = said.tokens.index(t)
+    if t.has("ждать") and t.word is not None and t.word.past and not said.books and i >= 2:
+        # "только вас и ждала", "только этого и ждала"
+        return said.tokens[i - 1].text == "и" and "только" in said.texts[max(0, i - 4) : i]
     if not t.has("мечтать") or t.negated or said.books:
         return False
     cues = {"жизнь", "только", "ага", "конечно", "опять", "снова"}  # "как раз мечтаю опять час ждать"
@@ -651,6 +759,9 @@ def _nyet(at: At, s: Signals) -> bool:
     return True
 
 
+_FINE_AS_IS = frozenset({"хорошо", "нормально", "норм", "неплохо", "красиво", "отлично"})
+
+
 def _idioms(at: At, s: Signals) -> bool:
     """Idioms: "да ну" and "у меня всё есть" refuse, "нельзя ли" asks."""
     nxt = at.nxt
@@ -662,8 +773,16 @@ def _idioms(at: At, s: Signals) -> bool:
     if at.t.text == "да" and nxt.text == "ну":
         s.refuse = True
         return True
+    if at.t.text == "ни" and nxt.text == "к" and at.i + 2 < len(at.tokens) and at.tokens[at.i + 2].text == "чему":
+        s.refuse = True  # "ни к чему мне это"
+        return True
     if at.t.text == "нельзя" and nxt.text == "ли":
         s.agree = True
+        return True
+    fine = at.tokens[at.i + 2] if at.i + 2 < len(at.tokens) else None
+    if at.t.text == "и" and nxt.text == "так" and fine is not None and fine.text in _FINE_AS_IS:
+        s.refuse = True  # "мне и так хорошо": nothing needed, and the "хорошо" agrees to nothing
+        fine.negated = True
         return True
     return False
 
@@ -708,6 +827,12 @@ def _without(at: At, s: Signals) -> bool:
 def _habit(at: At, s: Signals) -> bool:
     """A habit ("стригусь у подруги") asks for nothing; a habit given up ("я больше не крашусь") refuses."""
     w = at.word
+    if at.t.has({"перейти", "переходить"}) and "к" in at.facts.texts and not at.t.negated:
+        s.habit = True  # "я к Кате перешла": a master of the client's now, no proposal
+        return True
+    if at.t.has({"бросить", "завязать"}) and w.past and not at.t.negated and at.nxt is not None:
+        s.refuse = True  # "я бросила наращивание": a habit given up
+        return True
     if not at.t.has(HABITUAL | SERVICE_VERBS) or w.infinitive or w.future or w.imperative or w.past:
         return False
     s.refuse = s.refuse or at.t.negated
@@ -731,7 +856,7 @@ def _booking(at: At, s: Signals) -> bool:
         s.already = True
     elif t.lemma == "запись":
         already = (at.prev is not None and at.prev.text == "меня") or "уже" in texts or "у" in texts[: at.i]
-        if already or at.facts.reply.cancels:
+        if already or (at.facts.reply.cancels and not at.facts.reply.books):
             # "у меня запись", "удалите мою запись на завтра": a booking there is, to confirm or to change
             s.already = True
         else:
@@ -782,10 +907,19 @@ def _either(at: At, s: Signals, words: frozenset[str] | set[str], *, affirmed: s
     return True
 
 
+def asked_of_salon(t: Token, before: list[str], texts: list[str], *, question: bool) -> bool:
+    """A move asked of the salon: "вы переехали?", "или переехали" (not "вы знаете, я переехала")."""
+    if not t.has({"переехать", "переезжать"}) or {"я", "мы"} & set(texts):
+        return False
+    return bool({"вы", "или"} & set(before)) and (question or "или" in texts)
+
+
 def _refusal_word(at: At, s: Signals) -> bool:
     """A refusal ("дорого", "отпуск", "против"), agreement when negated ("не против")."""
     if _just_right(at) and at.t.has(REFUSE) and not at.t.negated:
         return True
+    if asked_of_salon(at.t, at.facts.texts[max(0, at.i - 2) : at.i], at.facts.texts, question=at.facts.question):
+        return True  # "вы переехали или всё там же?": asked of the salon
     return _either(at, s, REFUSE, affirmed="refuse", negated="agree")
 
 
@@ -795,6 +929,10 @@ def _maybe(at: At, s: Signals) -> bool:
         return False
     s.maybe = True
     return True
+
+
+# What a client must do before answering ("надо посоветоваться с мужем"): no agreement yet.
+_CONSULT = LOOK_UP | {"посоветоваться", "советоваться", "обсудить", "спросить", "глянуть", "подумать"}
 
 
 def _ability(at: At, s: Signals) -> bool:
@@ -808,6 +946,8 @@ def _ability(at: At, s: Signals) -> bool:
         s.info = True
     elif (t.text == "можно" and prev is not None and prev.text == "сколько") or t.has(HABITUAL):
         pass  # "сколько можно" is a complaint; "хожу" alone tells a habit
+    elif t.has({"надо", "нужно"}) and any(o.has(_CONSULT) for o in at.tokens[at.i + 1 :]):
+        pass  # "надо с мужем посоветоваться", "нужно посмотреть расписание": not yet an answer
     else:
         s.agree = True
         if t.has({"свободный", "свободно"}):
@@ -839,12 +979,14 @@ def _now(at: At, s: Signals) -> bool:
 
 
 def _later(at: At, s: Signals) -> bool:
-    """Later ("потом", "позже", "подумаю", "посмотрю", "напишу", "в другой раз"): a deferral."""
+    """Later ("потом", "позже", "напишу", "в другой раз"): a deferral; "подумаю", "посмотрим" are undecided."""
     t, w, prev = at.t, at.word, at.prev
+    if (t.has("подумать") and not w.past) or (t.has("посмотреть") and w.first_person and w.future):
+        s.ack = True  # "подумаю", "посмотрим": undecided, no answer yet (a time or a "нет" beside it refuses)
+        return True
     deferred = (
         t.has(DEFER)
         or t.text in {"позже", "позднее", "попозже"}
-        or (t.has("посмотреть") and w.first_person and w.future)
         or (t.has("раз") and prev is not None and prev.has({"другой", "следующий"}))
     )
     if t.has({"написать", "напомнить", "напоминать"}) and w.imperative and not t.negated:
@@ -876,7 +1018,9 @@ def _busy_now(at: At, s: Signals) -> bool:
     )
     lemmas = at.facts.lemmas
     # "сейчас занята", "сорри, занята": at the moment, not for a day or a month ("завтра занята", "выходные заняты")
-    timeless = not lemmas & _LASTING
+    # "занята до вечера", "до обеда": today only, so a moment too
+    today = any(a.text == "до" and b.has({"вечер", "обед", "ночь"}) for a, b in pairwise(at.tokens))
+    timeless = not lemmas & _LASTING or (today and len(at.tokens) <= 4)
     busy_moment = bool(lemmas & {"сейчас", "минутка"} or timeless) and not lemmas & {"месяц", "неделя"}
     # "еду", "укладываю малыша", "кормлю": what the client is doing this minute ("еду к вам" comes)
     doing = (
@@ -887,7 +1031,11 @@ def _busy_now(at: At, s: Signals) -> bool:
     )
     busy = (
         t.has(BUSY_NOW)
-        or (prev is not None and any(t.has(place) and prev.text == word for place, word in BUSY_PLACES.items()))
+        or (
+            prev is not None
+            and any(t.has(place) and prev.text == word for place, word in BUSY_PLACES.items())
+            and not (at.nxt is not None and at.nxt.has({"месяц", "неделя", "день", "час", "год"}))  # "на пару месяцев"
+        )
         or (
             t.has(ANSWER_LATER)
             and w.first_person
@@ -975,6 +1123,8 @@ def _how_much_or_when(at: At, s: Signals) -> bool:
     """When and how much: "во сколько", "когда" ask for a time, "до скольки" the hours, "сколько" a price."""
     t, prev = at.t, at.prev
     if t.text == "когда":
+        if not at.facts.question and any(o.word is not None and o.word.third_person for o in at.tokens[at.i + 1 :]):
+            return True  # "в сентябре, когда дети в школу пойдут": when something happens, no question
         if at.facts.lemmas & {"скидка", "акция"}:
             s.info = True  # "а скидка когда сгорает?"
         else:
@@ -1045,7 +1195,11 @@ def _negated_time(at: At, s: Signals) -> bool:
 def _concrete(at: At, s: Signals) -> bool:
     """A day, a time or a master ("после 15-го" a limit); "днём я работаю" tells the client's schedule."""
     mine = any(o.has(HOURS) and o.word is not None and o.word.first_person for o in at.tokens)
-    if is_concrete(at.tokens, at.i) and not mine:
+    # "в выходные не пишите": the day for messages, not for a visit
+    for_messages = any(o.negated and o.has(MSG_VERBS) for o in at.tokens) and not any(o.has(BOOK) for o in at.tokens)
+    # "кто это мне пишет в 8 утра?": when we wrote, asked about, not a time for a visit
+    who_writes = "кто" in at.facts.texts and any(o.has(MSG_VERBS) and not o.negated for o in at.tokens)
+    if is_concrete(at.tokens, at.i) and not mine and not for_messages and not who_writes:
         s.concrete = True
         # "после 15-го", "после 18"; "после обеда" is a time of day.
         s.after = s.after or (at.t.text.isdigit() and any(o.text == "после" for o in at.before))
@@ -1057,6 +1211,9 @@ def _hardship(at: At, s: Signals) -> bool:
     t = at.t
     if t.has(HARDSHIP) or (t.negated and t.has(UNHAPPY_NEGATED)):
         s.refuse = s.refuse or not _just_right(at)
+        return True
+    if t.text == "кем" and t.negated and at.nxt is not None and at.nxt.has({"оставить", "оставлять"}):
+        s.refuse = True  # "ребёнок маленький, не с кем оставить"
         return True
     return False
 
@@ -1268,4 +1425,16 @@ def judge(clauses: list[Clause]) -> Judgement:
     verdicts = _refused_times(clauses, said, _warm_refusals(clauses, [verdict(s) for s in said]))
     if is_sarcastic(clauses):
         return Judgement(ReplyLabel.NEGATIVE, clauses, said, verdicts, sarcastic=True)
-    return Judgement(decide(verdicts, [c.contrast for c in clauses]), clauses, said, verdicts)
+    label = decide(verdicts, [c.contrast for c in clauses])
+    if label is ReplyLabel.POSITIVE and _when_to_write(clauses, reply):
+        label = ReplyLabel.NEUTRAL
+    return Judgement(label, clauses, said, verdicts)
+
+
+def _when_to_write(clauses: list[Clause], reply: ReplyFacts) -> bool:
+    """ "не пишите в выходные, в будни можно": the time allowed is for our messages, not a visit asked for."""
+    limited = any(t.negated and t.has(MSG_VERBS) for c in clauses for t in c.tokens)
+    tokens = [t for c in clauses for t in c.tokens]
+    masters = any(t.word is not None and t.word.name_first and t.title for t in tokens)  # "к Оле можно"
+    booked = reply.books or reply.wants_visit or masters or any(t.has(WANT) and not t.negated for t in tokens)
+    return limited and not booked and not any(c.question for c in clauses)

@@ -104,8 +104,10 @@ def _month_time(tokens: list[Token], i: int, month: int) -> NamedTime:
 
 def _season_time(tokens: list[Token], i: int, season: NamedTime) -> NamedTime:
     before = [t.text for t in tokens[max(0, i - 2) : i]]
-    # "уезжаю на всё лето", "после лета", "летом никак": the season after; "до весны", "летом": that one.
-    if ("до" not in before and ("на" in before or _refused(tokens, i))) or "после" in before:
+    # "уезжаю на всё лето", "всё лето на даче", "после лета", "летом никак": the season after; "до весны", "летом":
+    # that one.
+    whole = bool({"все", "всё", "весь"} & set(before[-1:]))
+    if ("до" not in before and ("на" in before or whole or _refused(tokens, i))) or "после" in before:
         return _SEASON_AFTER[season]  # "до весны никак": from spring on
     return season
 
@@ -129,8 +131,8 @@ def _holiday_time(tokens: list[Token], i: int) -> NamedTime | None:
     """Holidays: "после праздников" → after_holidays; "после Нового года" → jan, "ближе к Новому году" → dec."""
     t = tokens[i]
     before = [o.text for o in tokens[max(0, i - 3) : i]]
-    if t.has({"праздник", "майский", "новогодний", "каникулы"}) and "после" in before:
-        return NamedTime.AFTER_HOLIDAYS  # "после праздников", "после майских", "после новогодних"
+    if t.has({"праздник", "майский", "новогодний", "каникулы"}) and ("после" in before or _refused(tokens, i)):
+        return NamedTime.AFTER_HOLIDAYS  # "после праздников", "после майских", "на праздниках никак"
     if t.has("год") and i and tokens[i - 1].has("новый"):
         if {"после", "с", "до"} & set(before) or tokens[i - 1].text in {"новом"}:
             return NamedTime.JAN
@@ -157,9 +159,15 @@ def _time_at(tokens: list[Token], i: int, unit: str | None) -> NamedTime | None:
     return _holiday_time(tokens, i)
 
 
+def _wished(tokens: list[Token], i: int) -> bool:
+    """A time asked for ("давайте в ноябре", "может осенью"), not one the client is away or busy in."""
+    return any(t.text in _WISH for t in tokens[max(0, i - 3) : i + 4])
+
+
 def named_time(clauses: list[Clause]) -> NamedTime | None:
-    """The last time the reply names for later, or None."""
+    """The last time the reply wishes for ("давайте в ноябре, в октябре я в отъезде"), else the last it names."""
     found: NamedTime | None = None
+    wished: NamedTime | None = None
     unit: str | None = None
     for clause in clauses:
         tokens = clause.tokens
@@ -169,7 +177,8 @@ def named_time(clauses: list[Clause]) -> NamedTime | None:
                 unit = "месяц" if t.has("месяц") else "неделя"
             if when is not None:
                 found = when
-    return found
+                wished = when if _wished(tokens, i) else wished
+    return wished or found
 
 
 def named_until(classification: Classification, *, on: date, country: str) -> date | None:
