@@ -39,7 +39,8 @@ from reactivation.tools.synthetic import DEFAULT_SHAPE, SalonPlan, SalonShape, g
 
 COMPANY_ID = 777
 TODAY = date(2026, 11, 23)
-CLIENTS = 1_000_000
+# BENCH_CLIENTS makes smaller salons (a quick try of a bench); the figures are for 1M.
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "1000000"))
 HISTORY_DAYS = 137
 # BENCH_DATABASE names them otherwise: two checkouts benchmarking at once keep to their own.
 DATABASE = os.environ.get("BENCH_DATABASE", "reactivation_bench_timing")
@@ -198,7 +199,8 @@ def _drop(name: str) -> None:
 
 
 def _build(url: str, kind: SalonKind, clients: int) -> None:
-    engine = make_engine(url)
+    # Millions of rows in one COPY may take longer than the application's statement timeout on a busy machine.
+    engine = make_engine(url, connect_args={"options": "-c statement_timeout=0"})
     factory = make_session_factory(engine)
     plan = generate_salon(
         company_id=kind.company_id,
@@ -238,9 +240,7 @@ def _build(url: str, kind: SalonKind, clients: int) -> None:
             ),
             _earlier_messages(plan),
         )
-        copy_rows(
-            session, "reactivation_opt_outs", ("company_id", "phone", "client_id", "source"), _opt_outs(plan)
-        )
+        copy_rows(session, "reactivation_opt_outs", ("company_id", "phone", "client_id", "source"), _opt_outs(plan))
         session.execute(text("UPDATE companies SET name = :m WHERE id = :c"), {"m": _MARKER, "c": kind.company_id})
     # The loader analyzed what it wrote; this also sets the visibility map (index-only scans) as a salon in
     # service would have it.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -399,7 +399,7 @@ def _visits_back(
         low, high = shape.last_visit_rhythms or (0.0, 1.0)
         ago = rng.uniform(low, high) * rhythm
     day = today - timedelta(days=ago)
-    visits = []
+    visits: list[SyntheticAppointment] = []
     while day >= start:
         combo = [service, rng.choice(fitting)] if rng.random() < 0.08 else [service]
         # The last visit is attended: the shape places it.
@@ -422,7 +422,7 @@ def _at_hour(rng: random.Random, day: date) -> datetime:
     return datetime(day.year, day.month, day.day, 7 + quarter // 4, 15 * (quarter % 4), tzinfo=UTC)
 
 
-def _pick(rng: random.Random, weighted: list[tuple[str, float]]) -> str:
+def _pick(rng: random.Random, weighted: Sequence[tuple[str, float]]) -> str:
     roll = rng.random()
     for value, share in weighted:
         roll -= share
