@@ -132,6 +132,10 @@ def _spread(timings: list[float]) -> str:
     return f"runs {min(timings):.3g}–{max(timings):.3g} s"
 
 
+def _count(value: int | None) -> str:
+    return "?" if value is None else f"{value:,}"
+
+
 def _met(value: float, target: float) -> str:
     if math.isinf(value):
         return f"target ≤ {target:g} s NOT MET"
@@ -214,8 +218,8 @@ def _measure_state(
     csv = _guarded(lambda: _csv_through_cli(bench_salon))
     seed = _guarded(lambda: _timed_in_session(engine, lambda s: seed_threshold_queries(s, bench_salon)))
     scale = f"{bench_salon.clients:,} clients / {bench_salon.appointments:,} visits"
-    due_top = len(top.result) if top.result is not None else "?"
-    seed_rows = len(seed.result) if seed.result is not None else "?"
+    due_top = _count(None if top.result is None else len(top.result))
+    seed_rows = _count(None if seed.result is None else len(seed.result))
     return [
         Figure(
             f"{name}: top {TOP}",
@@ -237,7 +241,7 @@ def _measure_state(
             f"{name}: every due client, CSV via the CLI",
             csv.seconds,
             "s",
-            note=f"{_met(csv.seconds, CSV_TARGET)}; {csv.result if csv.result is not None else '?':,} rows; "
+            note=f"{_met(csv.seconds, CSV_TARGET)}; {_count(csv.result)} rows; "
             f"`reactivation preview --format csv`, a subprocess, start-up included; {csv.spread}",
         ),
     ]
