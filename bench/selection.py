@@ -195,8 +195,9 @@ def _measure_salon(bench_salon: BigSalon, plans: list[str]) -> list[Figure]:
         figures: list[Figure] = []
         for state in ("fresh", "stale"):
             with _statistics(writer, bench_salon, state) as how:
-                figures += _measure_state(engine, bench_salon, statements, state=state)
-                plans.append(_plans(engine, bench_salon, statements, state=state, how=how))
+                measured, slow = _measure_state(engine, bench_salon, statements, state=state)
+                figures += measured
+                plans.append(_plans(engine, bench_salon, statements, state=state, how=how, slow=slow))
     finally:
         engine.dispose()
         writer.dispose()
@@ -208,7 +209,9 @@ def _measure_salon(bench_salon: BigSalon, plans: list[str]) -> list[Figure]:
 
 def _measure_state(
     engine: Engine, bench_salon: BigSalon, statements: list[tuple[str, Any]], *, state: str
-) -> list[Figure]:
+) -> tuple[list[Figure], set[str]]:
+    """The figures of one statistics state, and which of "top" and "every" ran over TIMEOUT (their plans are
+    then the planner's, not run again)."""
     company, today = bench_salon.company_id, bench_salon.today
     name = f"selection, {bench_salon.label} [{state} stats]"
     top = _guarded(
@@ -220,7 +223,8 @@ def _measure_state(
     scale = f"{bench_salon.clients:,} clients / {bench_salon.appointments:,} visits"
     due_top = _count(None if top.result is None else len(top.result))
     seed_rows = _count(None if seed.result is None else len(seed.result))
-    return [
+    slow = {key for key, timed in (("top", top), ("every", sql)) if math.isinf(timed.seconds)}
+    figures = [
         Figure(
             f"{name}: top {TOP}",
             top.seconds,
@@ -245,6 +249,7 @@ def _measure_state(
             f"`reactivation preview --format csv`, a subprocess, start-up included; {csv.spread}",
         ),
     ]
+    return figures, slow
 
 
 def _every_due_statements(engine: Engine, bench_salon: BigSalon) -> tuple[list[tuple[str, Any]], float, int]:
@@ -359,14 +364,23 @@ def _planner_rows(engine: Engine, tables: tuple[str, ...]) -> str:
     return ", ".join(f"{table} {found.get(table, 0):,.0f}" for table in tables)
 
 
-def _plans(engine: Engine, bench_salon: BigSalon, statements: list[tuple[str, Any]], *, state: str, how: str) -> str:
-    """The plans of the top 300, of every due client (the captured statements) and of the seed's queries."""
+def _plans(
+    engine: Engine,
+    bench_salon: BigSalon,
+    statements: list[tuple[str, Any]],
+    *,
+    state: str,
+    how: str,
+    slow: set[str],
+) -> str:
+    """The plans of the top 300, of every due client (the captured statements) and of the seed's queries; of
+    what ran over TIMEOUT in the measures, the planner's plan only (EXPLAIN without ANALYZE)."""
     company, today = bench_salon.company_id, bench_salon.today
     top = _captured(engine, lambda s: due_clients(s, company_id=company, today=today, limit=TOP))
     seed = _captured(engine, lambda s: seed_threshold_queries(s, bench_salon))
     sections = [
-        _explained(engine, top, title=f"--- top {TOP}"),
-        _explained(engine, statements, title="--- every due client (limit=None)"),
+        _explained(engine, top, title=f"--- top {TOP}", run="top" not in slow),
+        _explained(engine, statements, title="--- every due client (limit=None)", run="every" not in slow),
         _explained(engine, seed, title="--- the seed's queries"),
     ]
     return (
@@ -384,8 +398,13 @@ def _captured(engine: Engine, action: Callable[[Session], object]) -> list[tuple
     return list(statements)
 
 
-def _explained(engine: Engine, statements: list[tuple[str, Any]], *, title: str) -> str:
-    """EXPLAIN ANALYZE of the statements; the plain plans when running them takes over TIMEOUT."""
+def _explained(engine: Engine, statements: list[tuple[str, Any]], *, title: str, run: bool = True) -> str:
+    """EXPLAIN ANALYZE of the statements; the plain plans when running them takes over TIMEOUT (or `run` is
+    False: the measures found them that slow)."""
+    if not run:
+        with engine.connect() as connection:
+            plain = f"{title} (plain EXPLAIN: running them took over {TIMEOUT:g} s in the measures)"
+            return explain_statements(connection, statements, title=plain, analyze=False)
     try:
         with engine.connect() as connection:
             return explain_statements(connection, statements, title=title)
