@@ -287,10 +287,13 @@ def _earlier_messages(plan: SalonPlan) -> Iterator[tuple[object, ...]]:
 
 
 def _opt_outs(plan: SalonPlan) -> Iterator[tuple[object, ...]]:
+    """One client in 200 opted out; the phone is parsed only for those (parsing a million takes minutes)."""
     rng = random.Random(13)
     seen: set[str] = set()
     for client in plan.clients:
+        if rng.random() >= 0.005:
+            continue
         phone = try_normalize_phone(client.phone)
-        if phone and phone not in seen and rng.random() < 0.005:
+        if phone and phone not in seen:
             seen.add(phone)
             yield (plan.company_id, phone, client.id, "reply")
