@@ -72,26 +72,19 @@ def shares_between(bounds: Sequence[int]) -> list[_Share]:
 
 
 def _visits_sql(share: _Share, *, incremental: bool) -> str:
-    """An appointment's services, one row each, whatever the JSON holds (non-arrays and non-integers skipped).
-
-    The list is expanded in the select list (one ProjectSet node over the appointments, in their index order)
-    rather than by a lateral join, which costs a nested loop and a cache look-up per appointment.
-    """
+    """An appointment's services, one row each, whatever the JSON holds (non-arrays and non-integers skipped)."""
     touched = f"AND a.client_id = {_TOUCHED_IDS}" if incremental else ""
     return f"""
-    SELECT client_id, sid::bigint AS service_id, day
-    FROM (
-        SELECT a.client_id, a.appointment_datetime::date AS day,
-               jsonb_array_elements_text(
-                   CASE WHEN jsonb_typeof(a.service_ids) = 'array' THEN a.service_ids ELSE '[]'::jsonb END
-               ) AS sid
-        FROM appointments_cache a
-        WHERE a.company_id = :company_id
-          AND a.attendance = 1
-          AND a.appointment_datetime >= :start AND a.appointment_datetime < :end
-          {share.clients("a.client_id")} {touched}
-    ) expanded
-    WHERE sid ~ '^[0-9]{{1,18}}$'
+    SELECT a.client_id, s.sid::bigint AS service_id, a.appointment_datetime::date AS day
+    FROM appointments_cache a
+    CROSS JOIN LATERAL jsonb_array_elements_text(
+        CASE WHEN jsonb_typeof(a.service_ids) = 'array' THEN a.service_ids ELSE '[]'::jsonb END
+    ) AS s(sid)
+    WHERE a.company_id = :company_id
+      AND a.attendance = 1
+      AND a.appointment_datetime >= :start AND a.appointment_datetime < :end
+      AND s.sid ~ '^[0-9]{{1,18}}$'
+      {share.clients("a.client_id")} {touched}
 """
 
 
@@ -127,65 +120,32 @@ _DAY_STRIDE = 1000
 assert MAX_INTERVAL_DAYS < _DAY_STRIDE
 
 
-# percentile_cont(p) of n sorted intervals, as PostgreSQL computes it: the values at ranks ⌊p(n−1)⌋+1 and
-# ⌈p(n−1)⌉+1, interpolated in float8 (stats.percentile_cont does the same in Python).
-_QUARTILES = (("q1", "0.25"), ("q2", "0.5"), ("q3", "0.75"))
-
-
-def _quartile_picks() -> str:
-    """The aggregates that pick each quartile's two ranked intervals out of a (client, service) group."""
-    picks = []
-    for name, fraction in _QUARTILES:
-        position = f"CAST({fraction} AS float8) * (m - 1)"
-        picks.append(f"max(gap) FILTER (WHERE rank = floor({position}) + 1) AS {name}_low")
-        picks.append(f"max(gap) FILTER (WHERE rank = ceil({position}) + 1) AS {name}_high")
-    return ",\n               ".join(picks)
-
-
-def _quartile(name: str, fraction: str) -> str:
-    position = f"CAST({fraction} AS float8) * (n - 1)"
-    low, high = f"CAST({name}_low AS float8)", f"CAST({name}_high AS float8)"
-    return f"{low} + ({high} - {low}) * ({position} - floor({position}))"
-
-
 def _groups_sql(share: _Share, *, incremental: bool) -> str:
     """Every (client, service) of the share with an interval, in one pass: the personal median and consistency
     (see the module docstring) where there are enough intervals, and the salon intervals to count (those in the
     salon window that end on or after :recount_from).
 
     The intervals are computed once for both levels: a salon interval is one whose earlier visit lies in the
-    6-month window, and the visit before it is the same whether 12 months or 6 are read. The quartiles come from
-    each interval's rank in its group (window functions over the sorted stream), not from an ordered-set
-    aggregate, which sorts every one of the hundreds of thousands of groups on its own.
+    6-month window, and the visit before it is the same whether 12 months or 6 are read.
     """
-    quartiles = ",\n           ".join(f"{_quartile(name, fraction)} AS {name}" for name, fraction in _QUARTILES)
     return f"""
 SELECT client_id, service_id, n, counted,
-       CASE WHEN n >= :min_intervals THEN floor(q2 + 0.5)::int END AS median,
+       CASE WHEN n >= :min_intervals THEN floor(q[2] + 0.5)::int END AS median,
        CASE WHEN n >= :min_intervals
-            THEN round(greatest(0.0, least(1.0, 1.0 - (q3 - q1) / (2.0 * q2)))::numeric, 2) END AS consistency
+            THEN round(greatest(0.0, least(1.0, 1.0 - (q[3] - q[1]) / (2.0 * q[2])))::numeric, 2) END AS consistency
 FROM (
-    SELECT client_id, service_id, n, counted,
-           {quartiles}
+    SELECT client_id, service_id,
+           count(*) AS n,
+           percentile_cont(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY gap) AS q,
+           array_agg((day - :recount_from) * {_DAY_STRIDE} + gap)
+               FILTER (WHERE day >= :recount_from AND day - gap >= :service_start_day) AS counted
     FROM (
-        SELECT client_id, service_id,
-               count(*) AS n,
-               {_quartile_picks()},
-               array_agg((day - :recount_from) * {_DAY_STRIDE} + gap)
-                   FILTER (WHERE day >= :recount_from AND day - gap >= :service_start_day) AS counted
-        FROM (
-            SELECT client_id, service_id, day, gap,
-                   row_number() OVER (PARTITION BY client_id, service_id ORDER BY gap) AS rank,
-                   count(*) OVER (PARTITION BY client_id, service_id) AS m
-            FROM (
-                SELECT client_id, service_id, day,
-                       day - lag(day) OVER (PARTITION BY client_id, service_id ORDER BY day) AS gap
-                FROM ({_visits_sql(share, incremental=incremental)}) visits
-            ) intervals
-            WHERE gap BETWEEN :min_gap AND :max_gap
-        ) ranked
-        GROUP BY client_id, service_id
-    ) picked
+        SELECT client_id, service_id, day,
+               day - lag(day) OVER (PARTITION BY client_id, service_id ORDER BY day) AS gap
+        FROM ({_visits_sql(share, incremental=incremental)}) visits
+    ) intervals
+    WHERE gap BETWEEN :min_gap AND :max_gap
+    GROUP BY client_id, service_id
 ) grouped
 """
 
@@ -199,9 +159,7 @@ def _share_sql(share: _Share, *, incremental: bool) -> str:
     data), so a rerun over unchanged visits writes nothing; the unnest sits in the select list, where it is twice
     as fast as a lateral join of the arrays.
     """
-    scope = f"{share.clients('t.client_id')} " + (
-        f"AND t.client_id = {_TOUCHED_IDS}" if incremental else ""
-    )
+    scope = f"{share.clients('t.client_id')} " + (f"AND t.client_id = {_TOUCHED_IDS}" if incremental else "")
     return f"""
 WITH grouped AS MATERIALIZED ({_groups_sql(share, incremental=incremental)}),
 diff AS MATERIALIZED (
