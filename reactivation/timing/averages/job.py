@@ -20,6 +20,9 @@ lies between two visits that did not change, so its count stands; counts that le
 dropped. A full run happens when there is no state, when the last full run is FULL_EVERY_DAYS old, when time
 went backwards, or when asked (`full=True`); it also heals what the incremental rule cannot see (rows deleted or
 edited long after the fact, before the digests' days).
+
+Every run ends with ANALYZE of the tables it wrote (PostgreSQL, WRITTEN_TABLES): the due selection that follows a
+first run must be planned on the million intervals now there, not on the empty tables autovacuum last saw.
 """
 
 from __future__ import annotations
