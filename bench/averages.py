@@ -25,6 +25,7 @@ each share runs the same statements on its part of the clients.
 from __future__ import annotations
 
 import os
+import sys
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -157,7 +158,10 @@ SALONS = ("big", "rare")
 
 
 def run() -> list[Figure]:
-    """Each salon in turn (BENCH_SALONS=big or rare picks one); the plans of both in bench/plans/averages.txt."""
+    """Each salon in turn (BENCH_SALONS=big or rare picks one); the plans of both in bench/plans/averages.txt.
+
+    The stale-statistics part of `python -m bench selection` reruns the job on the same salons: not at the same
+    time as this bench."""
     wanted = [key for key in os.environ.get("BENCH_SALONS", ",".join(SALONS)).split(",") if key in SALONS]
     figures: list[Figure] = []
     plans: list[str] = []
@@ -165,7 +169,11 @@ def run() -> list[Figure]:
         bench_salon = salon(KINDS[key])
         engine = make_engine(bench_salon.url, connect_args={"options": "-c statement_timeout=0"})
         try:
-            figures += _measure(engine, bench_salon)
+            measured = _measure(engine, bench_salon)
+            for figure in measured:
+                # Said as soon as measured (the table comes at the end of the whole run).
+                print(f"{figure.name}: {figure.value:.3g} s; {figure.note}", file=sys.stderr, flush=True)
+            figures += measured
             plans.append(_plans(engine, bench_salon))
         finally:
             engine.dispose()
