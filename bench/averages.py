@@ -38,7 +38,8 @@ from reactivation.core.settings import Settings
 from reactivation.storage.db import make_engine
 from reactivation.timing.averages import AveragesResult, calculate_averages
 
-RUNS = 3
+# BENCH_AVERAGES_RUNS=1 for a quicker run on a busy machine.
+RUNS = int(os.environ.get("BENCH_AVERAGES_RUNS", "3"))
 WEEK = timedelta(days=7)
 # As deployed: the setting's default.
 WORKERS: int = Settings.model_fields["averages_workers"].default
