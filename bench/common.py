@@ -102,6 +102,7 @@ def explain_run(
     *,
     title: str,
     prepare: Callable[[Connection], object] | None = None,
+    analyze: bool = True,
 ) -> str:
     """The plans of what `action` sends: captured in a session that is rolled back, then replayed by
     `explain_statements` in a transaction that is rolled back too. `prepare` (not captured) sets up the same data
@@ -115,13 +116,16 @@ def explain_run(
     with engine.connect() as connection:
         if prepare is not None:
             prepare(connection)
-        plans = explain_statements(connection, statements, title=title)
+        plans = explain_statements(connection, statements, title=title, analyze=analyze)
         connection.rollback()
     return plans
 
 
-def explain_statements(connection: Connection, statements: list[tuple[str, Any]], *, title: str) -> str:
-    """EXPLAIN (ANALYZE, BUFFERS) of each captured query (SELECT, WITH, CREATE TEMP TABLE … AS), replayed in order.
+def explain_statements(
+    connection: Connection, statements: list[tuple[str, Any]], *, title: str, analyze: bool = True
+) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of each captured query (SELECT, WITH, CREATE TEMP TABLE … AS), replayed in order;
+    with `analyze` False the plain EXPLAIN (the plan the planner chose, not run: for a query too slow to run).
 
     Settings the code makes (set_config, SET) are replayed as they were, so that every plan runs under the same
     work_mem as the timed run. EXPLAIN ANALYZE executes the statement: the caller rolls the transaction back.
@@ -142,7 +146,8 @@ def explain_statements(connection: Connection, statements: list[tuple[str, Any]]
             seen[shape] += 1
             continue
         seen[shape] = 1
-        plan = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", parameters).scalars()
+        options = "ANALYZE, BUFFERS" if analyze else "COSTS"
+        plan = connection.exec_driver_sql(f"EXPLAIN ({options}) {statement}", parameters).scalars()
         shown = {
             key: (f"<{len(value):,} values>" if isinstance(value, list) and len(value) > 20 else value)
             for key, value in dict(parameters or {}).items()

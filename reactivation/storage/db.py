@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,22 @@ def after_commit(session: Session, action: Callable[[], object]) -> None:
 def is_postgres(session_or_engine: Session | Engine) -> bool:
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
     return bind.dialect.name == "postgresql"
+
+
+def analyze_tables(session: Session, tables: Iterable[str]) -> None:
+    """ANALYZE the tables a bulk writer changed, in the caller's transaction (the new statistics are seen once it
+    commits): the next statement is planned on the data as it now is, not on what autovacuum last saw, which after a
+    first load may be an empty table.
+
+    PostgreSQL only. SQLite keeps no statistics until ANALYZE is run and never refreshes them after, so analyzing
+    once would leave statistics that go stale with every later write; without them it plans from its indexes.
+    """
+    if not is_postgres(session):
+        return
+    for table in dict.fromkeys(tables):
+        if not table.replace("_", "").isalnum():
+            raise ValueError(f"not a table name: {table!r}")
+        session.execute(text(f"ANALYZE {table}"))
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from reactivation.storage.db import is_postgres
+from reactivation.storage.db import analyze_tables, is_postgres
 from reactivation.storage.models import (
     AppointmentCache,
     AveragesState,
@@ -177,4 +177,6 @@ def load_salon(session: Session, plan: SalonPlan, *, replace: bool = False, reme
             ),
         ),
     }
+    # The salon is queried right after (a demo's campaign, a bench): planned on its rows, not on empty tables.
+    analyze_tables(session, ("companies", "services", "clients", "appointments_cache", "bookings"))
     return counts

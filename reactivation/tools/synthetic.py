@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -181,6 +181,26 @@ class SyntheticClient:
     preferred_time_slots: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class SalonShape:
+    """How a salon's clients behave when not as the default mix: the benchmarks' salons of other shapes.
+
+    `last_visit_days` (low, high): every client who keeps a rhythm made their last visit of each favourite service
+    between that many days ago, drawn uniformly, their earlier visits one rhythm apart before it; or
+    `last_visit_rhythms` (low, high): as many of their own rhythms ago. `spent_step` rounds total_spent down to a
+    multiple of it (values with many ties).
+    """
+
+    archetypes: tuple[tuple[str, float], ...] = tuple(ARCHETYPES)
+    last_visit_days: tuple[float, float] | None = None
+    last_visit_rhythms: tuple[float, float] | None = None
+    booking_share: float = 0.12
+    spent_step: int = 1
+
+
+DEFAULT_SHAPE = SalonShape()
+
+
 class SyntheticAppointment(NamedTuple):
     client_id: int
     service_ids: list[int]
@@ -221,6 +241,7 @@ def generate_salon(
     timezone: str = "Europe/Moscow",
     name: str | None = None,
     settings: dict[str, object] | None = None,
+    shape: SalonShape = DEFAULT_SHAPE,
 ) -> SalonPlan:
     """Build a deterministic salon for `company_id`: the same arguments always give the same rows."""
     if clients < 0:
@@ -256,6 +277,7 @@ def generate_salon(
             history_days,
             booking_ids,
             female_share=BARBERSHOP_FEMALE_SHARE if barbershop else FEMALE_SHARE,
+            shape=shape,
         )
         plan.clients.append(client)
         plan.appointments.extend(visits)
@@ -273,9 +295,10 @@ def _client(
     booking_ids: Iterator[int],
     *,
     female_share: float,
+    shape: SalonShape,
 ) -> tuple[SyntheticClient, list[SyntheticAppointment], list[SyntheticBooking]]:
     client_id = company_id * 10_000_000 + index + 1
-    archetype = _pick(rng, ARCHETYPES)
+    archetype = _pick(rng, shape.archetypes)
     phone = _phone(rng, index)
     female = rng.random() < female_share
     client = SyntheticClient(
@@ -318,6 +341,9 @@ def _client(
         for service in favourites:
             rhythm = service.rhythm_days * pace
             spread = 0.08 if archetype in ("regular", "vip") else 0.45
+            if archetype != "lapsed" and (shape.last_visit_days or shape.last_visit_rhythms):
+                visits.extend(_visits_back(rng, client_id, service, fitting, rhythm, spread, today, start, shape))
+                continue
             day = start + timedelta(days=rng.uniform(0, rhythm))
             while day <= stop:
                 combo = [service, rng.choice(fitting)] if rng.random() < 0.08 else [service]
@@ -343,15 +369,43 @@ def _client(
                     seen.append(sid)
         client.last_services = [{"id": sid, "title": titles[sid]} for sid in seen[:3]]
         spent = sum(prices[sid] for v in attended for sid in v.service_ids)
-        client.total_spent = Decimal(spent * (3 if archetype == "vip" else 1))
+        spent *= 3 if archetype == "vip" else 1
+        client.total_spent = Decimal(spent - spent % shape.spent_step)
 
     bookings: list[SyntheticBooking] = []
-    if archetype != "lapsed" and attended and rng.random() < 0.12:
+    if archetype != "lapsed" and attended and rng.random() < shape.booking_share:
         when = _at_hour(rng, today + timedelta(days=rng.randint(1, 21)))
         status = CANCELLED if rng.random() < 0.25 else rng.choice(["confirmed", "new"])
         created = _at_hour(rng, today - timedelta(days=rng.randint(0, 10)))
         bookings.append(SyntheticBooking(next(booking_ids), client_id, phone, when, status, created))
     return client, visits, bookings
+
+
+def _visits_back(
+    rng: random.Random,
+    client_id: int,
+    service: SyntheticService,
+    fitting: list[SyntheticService],
+    rhythm: float,
+    spread: float,
+    today: date,
+    start: date,
+    shape: SalonShape,
+) -> list[SyntheticAppointment]:
+    """A service's visits laid out backwards from a last visit placed as the shape says, one rhythm apart."""
+    if shape.last_visit_days is not None:
+        ago = rng.uniform(*shape.last_visit_days)
+    else:
+        low, high = shape.last_visit_rhythms or (0.0, 1.0)
+        ago = rng.uniform(low, high) * rhythm
+    day = today - timedelta(days=ago)
+    visits: list[SyntheticAppointment] = []
+    while day >= start:
+        combo = [service, rng.choice(fitting)] if rng.random() < 0.08 else [service]
+        # The last visit is attended: the shape places it.
+        visits.append(_visit(rng, client_id, combo, day, attended=not visits or rng.random() > 0.03))
+        day -= timedelta(days=max(1.0, rng.gauss(rhythm, rhythm * spread)))
+    return visits
 
 
 def _visit(
@@ -368,7 +422,7 @@ def _at_hour(rng: random.Random, day: date) -> datetime:
     return datetime(day.year, day.month, day.day, 7 + quarter // 4, 15 * (quarter % 4), tzinfo=UTC)
 
 
-def _pick(rng: random.Random, weighted: list[tuple[str, float]]) -> str:
+def _pick(rng: random.Random, weighted: Sequence[tuple[str, float]]) -> str:
     roll = rng.random()
     for value, share in weighted:
         roll -= share

@@ -1,7 +1,7 @@
 from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -106,6 +106,10 @@ def test_loads_on_postgres(db: Session) -> None:
     ) == len(plan.appointments)
     stored = db.scalar(select(Client.last_services).where(Client.company_id == 4242, Client.visit_count > 0))
     assert isinstance(stored, list) and {"id", "title"} <= set(stored[0])
+    # and the tables it wrote were analyzed: the planner counts the rows they hold
+    for table in ("clients", "appointments_cache", "bookings", "services"):
+        reltuples = db.scalar(text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table})
+        assert reltuples == db.scalar(text(f"SELECT count(*) FROM {table}")) > 0, table
     # replacing rebuilds the company without duplicating anything
     load_salon(db, plan, replace=True)
     assert db.scalar(select(func.count()).select_from(Service).where(Service.company_id == 4242)) == len(plan.services)

@@ -20,6 +20,9 @@ lies between two visits that did not change, so its count stands; counts that le
 dropped. A full run happens when there is no state, when the last full run is FULL_EVERY_DAYS old, when time
 went backwards, or when asked (`full=True`); it also heals what the incremental rule cannot see (rows deleted or
 edited long after the fact, before the digests' days).
+
+Every run ends with ANALYZE of the tables it wrote (PostgreSQL, WRITTEN_TABLES): the due selection that follows a
+first run must be planned on the million intervals now there, not on the empty tables autovacuum last saw.
 """
 
 from __future__ import annotations
@@ -38,12 +41,14 @@ from sqlalchemy.orm import Session
 
 from reactivation.core.instants import as_aware
 from reactivation.storage.companies import CompanyConfig, load_company
-from reactivation.storage.db import is_postgres
+from reactivation.storage.db import analyze_tables, is_postgres
 from reactivation.storage.models import (
     AppointmentCache,
+    AveragesDayDigest,
     AveragesState,
     ClientPersonalizedInterval,
     Service,
+    ServiceIntervalCount,
     ServiceReactivationInterval,
 )
 from reactivation.timing.averages.plan import (
@@ -61,6 +66,19 @@ from reactivation.timing.averages.stats import ServiceStats
 from reactivation.timing.day_digests import DayDigest, current_digests, first_changed_day, store_digests, stored_digests
 
 log = logging.getLogger(__name__)
+
+# What a run writes, analyzed at its end: the due selection reads the intervals right after a first run, and
+# statistics of the tables as autovacuum last saw them (empty, say) would plan it for one row instead of millions.
+WRITTEN_TABLES = tuple(
+    model.__tablename__
+    for model in (
+        ClientPersonalizedInterval,
+        ServiceReactivationInterval,
+        ServiceIntervalCount,
+        AveragesDayDigest,
+        AveragesState,
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -135,6 +153,7 @@ def calculate_averages(
     active = _write_services(session, company_id=company_id, services=computed.services, now=now)
     store_digests(session, company_id=company_id, digests=mark.digests, since=mark.keep_from)
     _record_state(session, state, plan=plan, mark=mark, computed=computed)
+    analyze_tables(session, WRITTEN_TABLES)
     result = _result(session, plan=plan, computed=computed, active=active)
     log.info("averages calculated", extra=result.as_dict())
     return result

@@ -376,3 +376,29 @@ def _session_time_zone(session: Session) -> str | None:
     if session.get_bind().dialect.name != "postgresql":
         return None
     return str(session.execute(text("SELECT current_setting('TimeZone')")).scalar_one())
+
+
+@pytest.mark.parametrize(
+    ("gaps", "expected"),
+    [
+        # n = 4: every quartile falls between two ranks (Q1 17.5, median 25, Q3 35): consistency 1 − 17.5/50
+        ([30, 10, 50, 20], (25, 5, Decimal("0.65"))),
+        # n = 5: the median is a rank of its own, the quartiles are ranks 2 and 4 (Q1 20, Q3 40)
+        ([40, 20, 30, 10, 90], (30, 6, Decimal("0.67"))),
+        # n = 3 with ties: Q1 halfway between 20 and 21, Q3 21: consistency 1 − 0.5/42, to two decimals
+        ([21, 21, 20], (21, 4, Decimal("0.99"))),
+    ],
+)
+def test_personal_quartiles_interpolate_between_ranks_as_percentile_cont(
+    session: Session, gaps: list[int], expected: tuple[int, int, Decimal]
+) -> None:
+    # Given a client whose visits to one service lie these intervals apart (in this order)
+    company = make_company(session)
+    service = make_service(session, company.id, "Педикюр")
+    days = [TODAY - timedelta(days=sum(gaps[i:]) + 1) for i in range(len(gaps))] + [TODAY - timedelta(days=1)]
+    client = make_client(session, company.id, last_visit=days[-1], services=[service])
+    make_visits(session, client, service, days)
+    # When the job runs
+    calculate_averages(session, company_id=company.id, now=NOW)
+    # Then the personal median and consistency are percentile_cont's quartiles of the sorted intervals
+    assert personal_rows(session, company.id)[(client.id, service.yclients_id)] == expected

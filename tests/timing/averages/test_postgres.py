@@ -18,7 +18,7 @@ from reactivation.storage.models import (
     ServiceIntervalCount,
     ServiceReactivationInterval,
 )
-from reactivation.timing.averages.job import calculate_averages
+from reactivation.timing.averages.job import WRITTEN_TABLES, calculate_averages
 from reactivation.timing.averages.postgres import share_bounds, shares_between
 from reactivation.timing.averages.stats import SERVICE_WINDOW_DAYS, service_stats_from_counts
 from tests.timing.averages.tables import NOW, TODAY, interval_counts, personal_rows, seeded_salon, service_rows
@@ -77,6 +77,49 @@ def test_shares_on_their_own_connections_give_the_one_connection_numbers(committ
     assert incremental.mode == "incremental" and incremental.clients_recomputed
     assert _derived(committed_engine, 47) == after_incremental
     assert full.personal_written == 0 and full.personal_deleted == 0
+
+
+def test_the_job_analyzes_the_tables_it_wrote(committed_engine: Engine) -> None:
+    # Given a salon whose interval tables PostgreSQL has not analyzed since they were emptied, with autovacuum
+    # off for them (as the server may have it, or simply before its next round)
+    with Session(committed_engine) as session:
+        seeded_salon(session, 51)
+        session.commit()
+    with committed_engine.begin() as connection:
+        for table in WRITTEN_TABLES:
+            connection.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)"))
+    try:
+        before = _analyzed(committed_engine)
+        # When the averages job runs its first run, in shares on their own connections, and commits
+        result = _run(committed_engine, 51, workers=2, now=NOW)
+        after = _analyzed(committed_engine)
+    finally:
+        with committed_engine.begin() as connection:
+            for table in WRITTEN_TABLES:
+                connection.execute(text(f"ALTER TABLE {table} RESET (autovacuum_enabled)"))
+    # Then every table it wrote was analyzed once more, and the planner's row counts are the tables' own
+    assert result.personal_rows >= 50
+    for table in WRITTEN_TABLES:
+        analyses, reltuples, rows = after[table]
+        assert analyses == before[table][0] + 1, table
+        assert reltuples == rows > 0, table
+
+
+def _analyzed(engine: Engine) -> dict[str, tuple[int, float, int]]:
+    """Per table the job writes: how many times it was analyzed, the planner's row count, and its real one."""
+    found = {}
+    with engine.connect() as connection:
+        for table in WRITTEN_TABLES:
+            analyses, reltuples = connection.execute(
+                text(
+                    "SELECT s.analyze_count + s.autoanalyze_count, c.reltuples FROM pg_stat_user_tables s "
+                    "JOIN pg_class c ON c.oid = s.relid WHERE s.relname = :t"
+                ),
+                {"t": table},
+            ).one()
+            rows = connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+            found[table] = (int(analyses), float(reltuples), int(rows))
+    return found
 
 
 def test_shares_cut_the_client_ids_into_ranges_that_cover_every_id_once() -> None:
