@@ -78,80 +78,14 @@ class SweepResult:
 def sweep_company(session: Session, *, company_id: int, now: datetime) -> SweepResult:
     """Close, expire and collect the stuck rows of one company."""
     result = SweepResult()
-    history = ReactivationHistory
-    mine = history.company_id == company_id
-
     resent = _resend_idempotent(session, company_id=company_id, now=now)
     result.resent = len(resent)
-    unknown = session.execute(
-        update(history)
-        .where(
-            mine,
-            history.status == Status.SENDING,
-            history.sending_started_at < now - SENDING_TIMEOUT,
-            history.provider.not_in(IDEMPOTENT_PROVIDERS),
-        )
-        .values(
-            status=Status.UNKNOWN.value,
-            error="no gateway answer was recorded; not sent again automatically",
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    result.unknown = unknown.rowcount  # type: ignore[attr-defined]
-
-    resumable = [s.value for s in RESUME_FROM]
-    # A `delivered` row's message has left: it is resumed until it is recorded `sent`, never expired.
-    unsent = [s.value for s in RESUME_FROM if s is not Status.DELIVERED]
-    expired = session.execute(
-        update(history)
-        .where(mine, history.status.in_(unsent), history.created_at < now - EXPIRE_AFTER)
-        .values(status=Status.SKIPPED.value, skip_reason=SkipReason.EXPIRED.value, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    result.expired = expired.rowcount  # type: ignore[attr-defined]
-
-    window_open = and_(history.status == Status.GENERATED, history.send_after.is_not(None), history.send_after <= now)
-    queued = GeminiQueued
-    in_gemini_queue = (
-        select(queued.history_id).where(queued.company_id == company_id, queued.history_id == history.id).exists()
-    )
-    stale = and_(
-        history.status.in_(resumable),
-        history.updated_at < now - STALE_AFTER,
-        history.send_after.is_(None),
-        or_(history.next_attempt_at.is_(None), history.next_attempt_at < now - STALE_AFTER),
-        # A row waiting for a Gemini batch is served by the batching task, not resumed (see gemini_waiting).
-        ~and_(history.status == Status.INTERVAL_SELECTED, in_gemini_queue),
-    )
-    rows = session.execute(
-        select(history.id, history.status).where(mine, or_(window_open, stale)).order_by(history.id)
-    ).all()
+    result.unknown = _give_up_unanswered(session, company_id=company_id, now=now)
+    result.expired = _expire_unsent(session, company_id=company_id, now=now)
     result.resume = [(company_id, history_id, ChainStep.SEND_MESSAGE) for history_id in resent]
-    for history_id, status in rows:
-        result.resume.append((company_id, history_id, RESUME_FROM[Status(status)]))
-    if rows:
-        # The window opened: clear the wait so the resumed send is not taken for a waiting one again.
-        session.execute(
-            update(history)
-            .where(mine, history.id.in_([h for h, _ in rows]))
-            .values(send_after=None, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-
-    handover = session.execute(
-        select(history.id).where(
-            mine,
-            history.status == Status.SENT,
-            not_dry_run(),
-            history.context_saved_at.is_(None),
-            # A lapse whose flow stopped (a no, an opt-out, a booking) wants no pendingAction any more.
-            history.flow_stopped_reason.is_(None),
-            history.message_sent_at < now - HANDOVER_GRACE,
-            or_(history.context_error.is_(None), history.message_sent_at >= now - HANDOVER_RETRY_FOR),
-        )
-    ).scalars()
-    result.handover = [(company_id, history_id) for history_id in handover]
+    result.resume += _resumable(session, company_id=company_id, now=now)
+    result.handover = [(company_id, history_id) for history_id in _handovers_owed(session, company_id, now=now)]
+    queued = GeminiQueued
     result.gemini_waiting = (
         session.execute(select(queued.history_id).where(queued.company_id == company_id).limit(1)).first() is not None
     )
@@ -168,6 +102,91 @@ def sweep_company(session: Session, *, company_id: int, now: datetime) -> SweepR
             },
         )
     return result
+
+
+def _give_up_unanswered(session: Session, *, company_id: int, now: datetime) -> int:
+    """`sending` rows of providers without idempotency whose answer never came: `unknown`, never sent again."""
+    history = ReactivationHistory
+    unknown = session.execute(
+        update(history)
+        .where(
+            history.company_id == company_id,
+            history.status == Status.SENDING,
+            history.sending_started_at < now - SENDING_TIMEOUT,
+            history.provider.not_in(IDEMPOTENT_PROVIDERS),
+        )
+        .values(
+            status=Status.UNKNOWN.value,
+            error="no gateway answer was recorded; not sent again automatically",
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(unknown.rowcount)  # type: ignore[attr-defined]
+
+
+def _expire_unsent(session: Session, *, company_id: int, now: datetime) -> int:
+    """Rows still unsent EXPIRE_AFTER after their claim: skipped (expired)."""
+    history = ReactivationHistory
+    # A `delivered` row's message has left: it is resumed until it is recorded `sent`, never expired.
+    unsent = [s.value for s in RESUME_FROM if s is not Status.DELIVERED]
+    expired = session.execute(
+        update(history)
+        .where(history.company_id == company_id, history.status.in_(unsent), history.created_at < now - EXPIRE_AFTER)
+        .values(status=Status.SKIPPED.value, skip_reason=SkipReason.EXPIRED.value, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(expired.rowcount)  # type: ignore[attr-defined]
+
+
+def _resumable(session: Session, *, company_id: int, now: datetime) -> list[tuple[int, int, ChainStep]]:
+    """The rows whose chain was lost or whose send window opened, with the step each resumes from."""
+    history = ReactivationHistory
+    mine = history.company_id == company_id
+    window_open = and_(history.status == Status.GENERATED, history.send_after.is_not(None), history.send_after <= now)
+    queued = GeminiQueued
+    in_gemini_queue = (
+        select(queued.history_id).where(queued.company_id == company_id, queued.history_id == history.id).exists()
+    )
+    stale = and_(
+        history.status.in_([s.value for s in RESUME_FROM]),
+        history.updated_at < now - STALE_AFTER,
+        history.send_after.is_(None),
+        or_(history.next_attempt_at.is_(None), history.next_attempt_at < now - STALE_AFTER),
+        # A row waiting for a Gemini batch is served by the batching task, not resumed (see gemini_waiting).
+        ~and_(history.status == Status.INTERVAL_SELECTED, in_gemini_queue),
+    )
+    rows = session.execute(
+        select(history.id, history.status).where(mine, or_(window_open, stale)).order_by(history.id)
+    ).all()
+    if rows:
+        # The window opened: clear the wait so the resumed send is not taken for a waiting one again.
+        session.execute(
+            update(history)
+            .where(mine, history.id.in_([h for h, _ in rows]))
+            .values(send_after=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return [(company_id, history_id, RESUME_FROM[Status(status)]) for history_id, status in rows]
+
+
+def _handovers_owed(session: Session, company_id: int, *, now: datetime) -> list[int]:
+    """Sent rows whose hand-over to the AI admin never succeeded and is still worth trying."""
+    history = ReactivationHistory
+    return list(
+        session.execute(
+            select(history.id).where(
+                history.company_id == company_id,
+                history.status == Status.SENT,
+                not_dry_run(),
+                history.context_saved_at.is_(None),
+                # A lapse whose flow stopped (a no, an opt-out, a booking) wants no pendingAction any more.
+                history.flow_stopped_reason.is_(None),
+                history.message_sent_at < now - HANDOVER_GRACE,
+                or_(history.context_error.is_(None), history.message_sent_at >= now - HANDOVER_RETRY_FOR),
+            )
+        ).scalars()
+    )
 
 
 def _resend_idempotent(session: Session, *, company_id: int, now: datetime) -> list[int]:
