@@ -356,29 +356,46 @@ def _client(
 
     visits.sort(key=lambda v: v.appointment_datetime)
     attended = [v for v in visits if v.attendance == 1]
-    prices = {s.yclients_id: s.price for s in services}
-    titles = {s.yclients_id: s.title for s in services}
     if attended:
-        client.last_visit_date = attended[-1].appointment_datetime.date()
-        # Older history beyond the year the cache holds.
-        client.visit_count = len(attended) + (rng.randint(0, 20) if archetype in ("regular", "vip") else 0)
-        seen: list[int] = []
-        for visit in reversed(attended):
-            for sid in visit.service_ids:
-                if sid not in seen:
-                    seen.append(sid)
-        client.last_services = [{"id": sid, "title": titles[sid]} for sid in seen[:3]]
-        spent = sum(prices[sid] for v in attended for sid in v.service_ids)
-        spent *= 3 if archetype == "vip" else 1
-        client.total_spent = Decimal(spent - spent % shape.spent_step)
-
+        _sum_up(rng, client, attended, services, shape)
     bookings: list[SyntheticBooking] = []
     if archetype != "lapsed" and attended and rng.random() < shape.booking_share:
-        when = _at_hour(rng, today + timedelta(days=rng.randint(1, 21)))
-        status = CANCELLED if rng.random() < 0.25 else rng.choice(["confirmed", "new"])
-        created = _at_hour(rng, today - timedelta(days=rng.randint(0, 10)))
-        bookings.append(SyntheticBooking(next(booking_ids), client_id, phone, when, status, created))
+        bookings.append(_upcoming_booking(rng, client, today, booking_ids))
     return client, visits, bookings
+
+
+def _sum_up(
+    rng: random.Random,
+    client: SyntheticClient,
+    attended: list[SyntheticAppointment],
+    services: list[SyntheticService],
+    shape: SalonShape,
+) -> None:
+    """The client's card as the booking system keeps it: last visit, visit count, last services, money spent."""
+    prices = {s.yclients_id: s.price for s in services}
+    titles = {s.yclients_id: s.title for s in services}
+    regular = client.archetype in ("regular", "vip")
+    client.last_visit_date = attended[-1].appointment_datetime.date()
+    # Older history beyond the year the cache holds.
+    client.visit_count = len(attended) + (rng.randint(0, 20) if regular else 0)
+    seen: list[int] = []
+    for visit in reversed(attended):
+        for sid in visit.service_ids:
+            if sid not in seen:
+                seen.append(sid)
+    client.last_services = [{"id": sid, "title": titles[sid]} for sid in seen[:3]]
+    spent = sum(prices[sid] for v in attended for sid in v.service_ids)
+    spent *= 3 if client.archetype == "vip" else 1
+    client.total_spent = Decimal(spent - spent % shape.spent_step)
+
+
+def _upcoming_booking(
+    rng: random.Random, client: SyntheticClient, today: date, booking_ids: Iterator[int]
+) -> SyntheticBooking:
+    when = _at_hour(rng, today + timedelta(days=rng.randint(1, 21)))
+    status = CANCELLED if rng.random() < 0.25 else rng.choice(["confirmed", "new"])
+    created = _at_hour(rng, today - timedelta(days=rng.randint(0, 10)))
+    return SyntheticBooking(next(booking_ids), client.id, client.phone, when, status, created)
 
 
 def _visits_back(
