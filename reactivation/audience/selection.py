@@ -36,9 +36,8 @@ bench/plans/selection.txt (`python -m bench selection`).
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -57,11 +56,9 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
-    null,
     or_,
     select,
     type_coerce,
-    union_all,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -70,7 +67,7 @@ from reactivation.core.instants import as_aware, local_midnight, naive_utc
 from reactivation.core.phones import try_normalize_phone
 from reactivation.core.vocabulary import SkipReason, Status, Step
 from reactivation.delivery.errors import NOT_ON_WHATSAPP_CODE
-from reactivation.storage import history, holds
+from reactivation.storage import due_dates, history, holds
 from reactivation.storage.bookings import not_cancelled
 from reactivation.storage.companies import CompanyConfig, load_company
 from reactivation.storage.db import is_postgres, pg_local_settings
@@ -81,25 +78,29 @@ from reactivation.storage.models import (
     Booking,
     Client,
     ClientPersonalizedInterval,
+    DueDate,
     OptOut,
     ReactivationHistory,
     ReplyHold,
-    Service,
     ServiceReactivationInterval,
 )
-from reactivation.timing.industry import IndustryMatch, load_standards, match_industry
+from reactivation.timing.industry import IndustryMatch
 from reactivation.timing.steps import due_date, next_step
 from reactivation.timing.waterfall import (
-    MAX_INTERVAL_DAYS,
-    MIN_CONSISTENCY,
     MIN_INTERVAL_DAYS,
-    MIN_PERSONAL_INTERVALS,
-    MIN_SERVICE_SAMPLE,
-    UNIVERSAL_DAYS,
     Interval,
     PersonalRhythm,
     ServiceAverage,
+    Source,
     choose_interval,
+)
+from reactivation.timing.waterfall_sql import (
+    first_title,
+    industry_table,
+    service_facts,
+    usable_personal,
+    usable_service,
+    waterfall_days,
 )
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,11 @@ WORK_MEM = "64MB"
 PREFIX_FACTOR = 8
 # History statuses that do not count as a contact for the minimum gap between messages.
 NOT_A_CONTACT = (Status.SKIPPED, Status.FAILED)
+# Beyond this many kept rows marked stale (a new table, a bulk import not yet refreshed), the whole selection
+# takes the reference path rather than recomputing them one by one.
+STALE_AT_MOST = 20_000
+# At least this many kept rows due: the top-N walks the value index (else it sorts the due-date range).
+MANY_DUE = 20_000
 
 
 @dataclass(frozen=True)
@@ -169,20 +175,59 @@ class _Reference:
 
 
 def due_clients(session: Session, *, company_id: int, today: date, limit: int | None = None) -> list[DueClient]:
-    """The company's due clients on `today` (its local reference date), highest value first."""
+    """The company's due clients on `today` (its local reference date), highest value first.
+
+    Read from the kept due dates (reactivation_due_dates): the candidates are the kept rows due by `today` (an
+    index range) and the lapses whose snooze has ended; every exclusion is applied to them only. A candidate whose
+    kept row no longer fits the client, and every client whose row is marked stale, are recomputed by the reference
+    path (`reference_due_clients`, restricted to them); with more than STALE_AT_MOST stale rows (a new table, a
+    bulk import not yet refreshed) the whole selection takes the reference path."""
     if limit is not None and limit <= 0:
         return []
     reference = _reference(session, company_id=company_id, today=today)
+    stale = due_dates.stale_count(session, company_id=company_id, at_most=STALE_AT_MOST + 1)
+    if stale > STALE_AT_MOST:
+        log.info("due dates stale: reference selection", extra={"company_id": company_id, "stale": stale})
+        return _reference_due(session, reference, limit=limit)
+    found = _kept_due(session, reference, limit=limit)
+    recompute = found.recompute | (set(due_dates.stale_ids(session, company_id=company_id)) if stale else set())
+    if not recompute:
+        return found.clients
+    recomputed = _reference_due(session, reference, limit=limit, only=sorted(recompute))
+    merged = sorted([*found.clients, *recomputed], key=_order)
+    return merged if limit is None else merged[:limit]
+
+
+def _order(due: DueClient) -> tuple[Decimal, date, int]:
+    """The selection's order: highest value first, then longest inactive, then id."""
+    return (-due.total_spent, due.last_visit_date, due.client_id)
+
+
+def reference_due_clients(
+    session: Session, *, company_id: int, today: date, limit: int | None = None
+) -> list[DueClient]:
+    """The due clients computed from the clients' data alone (the waterfall joined over the company's clients),
+    ignoring the kept due dates: what `due_clients` must equal, and what it falls back to."""
+    if limit is not None and limit <= 0:
+        return []
+    return _reference_due(session, _reference(session, company_id=company_id, today=today), limit=limit)
+
+
+def _reference_due(
+    session: Session, reference: _Reference, *, limit: int | None, only: Sequence[int] | None = None
+) -> list[DueClient]:
     postgres = is_postgres(session)
-    if limit is None:
+    if limit is None or only is not None:
         with _work_mem(session, postgres=postgres):
-            rows = session.execute(_due_query(reference, postgres=postgres, cap=None, floor=None)).all()
-        return _keep(session, reference, rows, None)
+            query = _due_query(reference, postgres=postgres, cap=None, floor=None, only=only)
+            rows = session.execute(query).all()
+        return _keep(session, reference, rows, limit)
     # The answer is the `limit` most valuable due clients, so the query first looks only at the `prefix` most
     # valuable clients of the company (total_spent at or above the prefix-th highest: an index range), and
     # widens the prefix eightfold while that holds fewer than `limit` due clients; once the prefix covers the
     # company there is no bound. Within a round it ranks only the top `cap` candidates (a bounded sort) before
     # the per-row probes. Every round is one set-based query; a dense day needs one round, a sparse one a few.
+    company_id = reference.company.id
     prefix = limit * PREFIX_FACTOR
     floor = _value_floor(session, company_id=company_id, prefix=prefix)
     cap = limit * 2 + 50
@@ -212,7 +257,13 @@ def _value_floor(session: Session, *, company_id: int, prefix: int) -> Decimal |
     ).scalar()
 
 
-def _keep(session: Session, reference: _Reference, rows: Sequence[Any], limit: int | None) -> list[DueClient]:
+def _keep(
+    session: Session,
+    reference: _Reference,
+    rows: Sequence[Any],
+    limit: int | None,
+    build: Callable[..., DueClient | None] | None = None,
+) -> list[DueClient]:
     """The first `limit` rows that no probe excluded and no opt-out covers, as DueClients, in order.
 
     Phones are normalized (the slow part: phonenumbers) only for rows that may be returned, and checked against
@@ -227,7 +278,7 @@ def _keep(session: Session, reference: _Reference, rows: Sequence[Any], limit: i
         while position < len(candidates) and len(batch) < wanted:
             row = candidates[position]
             position += 1
-            due = _due_client(row, reference, phone_e164=try_normalize_phone(row.phone))
+            due = (build or _due_client)(row, reference, phone_e164=try_normalize_phone(row.phone))
             if due is not None:
                 batch.append(due)
         opted = _opted_out(session, company_id=reference.company.id, phones={d.phone_e164 for d in batch})
@@ -403,15 +454,8 @@ def _held(
 
 def _reference(session: Session, *, company_id: int, today: date) -> _Reference:
     company = load_company(session, company_id=company_id)
-    standards = load_standards(session)
-    titles = dict(
-        session.execute(select(Service.yclients_id, Service.title).where(Service.company_id == company_id)).all()
-    )
-    industry = {}
-    for service_id, title in titles.items():
-        found = match_industry(title, standards)
-        if found is not None:
-            industry[service_id] = found
+    facts = service_facts(session, company_id=company_id)
+    titles, industry = facts.titles, facts.industry
     gap = company.settings.min_days_between_messages
     cutoff = local_midnight(today - timedelta(days=gap - 1), company.tz) if gap > 0 else None
     return _Reference(company=company, today=today, industry=industry, titles=titles, contact_cutoff=cutoff)
@@ -434,39 +478,26 @@ def _days_between(today: date, column: Any, *, postgres: bool) -> ColumnElement[
     return cast(func.julianday(literal(today.isoformat())) - func.julianday(column), Integer)
 
 
-def _industry_table(reference: _Reference) -> Any:
-    """(service_id, interval_days) for the company's services that match an industry category."""
-    rows = [
-        select(literal(service_id, Integer).label("service_id"), literal(m.interval_days, Integer).label("days"))
-        for service_id, m in sorted(reference.industry.items())
-    ]
-    if not rows:
-        empty = select(cast(null(), Integer).label("service_id"), cast(null(), Integer).label("days")).where(
-            literal(False)
-        )
-        return empty.cte("industry")
-    if len(rows) == 1:
-        return rows[0].cte("industry")
-    return union_all(*rows).cte("industry")
-
-
 @dataclass(frozen=True)
 class _Holds:
     """A lapse's reply hold as one outer join: what it excludes today, and what it adds to the row."""
 
     on: ColumnElement[bool]
     not_snoozed: ColumnElement[bool]
+    repeat: ColumnElement[int]  # 1 when the lapse's snooze has ended: its step is due again
     columns: tuple[Any, ...]
 
 
 def _holds(company_id: int, today: date) -> _Holds:
     r = ReplyHold
     open_snooze = and_(r.kind == HoldKind.SNOOZED.value, r.ended_at.is_(None))
+    repeat = case((and_(open_snooze, r.until <= today), 1), else_=0)
     return _Holds(
         on=and_(r.company_id == company_id, r.client_id == Client.id, r.last_visit_date == Client.last_visit_date),
         not_snoozed=case((and_(open_snooze, r.until > today), 1), else_=0) == 0,
+        repeat=repeat,
         columns=(
-            case((and_(open_snooze, r.until <= today), 1), else_=0).label("repeat"),
+            repeat.label("repeat"),
             r.step.label("hold_step"),
             r.until.label("hold_until"),
             # A move holds while the phone stays the same: a new number may be someone who never said it.
@@ -475,23 +506,33 @@ def _holds(company_id: int, today: date) -> _Holds:
     )
 
 
-def _due_query(reference: _Reference, *, postgres: bool, cap: int | None, floor: Decimal | None) -> Any:
+def _due_query(
+    reference: _Reference,
+    *,
+    postgres: bool,
+    cap: int | None,
+    floor: Decimal | None,
+    only: Sequence[int] | None = None,
+) -> Any:
     """The due selection, one statement: the candidates (cheap filters, the waterfall's interval, the step taken
-    so far), the step due for each, ranked by value (the top `cap`), and then the per-row probes of the ranked."""
-    candidates = _candidates(reference, postgres=postgres, floor=floor)
+    so far), the step due for each, ranked by value (the top `cap`), and then the per-row probes of the ranked.
+    `only`: these clients alone."""
+    candidates = _candidates(reference, postgres=postgres, floor=floor, only=only)
     ranked = _ranked(candidates, grace=reference.grace, cap=cap)
     return _probed(ranked, reference, postgres=postgres)
 
 
-def _candidates(reference: _Reference, *, postgres: bool, floor: Decimal | None) -> Any:
+def _candidates(
+    reference: _Reference, *, postgres: bool, floor: Decimal | None, only: Sequence[int] | None = None
+) -> Any:
     """The clients that pass the cheap filters, each with its value, days inactive, the interval the waterfall
     gives in SQL, and the latest step already taken in its lapse."""
     c = Client
     p = ClientPersonalizedInterval
     s = ServiceReactivationInterval
     company_id = reference.company.id
-    industry = _industry_table(reference)
-    previous = _previous_step(reference, floor=floor)
+    industry = industry_table(reference.industry)
+    previous = _previous_step(reference, per_client=floor is not None or only is not None)
     hold = _holds(company_id, reference.today)
     candidates: Any = (
         select(
@@ -503,12 +544,12 @@ def _candidates(reference: _Reference, *, postgres: bool, floor: Decimal | None)
             cast(c.total_spent, Float).label("value"),
             c.last_service_id.label("service_id"),
             _days_between(reference.today, c.last_visit_date, postgres=postgres).label("days_inactive"),
-            _waterfall_days(industry).label("interval_days"),
+            waterfall_days(industry).label("interval_days"),
             previous.column.label("previous_step"),
             *hold.columns,
         )
-        .outerjoin(p, _usable_personal(company_id))
-        .outerjoin(s, _usable_service(company_id))
+        .outerjoin(p, usable_personal(company_id))
+        .outerjoin(s, usable_service(company_id))
         .outerjoin(industry, industry.c.service_id == c.last_service_id)
         .outerjoin(ReplyHold, hold.on)
     )
@@ -517,7 +558,10 @@ def _candidates(reference: _Reference, *, postgres: bool, floor: Decimal | None)
         candidates = candidates.outerjoin(
             lapses, and_(lapses.c.client_id == c.id, lapses.c.last_visit_date == c.last_visit_date)
         )
-    return candidates.where(*_eligible(reference, postgres=postgres, floor=floor), hold.not_snoozed).subquery("base")
+    conditions = _eligible(reference, postgres=postgres, floor=floor)
+    if only is not None:
+        conditions.append(due_dates.among(only, postgres=postgres)(c.id))
+    return candidates.where(*conditions, hold.not_snoozed).subquery("base")
 
 
 @dataclass(frozen=True)
@@ -529,16 +573,16 @@ class _PreviousStep:
     lapses: Any | None
 
 
-def _previous_step(reference: _Reference, *, floor: Decimal | None) -> _PreviousStep:
-    """The step taken so far in each candidate's lapse: from the open lapses grouped once, or, within a value
-    floor, probed per client."""
+def _previous_step(reference: _Reference, *, per_client: bool) -> _PreviousStep:
+    """The step taken so far in each candidate's lapse: from the open lapses grouped once, or, for a few thousand
+    candidates (within a value floor, or named), probed per client."""
     h = ReactivationHistory
     company_id = reference.company.id
     # A lapse whose flow stopped (a negative reply, an opt-out, a booking) counts as if its last step were taken;
     # dry-run rows are no contact at all.
     step_taken = case((h.flow_stopped_reason.is_not(None), int(Step.WIN_BACK)), else_=h.step)
     real = not_dry_run()
-    if floor is None:
+    if not per_client:
         # Every client: one pass over the lapses still open, hashed.
         lapses = (
             select(h.client_id, h.last_visit_date, func.max(step_taken).label("previous_step"))
@@ -558,46 +602,6 @@ def _previous_step(reference: _Reference, *, floor: Decimal | None) -> _Previous
         .scalar_subquery()
     )
     return _PreviousStep(column=probe, lapses=None)
-
-
-# Only usable personal and salon rows take part in the candidates' join (a smaller hash on a million clients); the
-# raw rows are joined again for the ranked clients, so that the evidence can say why one was passed over.
-
-
-def _usable_personal(company_id: int) -> ColumnElement[bool]:
-    """A personal row the waterfall's level 1 accepts for the client's last service."""
-    p = ClientPersonalizedInterval
-    return and_(
-        p.company_id == company_id,
-        p.client_id == Client.id,
-        p.service_id == Client.last_service_id,
-        p.visit_count >= MIN_PERSONAL_INTERVALS + 1,
-        p.consistency_score >= MIN_CONSISTENCY,
-        p.consistency_score <= 1,
-        p.personal_interval_days.between(MIN_INTERVAL_DAYS, MAX_INTERVAL_DAYS),
-    )
-
-
-def _usable_service(company_id: int) -> ColumnElement[bool]:
-    """A salon row the waterfall's level 2 accepts for the client's last service."""
-    s = ServiceReactivationInterval
-    return and_(
-        s.company_id == company_id,
-        s.service_id == Client.last_service_id,
-        s.is_active.is_(True),
-        s.sample_size >= MIN_SERVICE_SAMPLE,
-        s.median_interval_days.between(MIN_INTERVAL_DAYS, MAX_INTERVAL_DAYS),
-    )
-
-
-def _waterfall_days(industry: Any) -> ColumnElement[int]:
-    """The waterfall in SQL: the personal median, else the salon's, else the industry's, else the universal days."""
-    return func.coalesce(
-        ClientPersonalizedInterval.personal_interval_days,
-        ServiceReactivationInterval.median_interval_days,
-        case((industry.c.days.between(MIN_INTERVAL_DAYS, MAX_INTERVAL_DAYS), industry.c.days)),
-        UNIVERSAL_DAYS,
-    )
 
 
 def _eligible(reference: _Reference, *, postgres: bool, floor: Decimal | None) -> list[ColumnElement[bool]]:
@@ -636,18 +640,22 @@ def _not_contacted_since(cutoff: datetime, *, company_id: int) -> list[ColumnEle
     ]
 
 
-def _ranked(candidates: Any, *, grace: int, cap: int | None) -> Any:
+def _ranked(candidates: Any, *, grace: int, cap: int | None, keep_unfit: bool = False) -> Any:
     """The step due for each candidate, k = min(3, ⌊(days_inactive − grace) / interval⌋), kept when k ≥ 1 and
     above the step already taken (or the snoozed step again once its snooze ended); highest value first, then
-    longest inactive, then id; the top `cap` if given."""
+    longest inactive, then id; the top `cap` if given. `keep_unfit`: also every row whose kept row no longer
+    fits (`fits` = 0), to be recomputed."""
     k = (candidates.c.days_inactive - grace) // candidates.c.interval_days
     # A lapse whose snooze ended gets its snoozed step again, whatever the interval says.
     step = case((candidates.c.repeat == 1, candidates.c.hold_step), (k >= len(Step), len(Step)), else_=k)
     stepped = select(candidates, step.label("step")).subquery("stepped")
     due = and_(stepped.c.step >= 1, stepped.c.step > func.coalesce(stepped.c.previous_step, 0))
+    wanted = [stepped.c.repeat == 1, due]
+    if keep_unfit:
+        wanted.append(stepped.c.fits == 0)
     ranked = (
         select(stepped)
-        .where(or_(stepped.c.repeat == 1, due))
+        .where(or_(*wanted))
         .order_by(stepped.c.value.desc(), stepped.c.last_visit_date.asc(), stepped.c.id.asc())
     )
     # A LIMIT (or OFFSET 0) keeps PostgreSQL from flattening this subquery: the probes below then run only on
@@ -656,9 +664,10 @@ def _ranked(candidates: Any, *, grace: int, cap: int | None) -> Any:
     return ranked.subquery("ranked")
 
 
-def _probed(top: Any, reference: _Reference, *, postgres: bool) -> Any:
-    """The ranked rows with what the pipeline needs (name, phone, the raw personal and salon rows) and the three
-    per-row probes: a booking by client id, one by phone, an attended visit, each since the lapse began."""
+def _probed(top: Any, reference: _Reference, *, postgres: bool, raw_rows: bool = True) -> Any:
+    """The ranked rows with what the pipeline needs (name, phone, with `raw_rows` the raw personal and salon rows)
+    and the three per-row probes: a booking by client id, one by phone, an attended visit, each since the lapse
+    began."""
     c = Client
     p = ClientPersonalizedInterval
     s = ServiceReactivationInterval
@@ -667,33 +676,37 @@ def _probed(top: Any, reference: _Reference, *, postgres: bool) -> Any:
     company_id = reference.company.id
     booking_after, visit_after = _after_lapse(top, reference, postgres=postgres)
     active = not_cancelled()
-    return (
-        select(
-            top,
-            c.name,
-            c.phone,
-            c.last_services,
+    raw = (
+        (
             p.personal_interval_days,
             p.visit_count.label("personal_visits"),
             p.consistency_score,
             s.median_interval_days,
             s.sample_size,
             s.is_active,
-            _probe(b.company_id == company_id, b.client_id == top.c.id, booking_after, active).label(
-                "booked_by_client"
-            ),
-            _probe(b.company_id == company_id, b.client_phone_key == top.c.phone_key, booking_after, active).label(
-                "booked_by_phone"
-            ),
-            _probe(a.company_id == company_id, a.client_id == top.c.id, a.attendance == 1, visit_after).label(
-                "visited_since"
-            ),
         )
-        .join(c, and_(c.company_id == company_id, c.id == top.c.id))
-        .outerjoin(p, and_(p.company_id == company_id, p.client_id == top.c.id, p.service_id == top.c.service_id))
-        .outerjoin(s, and_(s.company_id == company_id, s.service_id == top.c.service_id))
-        .order_by(top.c.value.desc(), top.c.last_visit_date.asc(), top.c.id.asc())
+        if raw_rows
+        else ()
     )
+    statement = select(
+        top,
+        c.name,
+        c.phone,
+        c.last_services,
+        *raw,
+        _probe(b.company_id == company_id, b.client_id == top.c.id, booking_after, active).label("booked_by_client"),
+        _probe(b.company_id == company_id, b.client_phone_key == top.c.phone_key, booking_after, active).label(
+            "booked_by_phone"
+        ),
+        _probe(a.company_id == company_id, a.client_id == top.c.id, a.attendance == 1, visit_after).label(
+            "visited_since"
+        ),
+    ).join(c, and_(c.company_id == company_id, c.id == top.c.id))
+    if raw_rows:
+        statement = statement.outerjoin(
+            p, and_(p.company_id == company_id, p.client_id == top.c.id, p.service_id == top.c.service_id)
+        ).outerjoin(s, and_(s.company_id == company_id, s.service_id == top.c.service_id))
+    return statement.order_by(top.c.value.desc(), top.c.last_visit_date.asc(), top.c.id.asc())
 
 
 def _after_lapse(top: Any, reference: _Reference, *, postgres: bool) -> tuple[Any, Any]:
@@ -716,25 +729,11 @@ def _probe(*where: Any) -> ColumnElement[bool]:
     return select(literal_column("1")).where(*where).limit(1).scalar_subquery().is_not(None)
 
 
-def _first_title(raw: Any) -> str | None:
-    """The title of the first item of clients.last_services, if it has one."""
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            return None
-    if isinstance(raw, list) and raw and isinstance(raw[0], dict):
-        title = raw[0].get("title")
-        if isinstance(title, str) and title.strip():
-            return title.strip()[:200]
-    return None
-
-
 def _due_client(row: Any, reference: _Reference, *, phone_e164: str | None) -> DueClient | None:
     service_id = row.service_id if isinstance(row.service_id, int) else None
     title = reference.titles.get(service_id) if service_id is not None else None
     if title is None:
-        title = _first_title(row.last_services)
+        title = first_title(row.last_services)
     personal = None
     if row.personal_interval_days is not None:
         personal = PersonalRhythm(row.personal_interval_days, row.personal_visits - 1, row.consistency_score)
@@ -800,3 +799,174 @@ def _waterfall_step(row: Any, reference: _Reference, interval: Interval, previou
             },
         )
     return step
+
+
+# --- the kept due dates -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _KeptFound:
+    """The due clients the kept rows give, and the candidates whose kept row no longer fits (to recompute)."""
+
+    clients: list[DueClient]
+    recompute: set[int]
+
+
+def _kept_due(session: Session, reference: _Reference, *, limit: int | None) -> _KeptFound:
+    """The due clients among the kept rows due by the reference date and the lapses whose snooze has ended.
+
+    With a limit: the `cap` most valuable kept rows due (an index walk, see `_candidate_ids`) are the candidates,
+    and the cap grows fourfold while the exclusions leave fewer than `limit` of a full cap. Without: one
+    set-based statement over the kept rows due."""
+    postgres = is_postgres(session)
+    if limit is None:
+        with _work_mem(session, postgres=postgres):
+            rows = session.execute(_kept_query(reference, postgres=postgres, among=None)).all()
+        return _split(session, reference, rows, None)
+    held = _snoozes_ended(session, reference)
+    cap = limit * 2 + 50
+    while True:
+        ids = _candidate_ids(session, reference, cap=cap, postgres=postgres)
+        among = due_dates.among(sorted({*ids, *held}), postgres=postgres)
+        rows = session.execute(_kept_query(reference, postgres=postgres, among=among)).all()
+        found = _split(session, reference, rows, limit)
+        if len(found.clients) >= limit or len(ids) < cap:
+            return found
+        cap *= 4
+
+
+def _split(session: Session, reference: _Reference, rows: Sequence[Any], limit: int | None) -> _KeptFound:
+    fitting = [r for r in rows if r.fits]
+    clients = _keep(session, reference, fitting, limit, build=_kept_due_client)
+    return _KeptFound(clients=clients, recompute={r.id for r in rows if not r.fits})
+
+
+def _candidate_ids(session: Session, reference: _Reference, *, cap: int, postgres: bool) -> list[int]:
+    """The `cap` most valuable clients whose kept row is due by the reference date (grace days included).
+
+    One table, one index, whatever the statistics say: on PostgreSQL a bounded count first tells whether many
+    rows are due (then the value index is walked from the top, the due-date test made unusable for an index) or
+    few (then the due-date index range is read and sorted, the value made unusable for an index)."""
+    k = DueDate
+    company_id = reference.company.id
+    first = due_dates.STALE + timedelta(days=1)
+    due_by = reference.today - timedelta(days=reference.grace)
+    next_due: Any = k.next_due_on
+    value: Any = k.total_spent
+    if postgres:
+        in_range = select(k.client_id).where(k.company_id == company_id, k.next_due_on.between(first, due_by))
+        many = session.scalar(select(func.count()).select_from(in_range.limit(MANY_DUE).subquery()))
+        if (many or 0) >= MANY_DUE:
+            next_due = k.next_due_on + 0
+        else:
+            value = k.total_spent + 0
+    statement = (
+        select(k.client_id)
+        .where(k.company_id == company_id, next_due.between(first, due_by))
+        .order_by(value.desc(), k.last_visit_date.asc(), k.client_id.asc())
+        .limit(cap)
+    )
+    return list(session.scalars(statement))
+
+
+def _snoozes_ended(session: Session, reference: _Reference) -> list[int]:
+    """Clients with a snooze that ended by the reference date: their snoozed step is due again (any interval)."""
+    r = ReplyHold
+    return list(
+        session.scalars(
+            select(r.client_id).where(
+                r.company_id == reference.company.id,
+                r.kind == HoldKind.SNOOZED.value,
+                r.ended_at.is_(None),
+                r.until <= reference.today,
+            )
+        )
+    )
+
+
+def _kept_query(reference: _Reference, *, postgres: bool, among: Callable[[Any], ColumnElement[bool]] | None) -> Any:
+    """The due selection over kept rows: the candidates (named, or every kept row due and every ended snooze),
+    the cheap filters and the step taken so far, the step due from the kept interval, the per-row probes; each
+    row says whether its kept row still fits the client (same lapse, last service and value)."""
+    c = Client
+    k = DueDate
+    company_id = reference.company.id
+    previous = _previous_step(reference, per_client=among is not None)
+    hold = _holds(company_id, reference.today)
+    fits = and_(
+        k.last_visit_date == c.last_visit_date,
+        k.last_service_id.is_not_distinct_from(c.last_service_id),
+        k.total_spent == c.total_spent,
+    )
+    candidates: Any = (
+        select(
+            c.id,
+            c.phone_key,
+            c.last_visit_date,
+            c.total_spent,
+            cast(c.total_spent, Float).label("value"),
+            c.last_service_id.label("service_id"),
+            _days_between(reference.today, c.last_visit_date, postgres=postgres).label("days_inactive"),
+            k.interval_days,
+            k.interval_source,
+            k.confidence,
+            k.evidence,
+            previous.column.label("previous_step"),
+            *hold.columns,
+            case((fits, 1), else_=0).label("fits"),
+        )
+        .join(k, and_(k.company_id == company_id, k.client_id == c.id))
+        .outerjoin(ReplyHold, hold.on)
+    )
+    if previous.lapses is not None:
+        lapses = previous.lapses
+        candidates = candidates.outerjoin(
+            lapses, and_(lapses.c.client_id == c.id, lapses.c.last_visit_date == c.last_visit_date)
+        )
+    conditions = _eligible(reference, postgres=postgres, floor=None)
+    if among is not None:
+        conditions.append(among(c.id))
+    else:
+        due_by = reference.today - timedelta(days=reference.grace)
+        kept_due = k.next_due_on.between(due_dates.STALE + timedelta(days=1), due_by)
+        conditions.append(or_(kept_due, hold.repeat == 1))
+    base = candidates.where(*conditions, hold.not_snoozed).subquery("base")
+    ranked = _ranked(base, grace=reference.grace, cap=None, keep_unfit=True)
+    return _probed(ranked, reference, postgres=postgres, raw_rows=False)
+
+
+def _kept_due_client(row: Any, reference: _Reference, *, phone_e164: str | None) -> DueClient | None:
+    """A due client from a kept row: the kept interval, the step the SQL found."""
+    service_id = row.service_id if isinstance(row.service_id, int) else None
+    title = reference.titles.get(service_id) if service_id is not None else None
+    if title is None:
+        title = first_title(row.last_services)
+    interval = Interval(
+        interval_days=row.interval_days,
+        source=Source(row.interval_source),
+        confidence=float(row.confidence),
+        evidence=row.evidence or {},
+    )
+    previous = int(row.previous_step) if row.previous_step is not None else 0
+    if row.repeat:
+        step, due = Step(row.hold_step), row.hold_until
+    else:
+        step = Step(row.step)
+        due = due_date(row.last_visit_date, step, interval_days=interval.interval_days, grace_days=reference.grace)
+    return DueClient(
+        client_id=row.id,
+        name=row.name,
+        phone=row.phone,
+        phone_e164=phone_e164,
+        last_visit_date=row.last_visit_date,
+        days_inactive=row.days_inactive,
+        last_service_id=service_id,
+        last_service_name=title,
+        interval=interval,
+        step=step,
+        due_date=due,
+        total_spent=Decimal(row.total_spent),
+        previous_step=Step(previous) if previous in (1, 2, 3) else None,
+        repeat=bool(row.repeat),
+        moved=bool(row.moved),
+    )
