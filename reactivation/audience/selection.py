@@ -180,13 +180,13 @@ def due_clients(session: Session, *, company_id: int, today: date, limit: int | 
     Read from the kept due dates (reactivation_due_dates): the candidates are the kept rows due by `today` (an
     index range) and the lapses whose snooze has ended; every exclusion is applied to them only. A candidate whose
     kept row no longer fits the client, and every client whose row is marked stale, are recomputed by the reference
-    path (`reference_due_clients`, restricted to them); with more than STALE_AT_MOST stale rows (a new table, a
-    bulk import not yet refreshed) the whole selection takes the reference path."""
+    path (`reference_due_clients`, restricted to them); with more than STALE_AT_MOST stale rows (a bulk import
+    not yet refreshed) or no kept row at all, the whole selection takes the reference path."""
     if limit is not None and limit <= 0:
         return []
     reference = _reference(session, company_id=company_id, today=today)
     stale = due_dates.stale_count(session, company_id=company_id, at_most=STALE_AT_MOST + 1)
-    if stale > STALE_AT_MOST:
+    if stale > STALE_AT_MOST or not due_dates.any_kept(session, company_id=company_id):
         log.info("due dates stale: reference selection", extra={"company_id": company_id, "stale": stale})
         return _reference_due(session, reference, limit=limit)
     found = _kept_due(session, reference, limit=limit)

@@ -149,6 +149,11 @@ def stale_count(session: Session, *, company_id: int, at_most: int) -> int:
     return int(session.scalar(select(func.count()).select_from(first)) or 0)
 
 
+def any_kept(session: Session, *, company_id: int) -> bool:
+    """Whether the company has any kept row (none: a table emptied by hand, the triggers bypassed)."""
+    return session.scalar(select(DueDate.client_id).where(DueDate.company_id == company_id).limit(1)) is not None
+
+
 def stale_ids(session: Session, *, company_id: int) -> list[int]:
     """The company's stale rows' clients."""
     return list(

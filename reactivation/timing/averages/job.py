@@ -58,6 +58,7 @@ from reactivation.timing.averages.plan import (
 from reactivation.timing.averages.postgres import run_postgres
 from reactivation.timing.averages.sqlite import run_sqlite
 from reactivation.timing.averages.stats import ServiceStats
+from reactivation.timing.due_dates import refresh as refresh_due_dates
 from reactivation.timing.day_digests import DayDigest, current_digests, first_changed_day, store_digests, stored_digests
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,8 @@ def calculate_averages(
     active = _write_services(session, company_id=company_id, services=computed.services, now=now)
     store_digests(session, company_id=company_id, digests=mark.digests, since=mark.keep_from)
     _record_state(session, state, plan=plan, mark=mark, computed=computed)
+    # The kept due dates of the clients whose interval (or lapse) no longer fits what was just written.
+    refresh_due_dates(session, company_id=company_id, now=now)
     result = _result(session, plan=plan, computed=computed, active=active)
     log.info("averages calculated", extra=result.as_dict())
     return result
