@@ -36,8 +36,9 @@ bench/plans/selection.txt (`python -m bench selection`).
 
 from __future__ import annotations
 
+import heapq
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -970,3 +971,38 @@ def _kept_due_client(row: Any, reference: _Reference, *, phone_e164: str | None)
         repeat=bool(row.repeat),
         moved=bool(row.moved),
     )
+
+
+def stream_due(session: Session, *, company_id: int, today: date, batch: int = 5_000) -> Iterator[DueClient]:
+    """Every due client, highest value first, streamed from the query (a server-side cursor on PostgreSQL) for
+    exports of hundreds of thousands: the interval and step come from the kept rows, and `phone_e164` is the
+    stored phone key (no phone parsing per row; opt-outs are those the key matches). Stale rows are recomputed
+    first and merged in order; a kept row found not to fit while streaming is recomputed and comes last. With
+    too many stale rows (or none kept) it is `due_clients` without a limit."""
+    reference = _reference(session, company_id=company_id, today=today)
+    stale = due_dates.stale_count(session, company_id=company_id, at_most=STALE_AT_MOST + 1)
+    if stale > STALE_AT_MOST or not due_dates.any_kept(session, company_id=company_id):
+        yield from _reference_due(session, reference, limit=None)
+        return
+    stale_ids = due_dates.stale_ids(session, company_id=company_id) if stale else []
+    recomputed = _reference_due(session, reference, limit=None, only=stale_ids) if stale_ids else []
+    unfit: list[int] = []
+    postgres = is_postgres(session)
+    with _work_mem(session, postgres=postgres):
+        query = _kept_query(reference, postgres=postgres, among=None).execution_options(yield_per=batch)
+        result = session.execute(query)
+        streamed = _stream_kept(result, reference, unfit)
+        yield from heapq.merge(streamed, recomputed, key=_order)
+    if unfit:
+        log.warning("kept due dates did not fit", extra={"company_id": company_id, "count": len(unfit)})
+        yield from _reference_due(session, reference, limit=None, only=unfit)
+
+
+def _stream_kept(rows: Iterable[Any], reference: _Reference, unfit: list[int]) -> Iterator[DueClient]:
+    for row in rows:
+        if not row.fits:
+            unfit.append(row.id)
+        elif not (row.booked_by_client or row.booked_by_phone or row.visited_since):
+            due = _kept_due_client(row, reference, phone_e164=row.phone_key)
+            if due is not None:
+                yield due

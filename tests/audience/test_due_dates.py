@@ -3,8 +3,11 @@ clients, intervals and steps; a stale kept row is recomputed, never trusted; cla
 
 from __future__ import annotations
 
+import io
+import json
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from reactivation.audience import selection
+from reactivation.audience.preview import PreviewRow, preview_row, stream_preview, to_csv, write_csv, write_json
 from reactivation.audience.selection import DueClient, due_clients, reference_due_clients
 from reactivation.flow.campaign import claim_row
 from reactivation.storage import due_dates, history, holds
@@ -195,9 +199,7 @@ def test_a_stale_kept_row_is_recomputed_not_trusted(session: Session, monkeypatc
 
     # The client came back yesterday: the trigger marks the kept row stale, and the selection does not contact
     # them on the old lapse.
-    session.execute(
-        update(Client).where(Client.id == client.id).values(last_visit_date=TODAY - timedelta(days=1))
-    )
+    session.execute(update(Client).where(Client.id == client.id).values(last_visit_date=TODAY - timedelta(days=1)))
     session.expire_all()
     assert session.get(DueDate, (company.id, client.id)).next_due_on == due_dates.STALE  # type: ignore[union-attr]
     assert _same(session, company.id, TODAY, None) == []
@@ -249,3 +251,44 @@ def test_two_companies_keep_their_own_rows(session: Session) -> None:
     ids = {d.client_id for d in due_clients(session, company_id=first, today=TODAY)}
     others = set(session.scalars(select(Client.id).where(Client.company_id == second)))
     assert ids and not ids & others
+
+
+def test_the_streamed_preview_lists_what_the_selection_lists(session: Session) -> None:
+    rng = random.Random(8)
+    company_id = _salon(session, rng)
+    _disturb(session, company_id, rng)  # a few stale rows, recomputed and merged in order
+    expected = [preview_row(d) for d in reference_due_clients(session, company_id=company_id, today=TODAY)]
+    streamed = list(stream_preview(session, company_id=company_id, today=TODAY))
+    assert len(expected) > 5
+    # The phone is masked from the stored key: the same mask for every number the key reads as E.164.
+    assert [replace(r, phone="") for r in streamed] == [replace(r, phone="") for r in expected]
+    assert [r.phone for r in streamed] == [r.phone for r in expected]
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_streamed_json_and_csv_read_as_the_whole_list_would(count: int) -> None:
+    row = PreviewRow(
+        client_id=1,
+        name="Мария",
+        phone="+7********67",
+        last_service="Маникюр",
+        last_visit=TODAY,
+        days_inactive=30,
+        interval_days=21,
+        interval_source="industry_standard",
+        confidence=0.8,
+        step=1,
+        message_type="gentle",
+        due_date=TODAY,
+        why="industry 21 d, 1st step due since 2026-11-23",
+    )
+    rows = [replace(row, client_id=n) for n in range(count)]
+    out = io.StringIO()
+    write_json(iter(rows), out, with_messages=False)
+    assert (
+        out.getvalue()
+        == json.dumps([r.as_dict(with_messages=False) for r in rows], ensure_ascii=False, indent=2) + "\n"
+    )
+    out = io.StringIO()
+    assert write_csv(iter(rows), out, with_messages=False) == count
+    assert out.getvalue() == to_csv(rows, with_messages=False)

@@ -58,8 +58,8 @@ from reactivation.timing.averages.plan import (
 from reactivation.timing.averages.postgres import run_postgres
 from reactivation.timing.averages.sqlite import run_sqlite
 from reactivation.timing.averages.stats import ServiceStats
-from reactivation.timing.due_dates import refresh as refresh_due_dates
 from reactivation.timing.day_digests import DayDigest, current_digests, first_changed_day, store_digests, stored_digests
+from reactivation.timing.due_dates import refresh as refresh_due_dates
 
 log = logging.getLogger(__name__)
 
