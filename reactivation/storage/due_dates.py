@@ -16,13 +16,14 @@ never a wrong contact.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, ColumnElement, Table, and_, bindparam, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import BigInteger, ColumnElement, Table, and_, bindparam, delete, func, select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -63,15 +64,58 @@ def next_due_on(last_visit: date | None, *, previous_step: int, interval_days: i
 
 
 def upsert(session: Session, *, company_id: int, rows: Sequence[KeptRow], now: datetime) -> int:
-    """Write computed rows (insert or replace), in chunks; how many."""
-    dialect = postgresql if is_postgres(session) else sqlite
-    table = DueDate.__table__
-    for start in range(0, len(rows), WRITE_CHUNK):
-        values = [_values(company_id, row, now) for row in rows[start : start + WRITE_CHUNK]]
-        statement = dialect.insert(table).values(values)
-        replaced = {name: statement.excluded[name] for name in values[0] if name not in ("company_id", "client_id")}
-        session.execute(statement.on_conflict_do_update(index_elements=["company_id", "client_id"], set_=replaced))
+    """Write computed rows (insert or replace); how many. PostgreSQL: COPY into a temporary table, then one
+    INSERT … ON CONFLICT; SQLite: an executemany upsert."""
+    if not rows:
+        return 0
+    values = [_values(company_id, row, now) for row in rows]
+    if is_postgres(session):
+        _copy_upsert(session, values)
+        return len(rows)
+    table = cast(Table, DueDate.__table__)
+    statement = sqlite.insert(table)
+    replaced = {name: statement.excluded[name] for name in _COLUMNS if name not in ("company_id", "client_id")}
+    statement = statement.on_conflict_do_update(index_elements=["company_id", "client_id"], set_=replaced)
+    for start in range(0, len(values), WRITE_CHUNK):
+        session.connection().execute(statement, values[start : start + WRITE_CHUNK])
     return len(rows)
+
+
+_COLUMNS = (
+    "company_id",
+    "client_id",
+    "last_visit_date",
+    "last_service_id",
+    "total_spent",
+    "interval_days",
+    "interval_source",
+    "confidence",
+    "evidence",
+    "previous_step",
+    "next_due_on",
+    "computed_at",
+)
+
+
+def _copy_upsert(session: Session, values: Sequence[dict[str, Any]]) -> None:
+    table = DueDate.__tablename__
+    columns = ", ".join(_COLUMNS)
+    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in _COLUMNS[2:])
+    session.execute(
+        text(f"CREATE TEMP TABLE IF NOT EXISTS due_dates_load (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
+    )
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor, cursor.copy(f"COPY due_dates_load ({columns}) FROM STDIN") as copy:
+        for row in values:
+            copy.write_row([json.dumps(row[name]) if name == "evidence" else row[name] for name in _COLUMNS])
+    session.execute(
+        text(
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM due_dates_load "
+            f"ON CONFLICT (company_id, client_id) DO UPDATE SET {updates}"
+        )
+    )
+    session.execute(text("TRUNCATE due_dates_load"))
 
 
 def _values(company_id: int, row: KeptRow, now: datetime) -> dict[str, Any]:

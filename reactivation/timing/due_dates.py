@@ -19,7 +19,7 @@ from datetime import datetime
 from time import monotonic
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from reactivation.core.vocabulary import Step
@@ -46,6 +46,7 @@ from reactivation.timing.waterfall_sql import (
 log = logging.getLogger(__name__)
 
 CHUNK = 5_000
+ANALYZE_AT = 10_000
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,18 @@ class RefreshResult:
         }
 
 
-def refresh(session: Session, *, company_id: int, now: datetime) -> RefreshResult:
-    """Recompute the company's kept rows that no longer fit (see the module's docstring); the caller commits."""
+def refresh(session: Session, *, company_id: int, now: datetime, analyze: bool = True) -> RefreshResult:
+    """Recompute the company's kept rows that no longer fit (see the module's docstring); the caller commits.
+
+    A bulk rewrite (ANALYZE_AT rows or more) runs ANALYZE on the table (PostgreSQL), so that no plan reads it with
+    the statistics of before (the selection's plans do not depend on them, other readers might)."""
     started = monotonic()
     orphans = due_dates.drop_orphans(session, company_id=company_id)
     facts = service_facts(session, company_id=company_id)
     ids = changed_clients(session, company_id=company_id, facts=facts)
     recompute(session, company_id=company_id, client_ids=ids, facts=facts, now=now)
+    if analyze and len(ids) >= ANALYZE_AT and is_postgres(session):
+        session.execute(text(f"ANALYZE {DueDate.__tablename__}"))
     result = RefreshResult(
         company_id=company_id, recomputed=len(ids), orphans_removed=orphans, seconds=monotonic() - started
     )
