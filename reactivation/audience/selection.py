@@ -28,7 +28,16 @@ row is then rebuilt in Python by `choose_interval` and `next_step` (the history 
 the Python evidence; a test checks that both agree). The industry level is resolved in Python once per
 service (from the `services` title of the client's last service id) and handed to the query as a small table.
 
-PostgreSQL plan: the cheap filters and hash joins (intervals, opt-outs, recent messages, steps of the lapse)
+Two ways to the same answer. `due_clients` reads the kept due dates (reactivation_due_dates, see
+storage/due_dates.py and timing/due_dates.py): the candidates are the kept rows due by the reference date (an
+index range, or for the top N a walk of the value index chosen by a bounded count, never by the planner's
+statistics) and the lapses whose snooze has ended, and the rules above are applied to them only, the interval and
+evidence taken from the kept row. A kept row marked stale, or one that no longer fits its client (lapse, last
+service, value), is recomputed by the reference path restricted to those clients; with more than STALE_AT_MOST
+stale rows, or none kept, the whole selection is the reference path. `reference_due_clients` is that reference:
+the waterfall joined over the company's clients, described below; tests check both agree on random salons.
+
+PostgreSQL plan of the reference: the cheap filters and hash joins (intervals, opt-outs, recent messages, steps of the lapse)
 run over the company's clients, the result is sorted by value, and only then the three per-client probes
 (bookings by client and by phone, visits since) run, row by row, until `limit` rows are found. See
 bench/plans/selection.txt (`python -m bench selection`).
