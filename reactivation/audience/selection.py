@@ -37,9 +37,9 @@ service, value), is recomputed by the reference path restricted to those clients
 stale rows, or none kept, the whole selection is the reference path. `reference_due_clients` is that reference:
 the waterfall joined over the company's clients, described below; tests check both agree on random salons.
 
-PostgreSQL plan of the reference: the cheap filters and hash joins (intervals, opt-outs, recent messages, steps of the lapse)
-run over the company's clients, the result is sorted by value, and only then the three per-client probes
-(bookings by client and by phone, visits since) run, row by row, until `limit` rows are found. See
+PostgreSQL plan of the reference: the cheap filters and hash joins (intervals, opt-outs, recent messages, steps of
+the lapse) run over the company's clients, the result is sorted by value, and only then the three per-client
+probes (bookings by client and by phone, visits since) run, row by row, until `limit` rows are found. See
 bench/plans/selection.txt (`python -m bench selection`).
 """
 
