@@ -247,6 +247,8 @@ def _waiting_rows(session: Session, leased: Sequence[gemini_queue.Leased]) -> li
             h.step,
             h.last_service_name,
             h.last_visit_date,
+            h.inactive_days,
+            h.interval_days,
             Client.name.label("client_name"),
             Company.name.label("company_name"),
         )

@@ -24,7 +24,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Integer, String, and_, case, func, literal, select, union, update
+from sqlalchemy import ColumnElement, Integer, String, Subquery, and_, case, func, literal, select, union, update
 from sqlalchemy.orm import QueryableAttribute, Session
 
 from reactivation.core.instants import aware_utc
@@ -93,12 +93,36 @@ def attribute_bookings(session: Session, *, company_id: int, now: datetime) -> i
     days = company.settings.attribution_days
     now = aware_utc(now)
     horizon = now - timedelta(days=days + CATCH_UP_DAYS)
-    h, b = ReactivationHistory, Booking
-    at = contact_time()
+    contacts = _contacts(company_id, now=now, horizon=horizon)
+    bookings = _candidate_bookings(company_id, country=company.country, now=now, horizon=horizon)
+    winners = _winners(session, contacts, bookings, days=days)
+    h = ReactivationHistory
+    # RETURNING rather than rowcount: SQLite reports no row count for an UPDATE that starts with WITH.
+    linked_ids = session.execute(
+        update(h)
+        .where(h.id == winners.c.history_id, h.company_id == company_id, h.booking_created.is_(False))
+        .values(
+            booking_created=True,
+            booking_id=winners.c.booking_id,
+            booking_created_at=winners.c.booked_at,
+            flow_stopped_reason=func.coalesce(h.flow_stopped_reason, "booking"),
+            updated_at=now,
+        )
+        .returning(h.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    linked = len(linked_ids)
+    log.info("bookings attributed", extra={"company_id": company_id, "linked": linked, "window_days": days})
+    return linked
 
-    # Subqueries, not CTEs: each is read twice (by client id and by phone), and PostgreSQL would materialize a CTE
-    # read twice and then plan its joins blind, as nested loops over thousands of rows.
-    contacts = (
+
+# Subqueries, not CTEs: each is read twice (by client id and by phone), and PostgreSQL would materialize a CTE
+# read twice and then plan its joins blind, as nested loops over thousands of rows.
+def _contacts(company_id: int, *, now: datetime, horizon: datetime) -> Subquery:
+    """The company's real contacts (sent or held out) of the attribution horizon, with the moment each happened."""
+    h = ReactivationHistory
+    at = contact_time()
+    return (
         select(h.id, h.client_id, h.phone, h.booking_created, at.label("at"))
         .where(
             h.company_id == company_id,
@@ -110,10 +134,15 @@ def attribute_bookings(session: Session, *, company_id: int, now: datetime) -> i
         )
         .subquery("contacts")
     )
+
+
+def _candidate_bookings(company_id: int, *, country: str, now: datetime, horizon: datetime) -> Subquery:
+    """The company's live bookings of the horizon that no contact has yet, with the phone as E.164."""
+    h, b = ReactivationHistory, Booking
     # NOT IN over a small list becomes a hashed lookup; history has no index on booking_id.
     linked_bookings = select(h.booking_id).where(h.company_id == company_id, h.booking_id.is_not(None))
-    bookings = (
-        select(b.id, b.client_id, e164_sql(b.client_phone, country=company.country).label("phone"), b.created_at)
+    return (
+        select(b.id, b.client_id, e164_sql(b.client_phone, country=country).label("phone"), b.created_at)
         .where(
             b.company_id == company_id,
             not_cancelled(),
@@ -123,6 +152,10 @@ def attribute_bookings(session: Session, *, company_id: int, now: datetime) -> i
         )
         .subquery("candidate_bookings")
     )
+
+
+def _winners(session: Session, contacts: Subquery, bookings: Subquery, *, days: int) -> Subquery:
+    """Which contact wins which booking: (history_id, booking_id, booked_at), one per contact and per booking."""
     window = _after_within(session, bookings.c.created_at, contacts.c.at, days)
     pair_columns = (
         contacts.c.id.label("history_id"),
@@ -154,25 +187,7 @@ def attribute_bookings(session: Session, *, company_id: int, now: datetime) -> i
         .where(latest.c.rank == 1, latest.c.taken.is_(False))
         .subquery("first")
     )
-    winners = select(first.c.history_id, first.c.booking_id, first.c.booked_at).where(first.c.rank == 1).subquery()
-
-    # RETURNING rather than rowcount: SQLite reports no row count for an UPDATE that starts with WITH.
-    linked_ids = session.execute(
-        update(h)
-        .where(h.id == winners.c.history_id, h.company_id == company_id, h.booking_created.is_(False))
-        .values(
-            booking_created=True,
-            booking_id=winners.c.booking_id,
-            booking_created_at=winners.c.booked_at,
-            flow_stopped_reason=func.coalesce(h.flow_stopped_reason, "booking"),
-            updated_at=now,
-        )
-        .returning(h.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    linked = len(linked_ids)
-    log.info("bookings attributed", extra={"company_id": company_id, "linked": linked, "window_days": days})
-    return linked
+    return select(first.c.history_id, first.c.booking_id, first.c.booked_at).where(first.c.rank == 1).subquery()
 
 
 def link_booking(session: Session, *, company_id: int, phone_e164: str, booking_id: int, now: datetime) -> int | None:
