@@ -132,7 +132,8 @@ def _timed(engine: Engine, action: Any, *, runs: int = 5) -> tuple[float, Any]:
 def _every_due_sql(session: Session, company_id: int, today: Any) -> int:
     """Every due client's row from the kept query, in SQL only (no Python per row beyond fetching)."""
     reference = selection._reference(session, company_id=company_id, today=today)
-    query = selection._kept_query(reference, postgres=True, among=None)
+    held = selection._snoozes_ended(session, reference)
+    query = selection._kept_query(reference, postgres=True, among=None, snoozes_ended=held)
     with selection._work_mem(session, postgres=True):
         return len(session.execute(query).all())
 

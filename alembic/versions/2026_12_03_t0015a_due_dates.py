@@ -116,6 +116,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_due_dates_company_next_due", TABLE, ["company_id", "next_due_on"], unique=False)
     op.create_index("ix_due_dates_company_value", TABLE, ["company_id", "total_spent"], unique=False)
+    # The selection probes each candidate's opt-out by client id (the primary key covers the phone only).
+    op.create_index("ix_opt_outs_company_client", "reactivation_opt_outs", ["company_id", "client_id"], unique=False)
     # Every existing client gets a stale row: the first averages run or nightly pass computes it, and until then
     # the selection recomputes it (the reference path).
     op.execute(
@@ -127,6 +129,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     drop_triggers()
+    op.drop_index("ix_opt_outs_company_client", table_name="reactivation_opt_outs")
     op.drop_index("ix_due_dates_company_value", table_name=TABLE)
     op.drop_index("ix_due_dates_company_next_due", table_name=TABLE)
     op.drop_table(TABLE)

@@ -615,30 +615,49 @@ def _previous_step(reference: _Reference, *, per_client: bool) -> _PreviousStep:
     return _PreviousStep(column=probe, lapses=None)
 
 
-def _eligible(reference: _Reference, *, postgres: bool, floor: Decimal | None) -> list[ColumnElement[bool]]:
+def _eligible(
+    reference: _Reference, *, postgres: bool, floor: Decimal | None, probes: bool = False
+) -> list[ColumnElement[bool]]:
     """The exclusions checked over the company's clients: blacklisted, never visited, inactive too long or not
-    long enough for any step, opted out (by phone key or by id), below the value floor, or contacted lately."""
+    long enough for any step, opted out (by phone key or by id), below the value floor, or contacted lately.
+
+    `probes` (the kept path, whose candidates are a range of kept rows): each look-up into another table is a
+    scalar sub-select, one index probe per candidate that the planner cannot turn into a join, so that no
+    statistics (a table just filled, never analyzed) make it scan or hash a whole table. Without, NOT EXISTS
+    anti-joins the planner may hash over the company's clients (the reference path)."""
     c = Client
     company_id = reference.company.id
     today = reference.today
+    absent = _absent if probes else _not_exists
     conditions = [
         c.company_id == company_id,
         c.blacklisted.is_(False),
         c.visit_count > 0,
         c.last_visit_date >= today - timedelta(days=reference.max_inactive),
         c.last_visit_date <= today - timedelta(days=MIN_INTERVAL_DAYS + reference.grace),
-        ~select(literal(1)).where(OptOut.company_id == company_id, OptOut.phone == c.phone_key).exists(),
-        ~select(literal(1)).where(OptOut.company_id == company_id, OptOut.client_id == c.id).exists(),
+        absent(OptOut.company_id == company_id, OptOut.phone == c.phone_key),
+        absent(OptOut.company_id == company_id, OptOut.client_id == c.id),
     ]
     if floor is not None:
         conditions.append(c.total_spent >= floor)
     if reference.contact_cutoff is not None:
         cutoff = _instant(reference.contact_cutoff, postgres=postgres)
-        conditions += _not_contacted_since(cutoff, company_id=company_id)
+        conditions += _not_contacted_since(cutoff, company_id=company_id, absent=absent)
     return conditions
 
 
-def _not_contacted_since(cutoff: datetime, *, company_id: int) -> list[ColumnElement[bool]]:
+def _not_exists(*where: Any) -> ColumnElement[bool]:
+    return ~select(literal(1)).where(*where).exists()
+
+
+def _absent(*where: Any) -> ColumnElement[bool]:
+    # A scalar sub-select (unlike EXISTS) is never pulled up into a join: it runs per row, as an index probe.
+    return select(literal_column("1")).where(*where).limit(1).scalar_subquery().is_(None)
+
+
+def _not_contacted_since(
+    cutoff: datetime, *, company_id: int, absent: Callable[..., ColumnElement[bool]] = _not_exists
+) -> list[ColumnElement[bool]]:
     """No real contact claimed or sent since `cutoff`, neither to the client nor to their phone."""
     h = ReactivationHistory
     contact = and_(h.status.not_in(NOT_A_CONTACT), not_dry_run())
@@ -646,8 +665,8 @@ def _not_contacted_since(cutoff: datetime, *, company_id: int) -> list[ColumnEle
     # coalesce(message_sent_at, created_at) >= cutoff written so that either timestamp can use an index.
     recent = or_(h.created_at >= cutoff, h.message_sent_at >= cutoff)
     return [
-        ~select(literal(1)).where(h.company_id == company_id, h.client_id == Client.id, contact, recent).exists(),
-        ~select(literal(1)).where(h.company_id == company_id, h.phone == Client.phone_key, contact, recent).exists(),
+        absent(h.company_id == company_id, h.client_id == Client.id, contact, recent),
+        absent(h.company_id == company_id, h.phone == Client.phone_key, contact, recent),
     ]
 
 
@@ -833,11 +852,12 @@ def _kept_due(session: Session, reference: _Reference, *, limit: int | None) -> 
     and the cap grows fourfold while the exclusions leave fewer than `limit` of a full cap. Without: one
     set-based statement over the kept rows due."""
     postgres = is_postgres(session)
+    held = _snoozes_ended(session, reference)
     if limit is None:
         with _work_mem(session, postgres=postgres):
-            rows = session.execute(_kept_query(reference, postgres=postgres, among=None)).all()
+            query = _kept_query(reference, postgres=postgres, among=None, snoozes_ended=held)
+            rows = session.execute(query).all()
         return _split(session, reference, rows, None)
-    held = _snoozes_ended(session, reference)
     cap = limit * 2 + 50
     while True:
         ids = _candidate_ids(session, reference, cap=cap, postgres=postgres)
@@ -898,14 +918,22 @@ def _snoozes_ended(session: Session, reference: _Reference) -> list[int]:
     )
 
 
-def _kept_query(reference: _Reference, *, postgres: bool, among: Callable[[Any], ColumnElement[bool]] | None) -> Any:
-    """The due selection over kept rows: the candidates (named, or every kept row due and every ended snooze),
+def _kept_query(
+    reference: _Reference,
+    *,
+    postgres: bool,
+    among: Callable[[Any], ColumnElement[bool]] | None,
+    snoozes_ended: Sequence[int] = (),
+) -> Any:
+    """The due selection over kept rows: the candidates (named, or every kept row due and `snoozes_ended`),
     the cheap filters and the step taken so far, the step due from the kept interval, the per-row probes; each
     row says whether its kept row still fits the client (same lapse, last service and value)."""
     c = Client
     k = DueDate
     company_id = reference.company.id
-    previous = _previous_step(reference, per_client=among is not None)
+    # Every look-up is per candidate (an index probe), whatever the number of candidates: the step taken so far,
+    # the exclusions (see `_eligible`), and below the bookings and visits since (`_probed`).
+    previous = _previous_step(reference, per_client=True)
     hold = _holds(company_id, reference.today)
     fits = and_(
         k.last_visit_date == c.last_visit_date,
@@ -929,21 +957,19 @@ def _kept_query(reference: _Reference, *, postgres: bool, among: Callable[[Any],
             *hold.columns,
             case((fits, 1), else_=0).label("fits"),
         )
-        .join(k, and_(k.company_id == company_id, k.client_id == c.id))
+        .select_from(k)
+        .join(c, and_(c.company_id == company_id, c.id == k.client_id))
         .outerjoin(ReplyHold, hold.on)
     )
-    if previous.lapses is not None:
-        lapses = previous.lapses
-        candidates = candidates.outerjoin(
-            lapses, and_(lapses.c.client_id == c.id, lapses.c.last_visit_date == c.last_visit_date)
-        )
-    conditions = _eligible(reference, postgres=postgres, floor=None)
+    conditions = [k.company_id == company_id, *_eligible(reference, postgres=postgres, floor=None, probes=True)]
     if among is not None:
-        conditions.append(among(c.id))
+        conditions.append(among(k.client_id))
     else:
+        # The kept range due by the reference date (an index range), and the lapses whose snooze has ended (their
+        # kept rows by primary key): on PostgreSQL a BitmapOr of the two indexes, never every kept row.
         due_by = reference.today - timedelta(days=reference.grace)
         kept_due = k.next_due_on.between(due_dates.STALE + timedelta(days=1), due_by)
-        conditions.append(or_(kept_due, hold.repeat == 1))
+        conditions.append(or_(kept_due, due_dates.among(snoozes_ended, postgres=postgres)(k.client_id)))
     base = candidates.where(*conditions, hold.not_snoozed).subquery("base")
     ranked = _ranked(base, grace=reference.grace, cap=None, keep_unfit=True)
     return _probed(ranked, reference, postgres=postgres, raw_rows=False)
@@ -1002,8 +1028,9 @@ def stream_due(session: Session, *, company_id: int, today: date, batch: int = 5
     unfit: list[int] = []
     postgres = is_postgres(session)
     with _work_mem(session, postgres=postgres):
-        query = _kept_query(reference, postgres=postgres, among=None).execution_options(yield_per=batch)
-        result = session.execute(query)
+        held = _snoozes_ended(session, reference)
+        query = _kept_query(reference, postgres=postgres, among=None, snoozes_ended=held)
+        result = session.execute(query.execution_options(yield_per=batch))
         streamed = _stream_kept(result, reference, unfit)
         yield from heapq.merge(streamed, recomputed, key=_order)
     if unfit:

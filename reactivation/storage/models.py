@@ -519,6 +519,8 @@ class OptOut(Base):
     """Permanent per company and phone; kept apart from `clients` so that a re-sync cannot undo it."""
 
     __tablename__ = "reactivation_opt_outs"
+    # The due selection probes each candidate's opt-out by client id as well as by phone (the key).
+    __table_args__ = (Index("ix_opt_outs_company_client", "company_id", "client_id"),)
 
     company_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     # E.164
