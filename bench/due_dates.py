@@ -134,7 +134,7 @@ def _every_due_sql(session: Session, company_id: int, today: Any) -> int:
     reference = selection._reference(session, company_id=company_id, today=today)
     held = selection._snoozes_ended(session, reference)
     query = selection._kept_query(reference, postgres=True, among=None, snoozes_ended=held)
-    with selection._work_mem(session, postgres=True):
+    with selection._work_mem(session, postgres=True, hash_joins=True):
         return len(session.execute(query).all())
 
 

@@ -29,13 +29,15 @@ the Python evidence; a test checks that both agree). The industry level is resol
 service (from the `services` title of the client's last service id) and handed to the query as a small table.
 
 Two ways to the same answer. `due_clients` reads the kept due dates (reactivation_due_dates, see
-storage/due_dates.py and timing/due_dates.py): the candidates are the kept rows due by the reference date (an
-index range, or for the top N a walk of the value index chosen by a bounded count, never by the planner's
-statistics) and the lapses whose snooze has ended, and the rules above are applied to them only, the interval and
-evidence taken from the kept row. A kept row marked stale, or one that no longer fits its client (lapse, last
-service, value), is recomputed by the reference path restricted to those clients; with more than STALE_AT_MOST
-stale rows, or none kept, the whole selection is the reference path. `reference_due_clients` is that reference:
-the waterfall joined over the company's clients, described below; tests check both agree on random salons.
+storage/due_dates.py and timing/due_dates.py): the candidates are the kept rows due by the reference date (an index
+range, or for the top N a bounded walk of the value index, see `_candidate_ids`) and the lapses whose snooze has
+ended, and the rules above are applied to them only, the interval and evidence taken from the kept row: for the top
+N as index probes per candidate, for every due client as one query of hash joins over the kept range (no plan that
+the statistics of a table just filled could turn into a scan per candidate). A kept row marked stale, or one that
+no longer fits its client (lapse, last service, value), is recomputed by the reference path restricted to those
+clients; with more than STALE_AT_MOST stale rows, or none kept, the whole selection is the reference path.
+`reference_due_clients` is that reference: the waterfall joined over the company's clients, described below; tests
+check both agree on random salons.
 
 PostgreSQL plan of the reference: the cheap filters and hash joins (intervals, opt-outs, recent messages, steps of
 the lapse) run over the company's clients, the result is sorted by value, and only then the three per-client
@@ -124,8 +126,9 @@ NOT_A_CONTACT = (Status.SKIPPED, Status.FAILED)
 # Beyond this many kept rows marked stale (a new table, a bulk import not yet refreshed), the whole selection
 # takes the reference path rather than recomputing them one by one.
 STALE_AT_MOST = 20_000
-# At least this many kept rows due: the top-N walks the value index (else it sorts the due-date range).
-MANY_DUE = 20_000
+# The top-N first walks this many times its cap of the most valuable kept rows (the value index); when fewer than
+# the cap of them are due, the due are few (under 1 in WALK_FACTOR) and it sorts the due-date range instead.
+WALK_FACTOR = 32
 
 
 @dataclass(frozen=True)
@@ -315,12 +318,18 @@ def _opted_out(session: Session, *, company_id: int, phones: set[str | None]) ->
 
 
 @contextmanager
-def _work_mem(session: Session, *, postgres: bool) -> Iterator[None]:
-    """Sort the candidates in memory on PostgreSQL."""
+def _work_mem(session: Session, *, postgres: bool, hash_joins: bool = False) -> Iterator[None]:
+    """Sort the candidates in memory on PostgreSQL, without JIT: a row estimate off by orders of magnitude (a table
+    just filled, never analyzed) lifts the plan's cost over jit_above_cost, and compiling the expressions then
+    took longer than the query (16 s of JIT on a 200,000-client salon). `hash_joins`: every join a hash join (the
+    kept path's every due client), whatever the statistics say about the kept range."""
     if not postgres:
         yield
         return
-    with pg_local_settings(session, {"work_mem": WORK_MEM}):
+    settings = {"work_mem": WORK_MEM, "jit": "off"}
+    if hash_joins:
+        settings |= {"enable_nestloop": "off", "enable_mergejoin": "off"}
+    with pg_local_settings(session, settings):
         yield
 
 
@@ -670,11 +679,12 @@ def _not_contacted_since(
     ]
 
 
-def _ranked(candidates: Any, *, grace: int, cap: int | None, keep_unfit: bool = False) -> Any:
+def _ranked(candidates: Any, *, grace: int, cap: int | None, keep_unfit: bool = False, ordered: bool = True) -> Any:
     """The step due for each candidate, k = min(3, ⌊(days_inactive − grace) / interval⌋), kept when k ≥ 1 and
     above the step already taken (or the snoozed step again once its snooze ended); highest value first, then
     longest inactive, then id; the top `cap` if given. `keep_unfit`: also every row whose kept row no longer
-    fits (`fits` = 0), to be recomputed."""
+    fits (`fits` = 0), to be recomputed. Not `ordered` (no cap, and hash joins follow that lose the order): the
+    caller sorts."""
     k = (candidates.c.days_inactive - grace) // candidates.c.interval_days
     # A lapse whose snooze ended gets its snoozed step again, whatever the interval says.
     step = case((candidates.c.repeat == 1, candidates.c.hold_step), (k >= len(Step), len(Step)), else_=k)
@@ -683,11 +693,9 @@ def _ranked(candidates: Any, *, grace: int, cap: int | None, keep_unfit: bool = 
     wanted = [stepped.c.repeat == 1, due]
     if keep_unfit:
         wanted.append(stepped.c.fits == 0)
-    ranked = (
-        select(stepped)
-        .where(or_(*wanted))
-        .order_by(stepped.c.value.desc(), stepped.c.last_visit_date.asc(), stepped.c.id.asc())
-    )
+    ranked = select(stepped).where(or_(*wanted))
+    if ordered or cap is not None:
+        ranked = ranked.order_by(stepped.c.value.desc(), stepped.c.last_visit_date.asc(), stepped.c.id.asc())
     # A LIMIT (or OFFSET 0) keeps PostgreSQL from flattening this subquery: the probes below then run only on
     # the ranked rows, and with a cap the sort keeps just the top `cap` (a bounded heap, not a full sort).
     ranked = ranked.limit(cap) if cap is not None else ranked.offset(0)
@@ -718,14 +726,11 @@ def _probed(top: Any, reference: _Reference, *, postgres: bool, raw_rows: bool =
         if raw_rows
         else ()
     )
-    # Read from the kept rows, the JSON of last_services comes as text: it is parsed only for a title the services
-    # table does not have (the rows of a whole-salon export would each pay for it otherwise).
-    last_services = c.last_services if raw_rows else cast(c.last_services, Text).label("last_services")
+    # The kept rows carry name, phone and last_services (as text) from their candidates: no second join.
+    clients = (c.name, c.phone, c.last_services) if raw_rows else ()
     statement = select(
         top,
-        c.name,
-        c.phone,
-        last_services,
+        *clients,
         *raw,
         _probe(b.company_id == company_id, b.client_id == top.c.id, booking_after, active).label("booked_by_client"),
         _probe(b.company_id == company_id, b.client_phone_key == top.c.phone_key, booking_after, active).label(
@@ -734,11 +739,13 @@ def _probed(top: Any, reference: _Reference, *, postgres: bool, raw_rows: bool =
         _probe(a.company_id == company_id, a.client_id == top.c.id, a.attendance == 1, visit_after).label(
             "visited_since"
         ),
-    ).join(c, and_(c.company_id == company_id, c.id == top.c.id))
+    )
     if raw_rows:
-        statement = statement.outerjoin(
-            p, and_(p.company_id == company_id, p.client_id == top.c.id, p.service_id == top.c.service_id)
-        ).outerjoin(s, and_(s.company_id == company_id, s.service_id == top.c.service_id))
+        statement = (
+            statement.join(c, and_(c.company_id == company_id, c.id == top.c.id))
+            .outerjoin(p, and_(p.company_id == company_id, p.client_id == top.c.id, p.service_id == top.c.service_id))
+            .outerjoin(s, and_(s.company_id == company_id, s.service_id == top.c.service_id))
+        )
     return statement.order_by(top.c.value.desc(), top.c.last_visit_date.asc(), top.c.id.asc())
 
 
@@ -854,7 +861,7 @@ def _kept_due(session: Session, reference: _Reference, *, limit: int | None) -> 
     postgres = is_postgres(session)
     held = _snoozes_ended(session, reference)
     if limit is None:
-        with _work_mem(session, postgres=postgres):
+        with _work_mem(session, postgres=postgres, hash_joins=True):
             query = _kept_query(reference, postgres=postgres, among=None, snoozes_ended=held)
             rows = session.execute(query).all()
         return _split(session, reference, rows, None)
@@ -862,7 +869,8 @@ def _kept_due(session: Session, reference: _Reference, *, limit: int | None) -> 
     while True:
         ids = _candidate_ids(session, reference, cap=cap, postgres=postgres)
         among = due_dates.among(sorted({*ids, *held}), postgres=postgres)
-        rows = session.execute(_kept_query(reference, postgres=postgres, among=among)).all()
+        with _work_mem(session, postgres=postgres):
+            rows = session.execute(_kept_query(reference, postgres=postgres, among=among)).all()
         found = _split(session, reference, rows, limit)
         if len(found.clients) >= limit or len(ids) < cap:
             return found
@@ -878,29 +886,40 @@ def _split(session: Session, reference: _Reference, rows: Sequence[Any], limit: 
 def _candidate_ids(session: Session, reference: _Reference, *, cap: int, postgres: bool) -> list[int]:
     """The `cap` most valuable clients whose kept row is due by the reference date (grace days included).
 
-    One table, one index, whatever the statistics say: on PostgreSQL a bounded count first tells whether many
-    rows are due (then the value index is walked from the top, the due-date test made unusable for an index) or
-    few (then the due-date index range is read and sorted, the value made unusable for an index)."""
+    One table, one index at a time, each read bounded, whatever the statistics say: first the value index walked
+    from the top for at most WALK_FACTOR × cap rows, the due among them kept (when `cap` are found, they are the
+    top of the whole order: the walk is a prefix of it); else the due are few, and the due-date index range is
+    read and sorted (the value made unusable for an index). No count: counting a range of a table not vacuumed
+    yet fetches every row from the heap."""
     k = DueDate
     company_id = reference.company.id
     first = due_dates.STALE + timedelta(days=1)
     due_by = reference.today - timedelta(days=reference.grace)
-    next_due: Any = k.next_due_on
-    value: Any = k.total_spent
-    if postgres:
-        in_range = select(k.client_id).where(k.company_id == company_id, k.next_due_on.between(first, due_by))
-        many = session.scalar(select(func.count()).select_from(in_range.limit(MANY_DUE).subquery()))
-        if (many or 0) >= MANY_DUE:
-            next_due = k.next_due_on + 0
-        else:
-            value = k.total_spent + 0
+    order = (k.total_spent.desc(), k.last_visit_date.asc(), k.client_id.asc())
+    walked = (
+        select(k.client_id, k.next_due_on, k.total_spent, k.last_visit_date)
+        .where(k.company_id == company_id)
+        .order_by(*order)
+        .limit(cap * WALK_FACTOR)
+        .subquery("walked")
+    )
     statement = (
+        select(walked.c.client_id)
+        .where(walked.c.next_due_on.between(first, due_by))
+        .order_by(walked.c.total_spent.desc(), walked.c.last_visit_date.asc(), walked.c.client_id.asc())
+        .limit(cap)
+    )
+    ids = list(session.scalars(statement))
+    if len(ids) >= cap:
+        return ids
+    value: Any = k.total_spent + 0 if postgres else k.total_spent
+    in_range = (
         select(k.client_id)
-        .where(k.company_id == company_id, next_due.between(first, due_by))
+        .where(k.company_id == company_id, k.next_due_on.between(first, due_by))
         .order_by(value.desc(), k.last_visit_date.asc(), k.client_id.asc())
         .limit(cap)
     )
-    return list(session.scalars(statement))
+    return list(session.scalars(in_range))
 
 
 def _snoozes_ended(session: Session, reference: _Reference) -> list[int]:
@@ -931,9 +950,11 @@ def _kept_query(
     c = Client
     k = DueDate
     company_id = reference.company.id
-    # Every look-up is per candidate (an index probe), whatever the number of candidates: the step taken so far,
-    # the exclusions (see `_eligible`), and below the bookings and visits since (`_probed`).
-    previous = _previous_step(reference, per_client=True)
+    # Named candidates (the top N): every look-up is per candidate, an index probe, whatever the statistics say:
+    # the step taken so far, the exclusions (see `_eligible`), the bookings and visits since (`_probed`). Every
+    # kept row due (hundreds of thousands): each look-up is one hash join over the company's rows in range.
+    every = among is None
+    previous = _previous_step(reference, per_client=not (every and postgres))
     hold = _holds(company_id, reference.today)
     fits = and_(
         k.last_visit_date == c.last_visit_date,
@@ -956,12 +977,22 @@ def _kept_query(
             previous.column.label("previous_step"),
             *hold.columns,
             case((fits, 1), else_=0).label("fits"),
+            c.name,
+            c.phone,
+            # The JSON of last_services as text: parsed only for a title the services table does not have.
+            cast(c.last_services, Text).label("last_services"),
         )
         .select_from(k)
         .join(c, and_(c.company_id == company_id, c.id == k.client_id))
         .outerjoin(ReplyHold, hold.on)
     )
-    conditions = [k.company_id == company_id, *_eligible(reference, postgres=postgres, floor=None, probes=True)]
+    if previous.lapses is not None:
+        lapses = previous.lapses
+        candidates = candidates.outerjoin(
+            lapses, and_(lapses.c.client_id == c.id, lapses.c.last_visit_date == c.last_visit_date)
+        )
+    probes = not (every and postgres)
+    conditions = [k.company_id == company_id, *_eligible(reference, postgres=postgres, floor=None, probes=probes)]
     if among is not None:
         conditions.append(among(k.client_id))
     else:
@@ -970,9 +1001,47 @@ def _kept_query(
         due_by = reference.today - timedelta(days=reference.grace)
         kept_due = k.next_due_on.between(due_dates.STALE + timedelta(days=1), due_by)
         conditions.append(or_(kept_due, due_dates.among(snoozes_ended, postgres=postgres)(k.client_id)))
-    base = candidates.where(*conditions, hold.not_snoozed).subquery("base")
-    ranked = _ranked(base, grace=reference.grace, cap=None, keep_unfit=True)
+    # OFFSET 0: not flattened, so that each probe in the select list runs once per candidate.
+    base = candidates.where(*conditions, hold.not_snoozed).offset(0).subquery("base")
+    ranked = _ranked(base, grace=reference.grace, cap=None, keep_unfit=True, ordered=not (every and postgres))
+    if every and postgres:
+        return _hashed_since(ranked, reference)
     return _probed(ranked, reference, postgres=postgres, raw_rows=False)
+
+
+def _hashed_since(top: Any, reference: _Reference) -> Any:
+    """The ranked kept rows with the bookings (by client id, by phone key) and attended visits since each lapse
+    began, as hash joins: the latest of each per client among the company's rows since the earliest lapse a
+    candidate can have (max_inactive_days ago), compared with the row's lapse."""
+    b = Booking
+    a = AppointmentCache
+    company_id = reference.company.id
+    earliest = local_midnight(reference.today - timedelta(days=reference.max_inactive - 1), reference.company.tz)
+    next_day = func.timezone(reference.company.tz.key, cast(top.c.last_visit_date + 1, DateTime()))
+
+    def latest(key: Any, moment: Any, *where: Any, name: str) -> Any:
+        return (
+            select(key.label("key"), func.max(moment).label("latest"))
+            .where(*where, moment >= earliest)
+            .group_by(key)
+            .subquery(name)
+        )
+
+    by_client = latest(b.client_id, b.datetime, b.company_id == company_id, not_cancelled(), name="by_client")
+    by_phone = latest(b.client_phone_key, b.datetime, b.company_id == company_id, not_cancelled(), name="by_phone")
+    visits = latest(a.client_id, a.appointment_datetime, a.company_id == company_id, a.attendance == 1, name="seen")
+    statement = (
+        select(
+            top,
+            func.coalesce(by_client.c.latest >= next_day, False).label("booked_by_client"),
+            func.coalesce(by_phone.c.latest >= next_day, False).label("booked_by_phone"),
+            func.coalesce(visits.c.latest >= next_day, False).label("visited_since"),
+        )
+        .outerjoin(by_client, by_client.c.key == top.c.id)
+        .outerjoin(by_phone, by_phone.c.key == top.c.phone_key)
+        .outerjoin(visits, visits.c.key == top.c.id)
+    )
+    return statement.order_by(top.c.value.desc(), top.c.last_visit_date.asc(), top.c.id.asc())
 
 
 def _kept_due_client(row: Any, reference: _Reference, *, phone_e164: str | None) -> DueClient | None:
@@ -1027,7 +1096,7 @@ def stream_due(session: Session, *, company_id: int, today: date, batch: int = 5
     recomputed = _reference_due(session, reference, limit=None, only=stale_ids) if stale_ids else []
     unfit: list[int] = []
     postgres = is_postgres(session)
-    with _work_mem(session, postgres=postgres):
+    with _work_mem(session, postgres=postgres, hash_joins=True):
         held = _snoozes_ended(session, reference)
         query = _kept_query(reference, postgres=postgres, among=None, snoozes_ended=held)
         result = session.execute(query.execution_options(yield_per=batch))
