@@ -36,6 +36,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "plan-averages": {"task": "reactivation.plan_averages", "schedule": crontab(minute=0)},
     "attribute-bookings": {"task": "reactivation.attribute_bookings", "schedule": crontab(minute=30)},
     "retention": {"task": "reactivation.retention", "schedule": crontab(minute=15, hour=2)},
+    # Nightly: the kept due dates of clients whose last visit, last service or value changed (see timing/due_dates).
+    "refresh-due-dates": {"task": "reactivation.refresh_due_dates", "schedule": crontab(minute=45, hour=1)},
 }
 
 

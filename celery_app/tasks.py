@@ -40,7 +40,7 @@ from reactivation.replies.handler import handle_reply as handle_reply_domain
 from reactivation.storage.companies import company_ids
 from reactivation.storage.company_settings import CompanyConfigError
 from reactivation.storage.db import after_commit
-from reactivation.timing import averages
+from reactivation.timing import averages, due_dates
 
 log = logging.getLogger(__name__)
 
@@ -393,6 +393,22 @@ def retention_company(company_id: int) -> int:
         "retention",
         company_id,
         lambda session: retention.anonymize_old_history(session, company_id=company_id, now=_now()),
+    )
+
+
+@app.task(name="reactivation.refresh_due_dates")
+def refresh_due_dates_sweep() -> int:
+    """Nightly: one `refresh_due_dates_company` per company."""
+    return _fan_out(refresh_due_dates_company)
+
+
+@app.task(name="reactivation.refresh_due_dates_company")
+def refresh_due_dates_company(company_id: int) -> int:
+    """Recompute one company's kept due dates that no longer fit its clients (a join on the kept lapse)."""
+    return _company_job(
+        "refresh_due_dates",
+        company_id,
+        lambda session: due_dates.refresh(session, company_id=company_id, now=_now()).recomputed,
     )
 
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TextIO
 
-from reactivation.audience.selection import DueClient
+from sqlalchemy.orm import Session
+
+from reactivation.audience.selection import DueClient, stream_due
 from reactivation.core.phones import mask_phone
 from reactivation.core.vocabulary import Step
 from reactivation.messaging.composing import ComposedMessage, MessageRequest, compose_messages
@@ -142,10 +145,36 @@ def _with_message(row: PreviewRow, composed: ComposedMessage) -> PreviewRow:
 
 def to_csv(rows: Sequence[PreviewRow], *, with_messages: bool) -> str:
     """The rows as CSV with a header (the JSON keys, in the same order)."""
-    columns = [name for name in PreviewRow.__dataclass_fields__ if with_messages or name not in MESSAGE_COLUMNS]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    write_csv(rows, buffer, with_messages=with_messages)
+    return buffer.getvalue()
+
+
+def write_csv(rows: Iterable[PreviewRow], out: TextIO, *, with_messages: bool) -> int:
+    """Write the rows as CSV with a header as they come (a stream of any length); how many."""
+    columns = [name for name in PreviewRow.__dataclass_fields__ if with_messages or name not in MESSAGE_COLUMNS]
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
+    count = 0
     for row in rows:
         writer.writerow(row.as_dict(with_messages=with_messages))
-    return buffer.getvalue()
+        count += 1
+    return count
+
+
+def write_json(rows: Iterable[PreviewRow], out: TextIO, *, with_messages: bool) -> int:
+    """Write the rows as one JSON array as they come, laid out as `json.dumps(rows, indent=2)` would; how many."""
+    count = 0
+    for row in rows:
+        item = json.dumps(row.as_dict(with_messages=with_messages), ensure_ascii=False, indent=2)
+        out.write(("[\n  " if count == 0 else ",\n  ") + item.replace("\n", "\n  "))
+        count += 1
+    out.write("[]\n" if count == 0 else "\n]\n")
+    return count
+
+
+def stream_preview(session: Session, *, company_id: int, today: date) -> Iterator[PreviewRow]:
+    """Every due client as a preview row, straight from the query (see `selection.stream_due`): the kept interval
+    and step, the phone masked from its stored key."""
+    for due in stream_due(session, company_id=company_id, today=today):
+        yield preview_row(due)

@@ -28,17 +28,28 @@ row is then rebuilt in Python by `choose_interval` and `next_step` (the history 
 the Python evidence; a test checks that both agree). The industry level is resolved in Python once per
 service (from the `services` title of the client's last service id) and handed to the query as a small table.
 
-PostgreSQL plan: the cheap filters and hash joins (intervals, opt-outs, recent messages, steps of the lapse)
-run over the company's clients, the result is sorted by value, and only then the three per-client probes
-(bookings by client and by phone, visits since) run, row by row, until `limit` rows are found. See
+Two ways to the same answer. `due_clients` reads the kept due dates (reactivation_due_dates, see
+storage/due_dates.py and timing/due_dates.py): the candidates are the kept rows due by the reference date (an index
+range, or for the top N a bounded walk of the value index, see `_candidate_ids`) and the lapses whose snooze has
+ended, and the rules above are applied to them only, the interval and evidence taken from the kept row: for the top
+N as index probes per candidate, for every due client as one query of hash joins over the kept range (no plan that
+the statistics of a table just filled could turn into a scan per candidate). A kept row marked stale, or one that
+no longer fits its client (lapse, last service, value), is recomputed by the reference path restricted to those
+clients; with more than STALE_AT_MOST stale rows, or none kept, the whole selection is the reference path.
+`reference_due_clients` is that reference: the waterfall joined over the company's clients, described below; tests
+check both agree on random salons.
+
+PostgreSQL plan of the reference: the cheap filters and hash joins (intervals, opt-outs, recent messages, steps of
+the lapse) run over the company's clients, the result is sorted by value, and only then the three per-client
+probes (bookings by client and by phone, visits since) run, row by row, until `limit` rows are found. See
 bench/plans/selection.txt (`python -m bench selection`).
 """
 
 from __future__ import annotations
 
-import json
+import heapq
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -51,17 +62,16 @@ from sqlalchemy import (
     DateTime,
     Float,
     Integer,
+    Text,
     and_,
     case,
     cast,
     func,
     literal,
     literal_column,
-    null,
     or_,
     select,
     type_coerce,
-    union_all,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -70,7 +80,7 @@ from reactivation.core.instants import as_aware, local_midnight, naive_utc
 from reactivation.core.phones import try_normalize_phone
 from reactivation.core.vocabulary import SkipReason, Status, Step
 from reactivation.delivery.errors import NOT_ON_WHATSAPP_CODE
-from reactivation.storage import history, holds
+from reactivation.storage import due_dates, history, holds
 from reactivation.storage.bookings import not_cancelled
 from reactivation.storage.companies import CompanyConfig, load_company
 from reactivation.storage.db import is_postgres, pg_local_settings
@@ -81,25 +91,29 @@ from reactivation.storage.models import (
     Booking,
     Client,
     ClientPersonalizedInterval,
+    DueDate,
     OptOut,
     ReactivationHistory,
     ReplyHold,
-    Service,
     ServiceReactivationInterval,
 )
-from reactivation.timing.industry import IndustryMatch, load_standards, match_industry
+from reactivation.timing.industry import IndustryMatch
 from reactivation.timing.steps import due_date, next_step
 from reactivation.timing.waterfall import (
-    MAX_INTERVAL_DAYS,
-    MIN_CONSISTENCY,
     MIN_INTERVAL_DAYS,
-    MIN_PERSONAL_INTERVALS,
-    MIN_SERVICE_SAMPLE,
-    UNIVERSAL_DAYS,
     Interval,
     PersonalRhythm,
     ServiceAverage,
+    Source,
     choose_interval,
+)
+from reactivation.timing.waterfall_sql import (
+    first_title,
+    industry_table,
+    service_facts,
+    usable_personal,
+    usable_service,
+    waterfall_days,
 )
 
 log = logging.getLogger(__name__)
@@ -109,6 +123,12 @@ WORK_MEM = "64MB"
 PREFIX_FACTOR = 8
 # History statuses that do not count as a contact for the minimum gap between messages.
 NOT_A_CONTACT = (Status.SKIPPED, Status.FAILED)
+# Beyond this many kept rows marked stale (a new table, a bulk import not yet refreshed), the whole selection
+# takes the reference path rather than recomputing them one by one.
+STALE_AT_MOST = 20_000
+# The top-N first walks this many times its cap of the most valuable kept rows (the value index); when fewer than
+# the cap of them are due, the due are few (under 1 in WALK_FACTOR) and it sorts the due-date range instead.
+WALK_FACTOR = 32
 
 
 @dataclass(frozen=True)
@@ -169,20 +189,59 @@ class _Reference:
 
 
 def due_clients(session: Session, *, company_id: int, today: date, limit: int | None = None) -> list[DueClient]:
-    """The company's due clients on `today` (its local reference date), highest value first."""
+    """The company's due clients on `today` (its local reference date), highest value first.
+
+    Read from the kept due dates (reactivation_due_dates): the candidates are the kept rows due by `today` (an
+    index range) and the lapses whose snooze has ended; every exclusion is applied to them only. A candidate whose
+    kept row no longer fits the client, and every client whose row is marked stale, are recomputed by the reference
+    path (`reference_due_clients`, restricted to them); with more than STALE_AT_MOST stale rows (a bulk import
+    not yet refreshed) or no kept row at all, the whole selection takes the reference path."""
     if limit is not None and limit <= 0:
         return []
     reference = _reference(session, company_id=company_id, today=today)
+    stale = due_dates.stale_count(session, company_id=company_id, at_most=STALE_AT_MOST + 1)
+    if stale > STALE_AT_MOST or not due_dates.any_kept(session, company_id=company_id):
+        log.info("due dates stale: reference selection", extra={"company_id": company_id, "stale": stale})
+        return _reference_due(session, reference, limit=limit)
+    found = _kept_due(session, reference, limit=limit)
+    recompute = found.recompute | (set(due_dates.stale_ids(session, company_id=company_id)) if stale else set())
+    if not recompute:
+        return found.clients
+    recomputed = _reference_due(session, reference, limit=limit, only=sorted(recompute))
+    merged = sorted([*found.clients, *recomputed], key=_order)
+    return merged if limit is None else merged[:limit]
+
+
+def _order(due: DueClient) -> tuple[Decimal, date, int]:
+    """The selection's order: highest value first, then longest inactive, then id."""
+    return (-due.total_spent, due.last_visit_date, due.client_id)
+
+
+def reference_due_clients(
+    session: Session, *, company_id: int, today: date, limit: int | None = None
+) -> list[DueClient]:
+    """The due clients computed from the clients' data alone (the waterfall joined over the company's clients),
+    ignoring the kept due dates: what `due_clients` must equal, and what it falls back to."""
+    if limit is not None and limit <= 0:
+        return []
+    return _reference_due(session, _reference(session, company_id=company_id, today=today), limit=limit)
+
+
+def _reference_due(
+    session: Session, reference: _Reference, *, limit: int | None, only: Sequence[int] | None = None
+) -> list[DueClient]:
     postgres = is_postgres(session)
-    if limit is None:
+    if limit is None or only is not None:
         with _work_mem(session, postgres=postgres):
-            rows = session.execute(_due_query(reference, postgres=postgres, cap=None, floor=None)).all()
-        return _keep(session, reference, rows, None)
+            query = _due_query(reference, postgres=postgres, cap=None, floor=None, only=only)
+            rows = session.execute(query).all()
+        return _keep(session, reference, rows, limit)
     # The answer is the `limit` most valuable due clients, so the query first looks only at the `prefix` most
     # valuable clients of the company (total_spent at or above the prefix-th highest: an index range), and
     # widens the prefix eightfold while that holds fewer than `limit` due clients; once the prefix covers the
     # company there is no bound. Within a round it ranks only the top `cap` candidates (a bounded sort) before
     # the per-row probes. Every round is one set-based query; a dense day needs one round, a sparse one a few.
+    company_id = reference.company.id
     prefix = limit * PREFIX_FACTOR
     floor = _value_floor(session, company_id=company_id, prefix=prefix)
     cap = limit * 2 + 50
@@ -212,7 +271,13 @@ def _value_floor(session: Session, *, company_id: int, prefix: int) -> Decimal |
     ).scalar()
 
 
-def _keep(session: Session, reference: _Reference, rows: Sequence[Any], limit: int | None) -> list[DueClient]:
+def _keep(
+    session: Session,
+    reference: _Reference,
+    rows: Sequence[Any],
+    limit: int | None,
+    build: Callable[..., DueClient | None] | None = None,
+) -> list[DueClient]:
     """The first `limit` rows that no probe excluded and no opt-out covers, as DueClients, in order.
 
     Phones are normalized (the slow part: phonenumbers) only for rows that may be returned, and checked against
@@ -227,7 +292,7 @@ def _keep(session: Session, reference: _Reference, rows: Sequence[Any], limit: i
         while position < len(candidates) and len(batch) < wanted:
             row = candidates[position]
             position += 1
-            due = _due_client(row, reference, phone_e164=try_normalize_phone(row.phone))
+            due = (build or _due_client)(row, reference, phone_e164=try_normalize_phone(row.phone))
             if due is not None:
                 batch.append(due)
         opted = _opted_out(session, company_id=reference.company.id, phones={d.phone_e164 for d in batch})
@@ -253,12 +318,18 @@ def _opted_out(session: Session, *, company_id: int, phones: set[str | None]) ->
 
 
 @contextmanager
-def _work_mem(session: Session, *, postgres: bool) -> Iterator[None]:
-    """Sort the candidates in memory on PostgreSQL."""
+def _work_mem(session: Session, *, postgres: bool, hash_joins: bool = False) -> Iterator[None]:
+    """Sort the candidates in memory on PostgreSQL, without JIT: a row estimate off by orders of magnitude (a table
+    just filled, never analyzed) lifts the plan's cost over jit_above_cost, and compiling the expressions then
+    took longer than the query (16 s of JIT on a 200,000-client salon). `hash_joins`: every join a hash join (the
+    kept path's every due client), whatever the statistics say about the kept range."""
     if not postgres:
         yield
         return
-    with pg_local_settings(session, {"work_mem": WORK_MEM}):
+    settings = {"work_mem": WORK_MEM, "jit": "off"}
+    if hash_joins:
+        settings |= {"enable_nestloop": "off", "enable_mergejoin": "off"}
+    with pg_local_settings(session, settings):
         yield
 
 
@@ -411,15 +482,8 @@ def _held(
 
 def _reference(session: Session, *, company_id: int, today: date) -> _Reference:
     company = load_company(session, company_id=company_id)
-    standards = load_standards(session)
-    titles = dict(
-        session.execute(select(Service.yclients_id, Service.title).where(Service.company_id == company_id)).all()
-    )
-    industry = {}
-    for service_id, title in titles.items():
-        found = match_industry(title, standards)
-        if found is not None:
-            industry[service_id] = found
+    facts = service_facts(session, company_id=company_id)
+    titles, industry = facts.titles, facts.industry
     gap = company.settings.min_days_between_messages
     cutoff = local_midnight(today - timedelta(days=gap - 1), company.tz) if gap > 0 else None
     return _Reference(company=company, today=today, industry=industry, titles=titles, contact_cutoff=cutoff)
@@ -442,39 +506,26 @@ def _days_between(today: date, column: Any, *, postgres: bool) -> ColumnElement[
     return cast(func.julianday(literal(today.isoformat())) - func.julianday(column), Integer)
 
 
-def _industry_table(reference: _Reference) -> Any:
-    """(service_id, interval_days) for the company's services that match an industry category."""
-    rows = [
-        select(literal(service_id, Integer).label("service_id"), literal(m.interval_days, Integer).label("days"))
-        for service_id, m in sorted(reference.industry.items())
-    ]
-    if not rows:
-        empty = select(cast(null(), Integer).label("service_id"), cast(null(), Integer).label("days")).where(
-            literal(False)
-        )
-        return empty.cte("industry")
-    if len(rows) == 1:
-        return rows[0].cte("industry")
-    return union_all(*rows).cte("industry")
-
-
 @dataclass(frozen=True)
 class _Holds:
     """A lapse's reply hold as one outer join: what it excludes today, and what it adds to the row."""
 
     on: ColumnElement[bool]
     not_snoozed: ColumnElement[bool]
+    repeat: ColumnElement[int]  # 1 when the lapse's snooze has ended: its step is due again
     columns: tuple[Any, ...]
 
 
 def _holds(company_id: int, today: date) -> _Holds:
     r = ReplyHold
     open_snooze = and_(r.kind == HoldKind.SNOOZED.value, r.ended_at.is_(None))
+    repeat = case((and_(open_snooze, r.until <= today), 1), else_=0)
     return _Holds(
         on=and_(r.company_id == company_id, r.client_id == Client.id, r.last_visit_date == Client.last_visit_date),
         not_snoozed=case((and_(open_snooze, r.until > today), 1), else_=0) == 0,
+        repeat=repeat,
         columns=(
-            case((and_(open_snooze, r.until <= today), 1), else_=0).label("repeat"),
+            repeat.label("repeat"),
             r.step.label("hold_step"),
             r.until.label("hold_until"),
             # A move holds while the phone stays the same: a new number may be someone who never said it.
@@ -483,23 +534,33 @@ def _holds(company_id: int, today: date) -> _Holds:
     )
 
 
-def _due_query(reference: _Reference, *, postgres: bool, cap: int | None, floor: Decimal | None) -> Any:
+def _due_query(
+    reference: _Reference,
+    *,
+    postgres: bool,
+    cap: int | None,
+    floor: Decimal | None,
+    only: Sequence[int] | None = None,
+) -> Any:
     """The due selection, one statement: the candidates (cheap filters, the waterfall's interval, the step taken
-    so far), the step due for each, ranked by value (the top `cap`), and then the per-row probes of the ranked."""
-    candidates = _candidates(reference, postgres=postgres, floor=floor)
+    so far), the step due for each, ranked by value (the top `cap`), and then the per-row probes of the ranked.
+    `only`: these clients alone."""
+    candidates = _candidates(reference, postgres=postgres, floor=floor, only=only)
     ranked = _ranked(candidates, grace=reference.grace, cap=cap)
     return _probed(ranked, reference, postgres=postgres)
 
 
-def _candidates(reference: _Reference, *, postgres: bool, floor: Decimal | None) -> Any:
+def _candidates(
+    reference: _Reference, *, postgres: bool, floor: Decimal | None, only: Sequence[int] | None = None
+) -> Any:
     """The clients that pass the cheap filters, each with its value, days inactive, the interval the waterfall
     gives in SQL, and the latest step already taken in its lapse."""
     c = Client
     p = ClientPersonalizedInterval
     s = ServiceReactivationInterval
     company_id = reference.company.id
-    industry = _industry_table(reference)
-    previous = _previous_step(reference, floor=floor)
+    industry = industry_table(reference.industry)
+    previous = _previous_step(reference, per_client=floor is not None or only is not None)
     hold = _holds(company_id, reference.today)
     candidates: Any = (
         select(
@@ -511,12 +572,12 @@ def _candidates(reference: _Reference, *, postgres: bool, floor: Decimal | None)
             cast(c.total_spent, Float).label("value"),
             c.last_service_id.label("service_id"),
             _days_between(reference.today, c.last_visit_date, postgres=postgres).label("days_inactive"),
-            _waterfall_days(industry).label("interval_days"),
+            waterfall_days(industry).label("interval_days"),
             previous.column.label("previous_step"),
             *hold.columns,
         )
-        .outerjoin(p, _usable_personal(company_id))
-        .outerjoin(s, _usable_service(company_id))
+        .outerjoin(p, usable_personal(company_id))
+        .outerjoin(s, usable_service(company_id))
         .outerjoin(industry, industry.c.service_id == c.last_service_id)
         .outerjoin(ReplyHold, hold.on)
     )
@@ -525,7 +586,10 @@ def _candidates(reference: _Reference, *, postgres: bool, floor: Decimal | None)
         candidates = candidates.outerjoin(
             lapses, and_(lapses.c.client_id == c.id, lapses.c.last_visit_date == c.last_visit_date)
         )
-    return candidates.where(*_eligible(reference, postgres=postgres, floor=floor), hold.not_snoozed).subquery("base")
+    conditions = _eligible(reference, postgres=postgres, floor=floor)
+    if only is not None:
+        conditions.append(due_dates.among(only, postgres=postgres)(c.id))
+    return candidates.where(*conditions, hold.not_snoozed).subquery("base")
 
 
 @dataclass(frozen=True)
@@ -537,16 +601,16 @@ class _PreviousStep:
     lapses: Any | None
 
 
-def _previous_step(reference: _Reference, *, floor: Decimal | None) -> _PreviousStep:
-    """The step taken so far in each candidate's lapse: from the open lapses grouped once, or, within a value
-    floor, probed per client."""
+def _previous_step(reference: _Reference, *, per_client: bool) -> _PreviousStep:
+    """The step taken so far in each candidate's lapse: from the open lapses grouped once, or, for a few thousand
+    candidates (within a value floor, or named), probed per client."""
     h = ReactivationHistory
     company_id = reference.company.id
     # A lapse whose flow stopped (a negative reply, an opt-out, a booking) counts as if its last step were taken;
     # dry-run rows are no contact at all.
     step_taken = case((h.flow_stopped_reason.is_not(None), int(Step.WIN_BACK)), else_=h.step)
     real = not_dry_run()
-    if floor is None:
+    if not per_client:
         # Every client: one pass over the lapses still open, hashed.
         lapses = (
             select(h.client_id, h.last_visit_date, func.max(step_taken).label("previous_step"))
@@ -568,70 +632,49 @@ def _previous_step(reference: _Reference, *, floor: Decimal | None) -> _Previous
     return _PreviousStep(column=probe, lapses=None)
 
 
-# Only usable personal and salon rows take part in the candidates' join (a smaller hash on a million clients); the
-# raw rows are joined again for the ranked clients, so that the evidence can say why one was passed over.
-
-
-def _usable_personal(company_id: int) -> ColumnElement[bool]:
-    """A personal row the waterfall's level 1 accepts for the client's last service."""
-    p = ClientPersonalizedInterval
-    return and_(
-        p.company_id == company_id,
-        p.client_id == Client.id,
-        p.service_id == Client.last_service_id,
-        p.visit_count >= MIN_PERSONAL_INTERVALS + 1,
-        p.consistency_score >= MIN_CONSISTENCY,
-        p.consistency_score <= 1,
-        p.personal_interval_days.between(MIN_INTERVAL_DAYS, MAX_INTERVAL_DAYS),
-    )
-
-
-def _usable_service(company_id: int) -> ColumnElement[bool]:
-    """A salon row the waterfall's level 2 accepts for the client's last service."""
-    s = ServiceReactivationInterval
-    return and_(
-        s.company_id == company_id,
-        s.service_id == Client.last_service_id,
-        s.is_active.is_(True),
-        s.sample_size >= MIN_SERVICE_SAMPLE,
-        s.median_interval_days.between(MIN_INTERVAL_DAYS, MAX_INTERVAL_DAYS),
-    )
-
-
-def _waterfall_days(industry: Any) -> ColumnElement[int]:
-    """The waterfall in SQL: the personal median, else the salon's, else the industry's, else the universal days."""
-    return func.coalesce(
-        ClientPersonalizedInterval.personal_interval_days,
-        ServiceReactivationInterval.median_interval_days,
-        case((industry.c.days.between(MIN_INTERVAL_DAYS, MAX_INTERVAL_DAYS), industry.c.days)),
-        UNIVERSAL_DAYS,
-    )
-
-
-def _eligible(reference: _Reference, *, postgres: bool, floor: Decimal | None) -> list[ColumnElement[bool]]:
+def _eligible(
+    reference: _Reference, *, postgres: bool, floor: Decimal | None, probes: bool = False
+) -> list[ColumnElement[bool]]:
     """The exclusions checked over the company's clients: blacklisted, never visited, inactive too long or not
-    long enough for any step, opted out (by phone key or by id), below the value floor, or contacted lately."""
+    long enough for any step, opted out (by phone key or by id), below the value floor, or contacted lately.
+
+    `probes` (the kept path, whose candidates are a range of kept rows): each look-up into another table is a
+    scalar sub-select, one index probe per candidate that the planner cannot turn into a join, so that no
+    statistics (a table just filled, never analyzed) make it scan or hash a whole table. Without, NOT EXISTS
+    anti-joins the planner may hash over the company's clients (the reference path)."""
     c = Client
     company_id = reference.company.id
     today = reference.today
+    absent = _absent if probes else _not_exists
     conditions = [
         c.company_id == company_id,
         c.blacklisted.is_(False),
         c.visit_count > 0,
         c.last_visit_date >= today - timedelta(days=reference.max_inactive),
         c.last_visit_date <= today - timedelta(days=MIN_INTERVAL_DAYS + reference.grace),
-        ~select(literal(1)).where(OptOut.company_id == company_id, OptOut.phone == c.phone_key).exists(),
-        ~select(literal(1)).where(OptOut.company_id == company_id, OptOut.client_id == c.id).exists(),
+        absent(OptOut.company_id == company_id, OptOut.phone == c.phone_key),
+        absent(OptOut.company_id == company_id, OptOut.client_id == c.id),
     ]
     if floor is not None:
         conditions.append(c.total_spent >= floor)
     if reference.contact_cutoff is not None:
         cutoff = _instant(reference.contact_cutoff, postgres=postgres)
-        conditions += _not_contacted_since(cutoff, company_id=company_id)
+        conditions += _not_contacted_since(cutoff, company_id=company_id, absent=absent)
     return conditions
 
 
-def _not_contacted_since(cutoff: datetime, *, company_id: int) -> list[ColumnElement[bool]]:
+def _not_exists(*where: Any) -> ColumnElement[bool]:
+    return ~select(literal(1)).where(*where).exists()
+
+
+def _absent(*where: Any) -> ColumnElement[bool]:
+    # A scalar sub-select (unlike EXISTS) is never pulled up into a join: it runs per row, as an index probe.
+    return select(literal_column("1")).where(*where).limit(1).scalar_subquery().is_(None)
+
+
+def _not_contacted_since(
+    cutoff: datetime, *, company_id: int, absent: Callable[..., ColumnElement[bool]] = _not_exists
+) -> list[ColumnElement[bool]]:
     """No real contact claimed or sent since `cutoff`, neither to the client nor to their phone."""
     h = ReactivationHistory
     contact = and_(h.status.not_in(NOT_A_CONTACT), not_dry_run())
@@ -639,34 +682,38 @@ def _not_contacted_since(cutoff: datetime, *, company_id: int) -> list[ColumnEle
     # coalesce(message_sent_at, created_at) >= cutoff written so that either timestamp can use an index.
     recent = or_(h.created_at >= cutoff, h.message_sent_at >= cutoff)
     return [
-        ~select(literal(1)).where(h.company_id == company_id, h.client_id == Client.id, contact, recent).exists(),
-        ~select(literal(1)).where(h.company_id == company_id, h.phone == Client.phone_key, contact, recent).exists(),
+        absent(h.company_id == company_id, h.client_id == Client.id, contact, recent),
+        absent(h.company_id == company_id, h.phone == Client.phone_key, contact, recent),
     ]
 
 
-def _ranked(candidates: Any, *, grace: int, cap: int | None) -> Any:
+def _ranked(candidates: Any, *, grace: int, cap: int | None, keep_unfit: bool = False, ordered: bool = True) -> Any:
     """The step due for each candidate, k = min(3, ⌊(days_inactive − grace) / interval⌋), kept when k ≥ 1 and
     above the step already taken (or the snoozed step again once its snooze ended); highest value first, then
-    longest inactive, then id; the top `cap` if given."""
+    longest inactive, then id; the top `cap` if given. `keep_unfit`: also every row whose kept row no longer
+    fits (`fits` = 0), to be recomputed. Not `ordered` (no cap, and hash joins follow that lose the order): the
+    caller sorts."""
     k = (candidates.c.days_inactive - grace) // candidates.c.interval_days
     # A lapse whose snooze ended gets its snoozed step again, whatever the interval says.
     step = case((candidates.c.repeat == 1, candidates.c.hold_step), (k >= len(Step), len(Step)), else_=k)
     stepped = select(candidates, step.label("step")).subquery("stepped")
     due = and_(stepped.c.step >= 1, stepped.c.step > func.coalesce(stepped.c.previous_step, 0))
-    ranked = (
-        select(stepped)
-        .where(or_(stepped.c.repeat == 1, due))
-        .order_by(stepped.c.value.desc(), stepped.c.last_visit_date.asc(), stepped.c.id.asc())
-    )
+    wanted = [stepped.c.repeat == 1, due]
+    if keep_unfit:
+        wanted.append(stepped.c.fits == 0)
+    ranked = select(stepped).where(or_(*wanted))
+    if ordered or cap is not None:
+        ranked = ranked.order_by(stepped.c.value.desc(), stepped.c.last_visit_date.asc(), stepped.c.id.asc())
     # A LIMIT (or OFFSET 0) keeps PostgreSQL from flattening this subquery: the probes below then run only on
     # the ranked rows, and with a cap the sort keeps just the top `cap` (a bounded heap, not a full sort).
     ranked = ranked.limit(cap) if cap is not None else ranked.offset(0)
     return ranked.subquery("ranked")
 
 
-def _probed(top: Any, reference: _Reference, *, postgres: bool) -> Any:
-    """The ranked rows with what the pipeline needs (name, phone, the raw personal and salon rows) and the three
-    per-row probes: a booking by client id, one by phone, an attended visit, each since the lapse began."""
+def _probed(top: Any, reference: _Reference, *, postgres: bool, raw_rows: bool = True) -> Any:
+    """The ranked rows with what the pipeline needs (name, phone, with `raw_rows` the raw personal and salon rows)
+    and the three per-row probes: a booking by client id, one by phone, an attended visit, each since the lapse
+    began."""
     c = Client
     p = ClientPersonalizedInterval
     s = ServiceReactivationInterval
@@ -675,33 +722,39 @@ def _probed(top: Any, reference: _Reference, *, postgres: bool) -> Any:
     company_id = reference.company.id
     booking_after, visit_after = _after_lapse(top, reference, postgres=postgres)
     active = not_cancelled()
-    return (
-        select(
-            top,
-            c.name,
-            c.phone,
-            c.last_services,
+    raw = (
+        (
             p.personal_interval_days,
             p.visit_count.label("personal_visits"),
             p.consistency_score,
             s.median_interval_days,
             s.sample_size,
             s.is_active,
-            _probe(b.company_id == company_id, b.client_id == top.c.id, booking_after, active).label(
-                "booked_by_client"
-            ),
-            _probe(b.company_id == company_id, b.client_phone_key == top.c.phone_key, booking_after, active).label(
-                "booked_by_phone"
-            ),
-            _probe(a.company_id == company_id, a.client_id == top.c.id, a.attendance == 1, visit_after).label(
-                "visited_since"
-            ),
         )
-        .join(c, and_(c.company_id == company_id, c.id == top.c.id))
-        .outerjoin(p, and_(p.company_id == company_id, p.client_id == top.c.id, p.service_id == top.c.service_id))
-        .outerjoin(s, and_(s.company_id == company_id, s.service_id == top.c.service_id))
-        .order_by(top.c.value.desc(), top.c.last_visit_date.asc(), top.c.id.asc())
+        if raw_rows
+        else ()
     )
+    # The kept rows carry name, phone and last_services (as text) from their candidates: no second join.
+    clients = (c.name, c.phone, c.last_services) if raw_rows else ()
+    statement = select(
+        top,
+        *clients,
+        *raw,
+        _probe(b.company_id == company_id, b.client_id == top.c.id, booking_after, active).label("booked_by_client"),
+        _probe(b.company_id == company_id, b.client_phone_key == top.c.phone_key, booking_after, active).label(
+            "booked_by_phone"
+        ),
+        _probe(a.company_id == company_id, a.client_id == top.c.id, a.attendance == 1, visit_after).label(
+            "visited_since"
+        ),
+    )
+    if raw_rows:
+        statement = (
+            statement.join(c, and_(c.company_id == company_id, c.id == top.c.id))
+            .outerjoin(p, and_(p.company_id == company_id, p.client_id == top.c.id, p.service_id == top.c.service_id))
+            .outerjoin(s, and_(s.company_id == company_id, s.service_id == top.c.service_id))
+        )
+    return statement.order_by(top.c.value.desc(), top.c.last_visit_date.asc(), top.c.id.asc())
 
 
 def _after_lapse(top: Any, reference: _Reference, *, postgres: bool) -> tuple[Any, Any]:
@@ -724,25 +777,11 @@ def _probe(*where: Any) -> ColumnElement[bool]:
     return select(literal_column("1")).where(*where).limit(1).scalar_subquery().is_not(None)
 
 
-def _first_title(raw: Any) -> str | None:
-    """The title of the first item of clients.last_services, if it has one."""
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            return None
-    if isinstance(raw, list) and raw and isinstance(raw[0], dict):
-        title = raw[0].get("title")
-        if isinstance(title, str) and title.strip():
-            return title.strip()[:200]
-    return None
-
-
 def _due_client(row: Any, reference: _Reference, *, phone_e164: str | None) -> DueClient | None:
     service_id = row.service_id if isinstance(row.service_id, int) else None
     title = reference.titles.get(service_id) if service_id is not None else None
     if title is None:
-        title = _first_title(row.last_services)
+        title = first_title(row.last_services)
     personal = None
     if row.personal_interval_days is not None:
         personal = PersonalRhythm(row.personal_interval_days, row.personal_visits - 1, row.consistency_score)
@@ -808,3 +847,279 @@ def _waterfall_step(row: Any, reference: _Reference, interval: Interval, previou
             },
         )
     return step
+
+
+# --- the kept due dates -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _KeptFound:
+    """The due clients the kept rows give, and the candidates whose kept row no longer fits (to recompute)."""
+
+    clients: list[DueClient]
+    recompute: set[int]
+
+
+def _kept_due(session: Session, reference: _Reference, *, limit: int | None) -> _KeptFound:
+    """The due clients among the kept rows due by the reference date and the lapses whose snooze has ended.
+
+    With a limit: the `cap` most valuable kept rows due (an index walk, see `_candidate_ids`) are the candidates,
+    and the cap grows fourfold while the exclusions leave fewer than `limit` of a full cap. Without: one
+    set-based statement over the kept rows due."""
+    postgres = is_postgres(session)
+    held = _snoozes_ended(session, reference)
+    if limit is None:
+        with _work_mem(session, postgres=postgres, hash_joins=True):
+            query = _kept_query(reference, postgres=postgres, among=None, snoozes_ended=held)
+            rows = session.execute(query).all()
+        return _split(session, reference, rows, None)
+    cap = limit * 2 + 50
+    while True:
+        ids = _candidate_ids(session, reference, cap=cap, postgres=postgres)
+        among = due_dates.among(sorted({*ids, *held}), postgres=postgres)
+        with _work_mem(session, postgres=postgres):
+            rows = session.execute(_kept_query(reference, postgres=postgres, among=among)).all()
+        found = _split(session, reference, rows, limit)
+        if len(found.clients) >= limit or len(ids) < cap:
+            return found
+        cap *= 4
+
+
+def _split(session: Session, reference: _Reference, rows: Sequence[Any], limit: int | None) -> _KeptFound:
+    fitting = [r for r in rows if r.fits]
+    clients = _keep(session, reference, fitting, limit, build=_kept_due_client)
+    return _KeptFound(clients=clients, recompute={r.id for r in rows if not r.fits})
+
+
+def _candidate_ids(session: Session, reference: _Reference, *, cap: int, postgres: bool) -> list[int]:
+    """The `cap` most valuable clients whose kept row is due by the reference date (grace days included).
+
+    One table, one index at a time, each read bounded, whatever the statistics say: first the value index walked
+    from the top for at most WALK_FACTOR × cap rows, the due among them kept (when `cap` are found, they are the
+    top of the whole order: the walk is a prefix of it); else the due are few, and the due-date index range is
+    read and sorted (the value made unusable for an index). No count: counting a range of a table not vacuumed
+    yet fetches every row from the heap."""
+    k = DueDate
+    company_id = reference.company.id
+    first = due_dates.STALE + timedelta(days=1)
+    due_by = reference.today - timedelta(days=reference.grace)
+    order = (k.total_spent.desc(), k.last_visit_date.asc(), k.client_id.asc())
+    walked = (
+        select(k.client_id, k.next_due_on, k.total_spent, k.last_visit_date)
+        .where(k.company_id == company_id)
+        .order_by(*order)
+        .limit(cap * WALK_FACTOR)
+        .subquery("walked")
+    )
+    statement = (
+        select(walked.c.client_id)
+        .where(walked.c.next_due_on.between(first, due_by))
+        .order_by(walked.c.total_spent.desc(), walked.c.last_visit_date.asc(), walked.c.client_id.asc())
+        .limit(cap)
+    )
+    ids = list(session.scalars(statement))
+    if len(ids) >= cap:
+        return ids
+    value: Any = k.total_spent + 0 if postgres else k.total_spent
+    in_range = (
+        select(k.client_id)
+        .where(k.company_id == company_id, k.next_due_on.between(first, due_by))
+        .order_by(value.desc(), k.last_visit_date.asc(), k.client_id.asc())
+        .limit(cap)
+    )
+    return list(session.scalars(in_range))
+
+
+def _snoozes_ended(session: Session, reference: _Reference) -> list[int]:
+    """Clients with a snooze that ended by the reference date: their snoozed step is due again (any interval)."""
+    r = ReplyHold
+    return list(
+        session.scalars(
+            select(r.client_id).where(
+                r.company_id == reference.company.id,
+                r.kind == HoldKind.SNOOZED.value,
+                r.ended_at.is_(None),
+                r.until <= reference.today,
+            )
+        )
+    )
+
+
+def _kept_query(
+    reference: _Reference,
+    *,
+    postgres: bool,
+    among: Callable[[Any], ColumnElement[bool]] | None,
+    snoozes_ended: Sequence[int] = (),
+) -> Any:
+    """The due selection over kept rows: the candidates (named, or every kept row due and `snoozes_ended`),
+    the cheap filters and the step taken so far, the step due from the kept interval, the per-row probes; each
+    row says whether its kept row still fits the client (same lapse, last service and value)."""
+    c = Client
+    k = DueDate
+    company_id = reference.company.id
+    # Named candidates (the top N): every look-up is per candidate, an index probe, whatever the statistics say:
+    # the step taken so far, the exclusions (see `_eligible`), the bookings and visits since (`_probed`). Every
+    # kept row due (hundreds of thousands): each look-up is one hash join over the company's rows in range.
+    every = among is None
+    previous = _previous_step(reference, per_client=not (every and postgres))
+    hold = _holds(company_id, reference.today)
+    fits = and_(
+        k.last_visit_date == c.last_visit_date,
+        k.last_service_id.is_not_distinct_from(c.last_service_id),
+        k.total_spent == c.total_spent,
+    )
+    candidates: Any = (
+        select(
+            c.id,
+            c.phone_key,
+            c.last_visit_date,
+            c.total_spent,
+            cast(c.total_spent, Float).label("value"),
+            c.last_service_id.label("service_id"),
+            _days_between(reference.today, c.last_visit_date, postgres=postgres).label("days_inactive"),
+            k.interval_days,
+            k.interval_source,
+            k.confidence,
+            k.evidence,
+            previous.column.label("previous_step"),
+            *hold.columns,
+            case((fits, 1), else_=0).label("fits"),
+            c.name,
+            c.phone,
+            # The JSON of last_services as text: parsed only for a title the services table does not have.
+            cast(c.last_services, Text).label("last_services"),
+        )
+        .select_from(k)
+        .join(c, and_(c.company_id == company_id, c.id == k.client_id))
+        .outerjoin(ReplyHold, hold.on)
+    )
+    if previous.lapses is not None:
+        lapses = previous.lapses
+        candidates = candidates.outerjoin(
+            lapses, and_(lapses.c.client_id == c.id, lapses.c.last_visit_date == c.last_visit_date)
+        )
+    probes = not (every and postgres)
+    conditions = [k.company_id == company_id, *_eligible(reference, postgres=postgres, floor=None, probes=probes)]
+    if among is not None:
+        conditions.append(among(k.client_id))
+    else:
+        # The kept range due by the reference date (an index range), and the lapses whose snooze has ended (their
+        # kept rows by primary key): on PostgreSQL a BitmapOr of the two indexes, never every kept row.
+        due_by = reference.today - timedelta(days=reference.grace)
+        kept_due = k.next_due_on.between(due_dates.STALE + timedelta(days=1), due_by)
+        conditions.append(or_(kept_due, due_dates.among(snoozes_ended, postgres=postgres)(k.client_id)))
+    # OFFSET 0: not flattened, so that each probe in the select list runs once per candidate.
+    base = candidates.where(*conditions, hold.not_snoozed).offset(0).subquery("base")
+    ranked = _ranked(base, grace=reference.grace, cap=None, keep_unfit=True, ordered=not (every and postgres))
+    if every and postgres:
+        return _hashed_since(ranked, reference)
+    return _probed(ranked, reference, postgres=postgres, raw_rows=False)
+
+
+def _hashed_since(top: Any, reference: _Reference) -> Any:
+    """The ranked kept rows with the bookings (by client id, by phone key) and attended visits since each lapse
+    began, as hash joins: the latest of each per client among the company's rows since the earliest lapse a
+    candidate can have (max_inactive_days ago), compared with the row's lapse."""
+    b = Booking
+    a = AppointmentCache
+    company_id = reference.company.id
+    earliest = local_midnight(reference.today - timedelta(days=reference.max_inactive - 1), reference.company.tz)
+    next_day = func.timezone(reference.company.tz.key, cast(top.c.last_visit_date + 1, DateTime()))
+
+    def latest(key: Any, moment: Any, *where: Any, name: str) -> Any:
+        return (
+            select(key.label("key"), func.max(moment).label("latest"))
+            .where(*where, moment >= earliest)
+            .group_by(key)
+            .subquery(name)
+        )
+
+    by_client = latest(b.client_id, b.datetime, b.company_id == company_id, not_cancelled(), name="by_client")
+    by_phone = latest(b.client_phone_key, b.datetime, b.company_id == company_id, not_cancelled(), name="by_phone")
+    visits = latest(a.client_id, a.appointment_datetime, a.company_id == company_id, a.attendance == 1, name="seen")
+    statement = (
+        select(
+            top,
+            func.coalesce(by_client.c.latest >= next_day, False).label("booked_by_client"),
+            func.coalesce(by_phone.c.latest >= next_day, False).label("booked_by_phone"),
+            func.coalesce(visits.c.latest >= next_day, False).label("visited_since"),
+        )
+        .outerjoin(by_client, by_client.c.key == top.c.id)
+        .outerjoin(by_phone, by_phone.c.key == top.c.phone_key)
+        .outerjoin(visits, visits.c.key == top.c.id)
+    )
+    return statement.order_by(top.c.value.desc(), top.c.last_visit_date.asc(), top.c.id.asc())
+
+
+def _kept_due_client(row: Any, reference: _Reference, *, phone_e164: str | None) -> DueClient | None:
+    """A due client from a kept row: the kept interval, the step the SQL found."""
+    service_id = row.service_id if isinstance(row.service_id, int) else None
+    title = reference.titles.get(service_id) if service_id is not None else None
+    if title is None:
+        title = first_title(row.last_services)
+    interval = Interval(
+        interval_days=row.interval_days,
+        source=Source(row.interval_source),
+        confidence=float(row.confidence),
+        evidence=row.evidence or {},
+    )
+    previous = int(row.previous_step) if row.previous_step is not None else 0
+    if row.repeat:
+        step, due = Step(row.hold_step), row.hold_until
+    else:
+        step = Step(row.step)
+        due = due_date(row.last_visit_date, step, interval_days=interval.interval_days, grace_days=reference.grace)
+    return DueClient(
+        client_id=row.id,
+        name=row.name,
+        phone=row.phone,
+        phone_e164=phone_e164,
+        last_visit_date=row.last_visit_date,
+        days_inactive=row.days_inactive,
+        last_service_id=service_id,
+        last_service_name=title,
+        interval=interval,
+        step=step,
+        due_date=due,
+        total_spent=Decimal(row.total_spent),
+        previous_step=Step(previous) if previous in (1, 2, 3) else None,
+        repeat=bool(row.repeat),
+        moved=bool(row.moved),
+    )
+
+
+def stream_due(session: Session, *, company_id: int, today: date, batch: int = 5_000) -> Iterator[DueClient]:
+    """Every due client, highest value first, streamed from the query (a server-side cursor on PostgreSQL) for
+    exports of hundreds of thousands: the interval and step come from the kept rows, and `phone_e164` is the
+    stored phone key (no phone parsing per row; opt-outs are those the key matches). Stale rows are recomputed
+    first and merged in order; a kept row found not to fit while streaming is recomputed and comes last. With
+    too many stale rows (or none kept) it is `due_clients` without a limit."""
+    reference = _reference(session, company_id=company_id, today=today)
+    stale = due_dates.stale_count(session, company_id=company_id, at_most=STALE_AT_MOST + 1)
+    if stale > STALE_AT_MOST or not due_dates.any_kept(session, company_id=company_id):
+        yield from _reference_due(session, reference, limit=None)
+        return
+    stale_ids = due_dates.stale_ids(session, company_id=company_id) if stale else []
+    recomputed = _reference_due(session, reference, limit=None, only=stale_ids) if stale_ids else []
+    unfit: list[int] = []
+    postgres = is_postgres(session)
+    with _work_mem(session, postgres=postgres, hash_joins=True):
+        held = _snoozes_ended(session, reference)
+        query = _kept_query(reference, postgres=postgres, among=None, snoozes_ended=held)
+        result = session.execute(query.execution_options(yield_per=batch))
+        streamed = _stream_kept(result, reference, unfit)
+        yield from heapq.merge(streamed, recomputed, key=_order)
+    if unfit:
+        log.warning("kept due dates did not fit", extra={"company_id": company_id, "count": len(unfit)})
+        yield from _reference_due(session, reference, limit=None, only=unfit)
+
+
+def _stream_kept(rows: Iterable[Any], reference: _Reference, unfit: list[int]) -> Iterator[DueClient]:
+    for row in rows:
+        if not row.fits:
+            unfit.append(row.id)
+        elif not (row.booked_by_client or row.booked_by_phone or row.visited_since):
+            due = _kept_due_client(row, reference, phone_e164=row.phone_key)
+            if due is not None:
+                yield due

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from reactivation.core.instants import aware_utc
 from reactivation.core.vocabulary import Status
+from reactivation.storage import due_dates
 from reactivation.storage.db import is_postgres
 from reactivation.storage.models import ReactivationHistory
 
@@ -56,7 +57,10 @@ def claim(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
         )
         .returning(ReactivationHistory.id)
     )
-    return list(session.execute(statement).scalars())
+    ids = list(session.execute(statement).scalars())
+    # The steps taken move the clients' kept due dates to their next step (a row claimed before is a no-op).
+    due_dates.advance(session, rows)
+    return ids
 
 
 def get(session: Session, *, company_id: int, history_id: int, lock: bool = False) -> ReactivationHistory | None:

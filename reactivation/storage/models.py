@@ -14,6 +14,7 @@ from sqlalchemy import (
     Computed,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -226,6 +227,39 @@ class ServiceReactivationInterval(Base):
     sample_size: Mapped[int] = mapped_column(Integer, nullable=False)
     last_calculated: Mapped[dt.datetime] = _now()
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+
+
+class DueDate(Base):
+    """A client's due date kept ahead of time: the interval the waterfall chose for the lapse and the day its next
+    step's interval count is reached (see reactivation/storage/due_dates.py for who keeps it).
+
+    `next_due_on` = last visit + (previous step + 1) × interval: the next step falls due the company's grace days
+    later (a setting that may change, so the selection adds it). STALE marks a row to recompute (a trigger on
+    `clients` sets it when the lapse, the last service or the value changes; a new client gets such a row); NEVER a
+    lapse whose last step is taken.
+    """
+
+    __tablename__ = "reactivation_due_dates"
+    __table_args__ = (
+        Index("ix_due_dates_company_next_due", "company_id", "next_due_on"),
+        # The daily top-N walks the most valuable first when many are due.
+        Index("ix_due_dates_company_value", "company_id", "total_spent"),
+    )
+
+    company_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    client_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # The lapse (the client's last visit) and the last service the row was computed for; NULL until computed.
+    last_visit_date: Mapped[dt.date | None] = mapped_column(Date)
+    last_service_id: Mapped[int | None] = mapped_column(BigInteger)
+    total_spent: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    interval_days: Mapped[int | None] = mapped_column(Integer)
+    interval_source: Mapped[str | None] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    evidence: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    # The latest step taken in the lapse when the row was written (a lapse whose flow stopped counts as 3).
+    previous_step: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default="0")
+    next_due_on: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    computed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class ServiceIntervalCount(Base):
@@ -485,6 +519,8 @@ class OptOut(Base):
     """Permanent per company and phone; kept apart from `clients` so that a re-sync cannot undo it."""
 
     __tablename__ = "reactivation_opt_outs"
+    # The due selection probes each candidate's opt-out by client id as well as by phone (the key).
+    __table_args__ = (Index("ix_opt_outs_company_client", "company_id", "client_id"),)
 
     company_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     # E.164

@@ -28,6 +28,8 @@ from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from reactivation.audience.preview import PreviewRow
     from reactivation.flow.progress import RunProgress, RunRecord
     from reactivation.runtime import Runtime
@@ -897,6 +899,26 @@ def averages_command(
     console.print(table)
 
 
+@app.command("due-dates", epilog=needs("reactivation due-dates --company 962302"))
+def due_dates_command(
+    company: Company,
+    output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
+) -> None:
+    """Recompute the salon's kept due dates that no longer fit its clients (what the nightly pass does)."""
+    from reactivation.timing.due_dates import refresh
+
+    rt = runtime()
+    with rt.session() as session:
+        result = refresh(session, company_id=company, now=datetime.now(UTC))
+    if output is OutputFormat.JSON:
+        print_json(result.as_dict())
+        return
+    console.print(
+        f"company {company}: {result.recomputed} kept due date(s) recomputed, "
+        f"{result.orphans_removed} of deleted clients removed, {result.seconds:.2f} s"
+    )
+
+
 class PreviewFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
@@ -936,6 +958,10 @@ def preview_command(
     with rt.session_factory() as session:
         config = load_company(session, company_id=company)
         run_date = day or config.local_today(datetime.now(UTC))
+        if limit is None and not messages and output is not PreviewFormat.TABLE:
+            # Every due client as a file: rows go out as the query yields them.
+            stream_preview_rows(session, company_id=company, run_date=run_date, output=output)
+            return
         due = due_clients(session, company_id=company, today=run_date, limit=limit)
     if messages:
         if rt.gemini_writer is not None and due:
@@ -953,6 +979,32 @@ def preview_command(
         console.print(preview_table(config, run_date, rows, limit=limit))
         if messages:
             print_preview_messages(rows)
+
+
+def stream_preview_rows(session: Session, *, company_id: int, run_date: date, output: PreviewFormat) -> None:
+    """Every due client to stdout as CSV or JSON, streamed from the query; a progress line on a terminal's stderr
+    (never in a pipe or a file)."""
+    from reactivation.audience.preview import stream_preview, write_csv, write_json
+
+    rows = stream_preview(session, company_id=company_id, today=run_date)
+    write = write_csv if output is PreviewFormat.CSV else write_json
+    if not err_console.is_terminal:
+        write(rows, sys.stdout, with_messages=False)
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description} {task.completed:,} rows"), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        task = progress.add_task(f"due on {run_date:%Y-%m-%d}:", total=None)
+
+        def counted(source: Iterator[PreviewRow]) -> Iterator[PreviewRow]:
+            for number, row in enumerate(source, start=1):
+                if number % 2_000 == 0:
+                    progress.update(task, completed=number)
+                yield row
+
+        written = write(counted(rows), sys.stdout, with_messages=False)
+        progress.update(task, completed=written)
 
 
 def preview_table(company: CompanyConfig, run_date: date, rows: list[PreviewRow], *, limit: int | None) -> Table:

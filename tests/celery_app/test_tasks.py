@@ -75,7 +75,7 @@ def _queue(name: str) -> str:
 
 def test_every_task_has_the_one_base_class() -> None:
     ours = [task for name, task in app.tasks.items() if name.startswith("reactivation.")]
-    assert len(ours) == 18
+    assert len(ours) == 20
     assert all(isinstance(task, ReactivationTask) for task in ours)
 
 
@@ -85,6 +85,7 @@ def test_every_task_has_the_one_base_class() -> None:
         ("reactivation.sweep", "reactivation.sweep_company"),
         ("reactivation.attribute_bookings", "reactivation.attribute_bookings"),
         ("reactivation.retention", "reactivation.retention_company"),
+        ("reactivation.refresh_due_dates", "reactivation.refresh_due_dates_company"),
     ],
 )
 def test_a_periodic_job_sends_one_task_per_company_to_the_default_queue(

@@ -180,6 +180,28 @@ def test_preview_limit_date_and_csv(pg: Engine, salon: tuple[Salon, Boundaries])
     assert [r["why"] for r in parsed] == [r["why"] for r in everyone]
 
 
+def test_preview_streams_every_due_client_from_the_kept_due_dates(pg: Engine, salon: tuple[Salon, Boundaries]) -> None:
+    shop, placed = salon
+    # Given the nightly pass has computed the salon's kept due dates
+    code, out, err = run("due-dates", "--company", str(shop.company_id), "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["recomputed"] >= len(shop.due)
+    # When the operator exports every due client as CSV and as JSON (into a pipe: no progress line)
+    code, out, err = run("preview", "--company", str(shop.company_id), "--date", TODAY.isoformat(), "--format", "csv")
+    assert code == 0 and "rows" not in err
+    parsed = list(csv.DictReader(io.StringIO(out)))
+    everyone = preview_json(shop.company_id)
+    # Then both list the same clients as the selection, in its order, with the kept interval and step
+    with Session(pg) as session:
+        due = due_clients(session, company_id=shop.company_id, today=TODAY)
+    assert [int(r["client_id"]) for r in parsed] == [d.client_id for d in due] == [r["client_id"] for r in everyone]
+    assert placed.exactly_due in {d.client_id for d in due} and placed.day_before not in {d.client_id for d in due}
+    by_id = {r["client_id"]: r for r in everyone}
+    assert by_id[placed.personal]["interval_source"] == "personal" and by_id[placed.personal]["step"] == 2
+    assert [r["why"] for r in parsed] == [r["why"] for r in everyone]
+    assert all("*" in r["phone"] for r in parsed)
+
+
 def test_preview_table_for_the_operator(pg: Engine, salon: tuple[Salon, Boundaries]) -> None:
     shop, placed = salon
     code, out, _ = run("preview", "--company", str(shop.company_id), "--date", TODAY.isoformat(), "--limit", "50")

@@ -64,6 +64,7 @@ from reactivation.timing.averages.postgres import run_postgres
 from reactivation.timing.averages.sqlite import run_sqlite
 from reactivation.timing.averages.stats import ServiceStats
 from reactivation.timing.day_digests import DayDigest, current_digests, first_changed_day, store_digests, stored_digests
+from reactivation.timing.due_dates import refresh as refresh_due_dates
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,8 @@ def calculate_averages(
     store_digests(session, company_id=company_id, digests=mark.digests, since=mark.keep_from)
     _record_state(session, state, plan=plan, mark=mark, computed=computed)
     analyze_tables(session, WRITTEN_TABLES)
+    # The kept due dates of the clients whose interval (or lapse) no longer fits what was just written.
+    refresh_due_dates(session, company_id=company_id, now=now)
     result = _result(session, plan=plan, computed=computed, active=active)
     log.info("averages calculated", extra=result.as_dict())
     return result
