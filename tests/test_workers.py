@@ -231,7 +231,7 @@ def test_a_paced_campaign_says_what_it_claimed_is_watched_to_the_end_and_logs_it
         again = reactivation("campaign", "run", "--company", company)
     # Then the dispatch says what the worker claimed
     assert dispatched.returncode == 0, dispatched.stdout + dispatched.stderr + _logs(procs)
-    assert f"claimed 12 client(s) of 12 due for company {company}" in dispatched.stdout
+    assert f"claimed 12 client(s) of the 12 most valuable due for company {company}" in dispatched.stdout
     # and the watch refreshed until nothing was in flight
     assert watched.returncode == 0, watched.stdout + watched.stderr
     refreshes = [line for line in watched.stdout.splitlines() if " final" in line]

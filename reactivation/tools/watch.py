@@ -63,7 +63,7 @@ class ClaimReport:
         due = after.due or 0
         if claimed_now > 0:
             return (
-                f"claimed {claimed_now} client(s) of {due} due for company {self.company_id} on "
+                f"claimed {claimed_now} client(s) of the {due} most valuable due for company {self.company_id} on "
                 f"{self.run_date:%Y-%m-%d} (held out {after.holdout or 0}; daily limit {self.daily_limit})"
             )
         if before is not None and before.status == RunStatus.DONE:
@@ -110,7 +110,7 @@ def summary_lines(progress: RunProgress, tz: ZoneInfo) -> list[str]:
         return [f"no run of company {progress.company_id} on {progress.run_date:%Y-%m-%d} yet"]
     limits = progress.limits
     lines = [
-        f"run {run.status}: due {run.due if run.due is not None else '?'}, claimed {run.claimed or 0} "
+        f"run {run.status}: due read {run.due if run.due is not None else '?'} (the most valuable first), claimed {run.claimed or 0} "
         f"(daily limit {limits.daily_limit}), held out {run.holdout or 0}"
     ]
     if progress.in_flight:

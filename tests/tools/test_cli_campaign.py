@@ -29,7 +29,7 @@ def salon(embedded: tuple[Engine, Path], time_machine: TimeMachineFixture) -> Sa
     time_machine.move_to(built.now, tick=True)
     first = run("campaign", "run", "--company", str(built.company_id), "--inline")
     assert first.exit_code == 0, first.output
-    assert "claimed 6 client(s) of 6 due" in first.output
+    assert "claimed 6 client(s) of the 6 most valuable due" in first.output
     built.engine = engine  # type: ignore[attr-defined]
     return built
 
@@ -64,7 +64,7 @@ def test_a_second_run_says_there_is_nothing_to_claim(salon: Salon) -> None:
 def test_status_shows_the_rows_the_limits_and_no_eta_once_all_are_sent(salon: Salon) -> None:
     result = run("campaign", "status", "--company", str(salon.company_id))
     assert result.exit_code == 0, result.output
-    assert "sent" in result.output and "run done: due 6, claimed 6" in result.output
+    assert "sent" in result.output and "run done: due read 6 (the most valuable first), claimed 6" in result.output
     assert f"WhatsApp 30 per 60 s for sender {salon.company_id}" in result.output
     assert "ETA" not in result.output
 

@@ -31,7 +31,7 @@ def claim(before: RunRecord | None, after: RunRecord | None) -> str:
 
 def test_what_a_dispatch_claimed() -> None:
     assert claim(None, record()) == (
-        "claimed 300 client(s) of 1204 due for company 962302 on 2026-12-03 (held out 0; daily limit 300)"
+        "claimed 300 client(s) of the 1204 most valuable due for company 962302 on 2026-12-03 (held out 0; daily limit 300)"
     )
     # A second dispatch the same day claims nothing, and says why
     assert (
@@ -60,7 +60,7 @@ def progress(
 def test_the_summary_names_the_limits_the_window_and_the_eta() -> None:
     lines = summary_lines(progress({Status.SENT: 30, Status.GENERATED: 270}, waiting=20), MOSCOW)
     text = "\n".join(lines)
-    assert "run done: due 1204, claimed 300 (daily limit 300)" in text
+    assert "run done: due read 1204 (the most valuable first), claimed 300 (daily limit 300)" in text
     assert "in flight 270: 250 moving, 20 waiting for the send window, which opens 2026-12-04 09:00" in text
     assert "WhatsApp 30 per 60 s for sender 962302; Gemini off (templates)" in text
     assert "ETA: about" in text
