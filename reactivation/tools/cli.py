@@ -406,7 +406,8 @@ def campaign_run(
     with progress(f"running company {company}'s campaign in this process"):
         summary = run_campaign.apply(args=args, kwargs={"dry_run": dry_run}).get()
     console.print(
-        f"due read {summary['due']} (the most valuable first), claimed {summary['claimed']}, held out {summary['holdout']}, "
+        f"due read {summary['due']} (the most valuable first), claimed {summary['claimed']}, "
+        f"held out {summary['holdout']}, "
         f"over the daily limit {summary['over_limit']}"
         + (f", skipped {summary['skipped']}" if summary["skipped"] else "")
     )

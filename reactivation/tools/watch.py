@@ -110,7 +110,8 @@ def summary_lines(progress: RunProgress, tz: ZoneInfo) -> list[str]:
         return [f"no run of company {progress.company_id} on {progress.run_date:%Y-%m-%d} yet"]
     limits = progress.limits
     lines = [
-        f"run {run.status}: due read {run.due if run.due is not None else '?'} (the most valuable first), claimed {run.claimed or 0} "
+        f"run {run.status}: due read {run.due if run.due is not None else '?'} (the most valuable first), "
+        f"claimed {run.claimed or 0} "
         f"(daily limit {limits.daily_limit}), held out {run.holdout or 0}"
     ]
     if progress.in_flight:

@@ -31,7 +31,8 @@ def claim(before: RunRecord | None, after: RunRecord | None) -> str:
 
 def test_what_a_dispatch_claimed() -> None:
     assert claim(None, record()) == (
-        "claimed 300 client(s) of the 1204 most valuable due for company 962302 on 2026-12-03 (held out 0; daily limit 300)"
+        "claimed 300 client(s) of the 1204 most valuable due for company 962302 on 2026-12-03 "
+        "(held out 0; daily limit 300)"
     )
     # A second dispatch the same day claims nothing, and says why
     assert (
