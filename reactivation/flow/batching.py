@@ -49,6 +49,7 @@ from reactivation.messaging.composing import (
 from reactivation.messaging.gemini_batch import RequestRecord, Requeue
 from reactivation.messaging.gemini_gate import Closed, Go
 from reactivation.storage import gemini_queue, gemini_usage, history
+from reactivation.storage.db import TRANSIENT_DB_ERRORS
 from reactivation.storage.gemini_usage import RequestShare
 from reactivation.storage.models import Client, Company, ReactivationHistory
 
@@ -204,11 +205,25 @@ def write_batch(
     composition = compose_messages(
         [row.request for row in rows], writer=rt.batch_writer, now=asked_at, slot_taken=True, can_requeue=True
     )
-    result = _store(rt, rows, composition, now=now, token=token, on_written=on_written)
+    try:
+        result = _store(rt, rows, composition, now=now, token=token, on_written=on_written)
+    except TRANSIENT_DB_ERRORS:
+        _release_cut_lease(rt, token=token, rows=rows)
+        raise
     if result.requeued:
         # Rows wait again behind a block: the next run learns from the gate how long.
         result.next_in = 0.0
     return result
+
+
+def _release_cut_lease(rt: Runtime, *, token: str, rows: Sequence[WaitingRow]) -> None:
+    """A write cut by a lost connection gives its rows back at once (a new connection usually works), so that the
+    task's retry serves them now instead of after the lease; if the database is still away, the lease passes."""
+    try:
+        with rt.session() as session:
+            gemini_queue.give_back(session, token=token, rows=[row.pair for row in rows], attempt=False)
+    except TRANSIENT_DB_ERRORS:
+        log.warning("a cut batch could not give its rows back; they wait for its lease to pass", exc_info=True)
 
 
 def write_one(rt: Runtime, *, pair: Pair, request: MessageRequest, run_id: int | None, now: datetime) -> bool:

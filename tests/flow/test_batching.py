@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from reactivation.core.settings import Settings
@@ -374,3 +375,26 @@ def test_one_batching_run_is_marked_at_a_time_and_a_far_one_holds_nobody_back(gr
     ttl = grt.redis.pttl(f"{grt.settings.redis_key_prefix}gemini:batch:scheduled")
     assert 0 < ttl <= batching.SCHEDULED_SLACK.total_seconds() * 1000
     batching.clear_scheduled(grt)
+
+
+def test_a_batch_cut_by_a_lost_connection_gives_its_rows_back_so_its_retry_serves_them_at_once(
+    grt: Runtime, committed_engine: Engine, gemini: FakeGemini, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    salon = build_salon(committed_engine, due=4, extras=False)
+    queue(grt, salon)
+    written = batching._store
+
+    def cut(*args: object, **kwargs: object) -> BatchRun:
+        raise OperationalError("UPDATE …", {}, Exception("terminating connection due to administrator command"))
+
+    # When the batch's write is cut after Gemini answered (every connection killed mid-transaction)
+    monkeypatch.setattr(batching, "_store", cut)
+    with pytest.raises(OperationalError):
+        serve(grt, salon, seconds=5)
+    # Then no row is left leased by the dead batch: the task's retry, a moment later, writes all four
+    with Session(committed_engine) as session:
+        assert session.scalar(select(func.count()).where(GeminiQueued.lease_token.is_not(None))) == 0
+    monkeypatch.setattr(batching, "_store", written)
+    result, continued, _ = serve(grt, salon, seconds=6)
+    assert len(result.written) == 4 and len(continued) == 4
+    assert {row.status for row in rows(committed_engine, salon.company_id)} == {Status.GENERATED}
