@@ -806,6 +806,27 @@ def _due_client(row: Any, reference: _Reference, *, phone_e164: str | None) -> D
             return None
         step = found
         due = due_date(last_visit, step, interval_days=interval.interval_days, grace_days=reference.grace)
+    return _assembled(
+        row,
+        phone_e164=phone_e164,
+        last_visit=last_visit,
+        service=(service_id, title),
+        choice=(interval, step, due),
+        previous=previous,
+    )
+
+
+def _assembled(
+    row: Any,
+    *,
+    phone_e164: str | None,
+    last_visit: date,
+    service: tuple[int | None, str | None],
+    choice: tuple[Interval, Step, date],
+    previous: int | None,
+) -> DueClient:
+    """A due client from its query row and what was worked out for it (the reference and the kept path alike)."""
+    interval, step, due = choice
     return DueClient(
         client_id=row.id,
         name=row.name,
@@ -813,8 +834,8 @@ def _due_client(row: Any, reference: _Reference, *, phone_e164: str | None) -> D
         phone_e164=phone_e164,
         last_visit_date=last_visit,
         days_inactive=row.days_inactive,
-        last_service_id=service_id,
-        last_service_name=title,
+        last_service_id=service[0],
+        last_service_name=service[1],
         interval=interval,
         step=step,
         due_date=due,
@@ -1070,22 +1091,13 @@ def _kept_due_client(row: Any, reference: _Reference, *, phone_e164: str | None)
     else:
         step = Step(row.step)
         due = due_date(row.last_visit_date, step, interval_days=interval.interval_days, grace_days=reference.grace)
-    return DueClient(
-        client_id=row.id,
-        name=row.name,
-        phone=row.phone,
+    return _assembled(
+        row,
         phone_e164=phone_e164,
-        last_visit_date=row.last_visit_date,
-        days_inactive=row.days_inactive,
-        last_service_id=service_id,
-        last_service_name=title,
-        interval=interval,
-        step=step,
-        due_date=due,
-        total_spent=Decimal(row.total_spent),
-        previous_step=Step(previous) if previous in (1, 2, 3) else None,
-        repeat=bool(row.repeat),
-        moved=bool(row.moved),
+        last_visit=row.last_visit_date,
+        service=(service_id, title),
+        choice=(interval, step, due),
+        previous=previous,
     )
 
 
