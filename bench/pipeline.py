@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -74,6 +74,18 @@ SEED_CLIENT_SLEEP = 2.0 * SCALE
 # Bounds on every wait: a campaign that does not finish in this time is a failure, not a figure.
 CAMPAIGN_TIMEOUT = 300.0
 MOSCOW = ZoneInfo("Europe/Moscow")
+
+
+def _template_salon(engine: Engine, *, messages: int, company_id: int, today: date) -> None:
+    """A salon of `messages` due clients, all of them within the daily limit, none held out."""
+    build_salon(
+        engine,
+        due=messages,
+        company_id=company_id,
+        today=today,
+        settings={"daily_limit": messages, "holdout_percent": 0},
+        extras=False,
+    )
 
 
 def shortest_span(moments: list[float], count: int) -> float | None:
@@ -171,14 +183,7 @@ def eager_round_trips(url: str, *, company_id: int, messages: int, gateway_url: 
     to its end inside the campaign's task) and count its database round trips; and the wall time."""
     today = datetime.now(MOSCOW).date()
     engine = make_engine(url)
-    build_salon(
-        engine,
-        due=messages,
-        company_id=company_id,
-        today=today,
-        settings={"daily_limit": messages, "holdout_percent": 0},
-        extras=False,
-    )
+    _template_salon(engine, messages=messages, company_id=company_id, today=today)
     prefix = f"bench:pipeline:{uuid.uuid4().hex[:8]}:"
     settings = load_settings(
         database_url=url,
@@ -236,14 +241,7 @@ def timed_campaign(
     """Build a salon with `messages` due clients, start a worker, dispatch its campaign, wait for every `sent`."""
     engine = make_engine(url)
     today = datetime.now(MOSCOW).date()
-    build_salon(
-        engine,
-        due=messages,
-        company_id=company_id,
-        today=today,
-        settings={"daily_limit": messages, "holdout_percent": 0},
-        extras=False,
-    )
+    _template_salon(engine, messages=messages, company_id=company_id, today=today)
     prefix = f"bench:pipeline:{uuid.uuid4().hex[:8]}:"
     control = control_app(REDIS_URL, prefix)
     environment = worker_env(url, redis_url=REDIS_URL, prefix=prefix, gateway_url=gateway_url, **env)
