@@ -564,14 +564,7 @@ def _candidates(
     hold = _holds(company_id, reference.today)
     candidates: Any = (
         select(
-            c.id,
-            c.phone_key,
-            c.last_visit_date,
-            c.total_spent,
-            # Ordering on a float: the same order as numeric(12,2) (53 bits hold 12 digits), far cheaper to sort.
-            cast(c.total_spent, Float).label("value"),
-            c.last_service_id.label("service_id"),
-            _days_between(reference.today, c.last_visit_date, postgres=postgres).label("days_inactive"),
+            *_client_facts(reference, postgres=postgres),
             waterfall_days(industry).label("interval_days"),
             previous.column.label("previous_step"),
             *hold.columns,
@@ -581,15 +574,36 @@ def _candidates(
         .outerjoin(industry, industry.c.service_id == c.last_service_id)
         .outerjoin(ReplyHold, hold.on)
     )
-    if previous.lapses is not None:
-        lapses = previous.lapses
-        candidates = candidates.outerjoin(
-            lapses, and_(lapses.c.client_id == c.id, lapses.c.last_visit_date == c.last_visit_date)
-        )
+    candidates = _with_lapses(candidates, previous)
     conditions = _eligible(reference, postgres=postgres, floor=floor)
     if only is not None:
         conditions.append(due_dates.among(only, postgres=postgres)(c.id))
     return candidates.where(*conditions, hold.not_snoozed).subquery("base")
+
+
+def _client_facts(reference: _Reference, *, postgres: bool) -> tuple[Any, ...]:
+    """The columns of `clients` both selections read (the reference query and the kept path)."""
+    c = Client
+    return (
+        c.id,
+        c.phone_key,
+        c.last_visit_date,
+        c.total_spent,
+        # Ordering on a float: the same order as numeric(12,2) (53 bits hold 12 digits), far cheaper to sort.
+        cast(c.total_spent, Float).label("value"),
+        c.last_service_id.label("service_id"),
+        _days_between(reference.today, c.last_visit_date, postgres=postgres).label("days_inactive"),
+    )
+
+
+def _with_lapses(candidates: Any, previous: _PreviousStep) -> Any:
+    """The candidates joined to the steps of their current lapse, when the previous step is read from a join."""
+    if previous.lapses is None:
+        return candidates
+    lapses = previous.lapses
+    return candidates.outerjoin(
+        lapses, and_(lapses.c.client_id == Client.id, lapses.c.last_visit_date == Client.last_visit_date)
+    )
 
 
 @dataclass(frozen=True)
@@ -992,13 +1006,7 @@ def _kept_query(
     )
     candidates: Any = (
         select(
-            c.id,
-            c.phone_key,
-            c.last_visit_date,
-            c.total_spent,
-            cast(c.total_spent, Float).label("value"),
-            c.last_service_id.label("service_id"),
-            _days_between(reference.today, c.last_visit_date, postgres=postgres).label("days_inactive"),
+            *_client_facts(reference, postgres=postgres),
             k.interval_days,
             k.interval_source,
             k.confidence,
@@ -1015,11 +1023,7 @@ def _kept_query(
         .join(c, and_(c.company_id == company_id, c.id == k.client_id))
         .outerjoin(ReplyHold, hold.on)
     )
-    if previous.lapses is not None:
-        lapses = previous.lapses
-        candidates = candidates.outerjoin(
-            lapses, and_(lapses.c.client_id == c.id, lapses.c.last_visit_date == c.last_visit_date)
-        )
+    candidates = _with_lapses(candidates, previous)
     probes = not (every and postgres)
     conditions = [k.company_id == company_id, *_eligible(reference, postgres=postgres, floor=None, probes=probes)]
     if among is not None:
