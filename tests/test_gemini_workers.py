@@ -9,7 +9,6 @@ tell) writing one campaign in batches against the fake Gemini.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -38,18 +37,16 @@ class Rig:
         self.gateway = gateway
         self.prefix = prefix
 
-    def run(self, engine: Engine, company_id: int, due: int) -> float:
-        """Dispatch a campaign of `due` clients and wait until every row is sent; the seconds it took."""
+    def run(self, engine: Engine, company_id: int, due: int) -> None:
+        """Dispatch a campaign of `due` clients and wait until every row is sent."""
         today = datetime.now(ZoneInfo("Europe/Moscow")).date()
         salon = build_salon(engine, due=due, company_id=company_id, today=today, extras=False)
         control = control_app(REDIS_URL, self.prefix)
-        started = time.monotonic()
         try:
             control.send_task("reactivation.run_campaign", args=[salon.company_id, salon.today.isoformat()])
         finally:
             control.close()
         wait_until(lambda: statuses(engine, company_id)[Status.SENT] == due, timeout=120, interval=0.2, what="all sent")
-        return time.monotonic() - started
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +95,13 @@ def test_a_per_day_429_stops_every_workers_gemini_calls_and_the_run_completes_fr
     # given a Gemini whose day's quota is used up (it says so to every request)
     fresh.gemini.set_default(Reply.quota("day", "40s"))
     # when a campaign of 40 runs on two workers of two processes each
-    seconds = fresh.run(committed_engine, 5101, due=40)
+    fresh.run(committed_engine, 5101, due=40)
     # then at most the requests already on their way when the first 429 came back reached Gemini
     assert 1 <= len(fresh.gemini.requests) <= 4
-    # and every client got one message, from the template, saying why, at template speed
+    # and every client got one message, from the template, saying why
     history = rows(committed_engine, 5101)
     assert {(row.generator, row.generator_fallback_reason) for row in history} == {("template", "gemini_daily_quota")}
     assert len(fresh.gateway.messages()) == 40
-    assert seconds < 60
 
 
 def test_a_per_minute_429_backs_every_worker_off_then_gemini_writes_every_message(

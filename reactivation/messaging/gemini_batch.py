@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 _MIN_ATTEMPT_SECONDS = 1.0
 # Backoff for 5xx and timeouts: 1 s, 2 s, 4 s ... plus up to 1 s of jitter, capped.
 _exponential_jitter = tenacity.wait_exponential_jitter(initial=1.0, max=8.0, jitter=1.0)
+# Added to the delay a per-minute 429 asks for: this worker dates the answer from the task's start plus its own
+# monotonic clock, which trails the wall clock by the batch's preparation, and Google counts the delay on its side.
+# A request a millisecond early would only earn another 429.
+QUOTA_DELAY_MARGIN_SECONDS = 0.5
 RATE_LIMITED_BUDGET = "rate_limited_budget"
 # What a request that got no answer cost as far as we know.
 NO_USAGE = Usage()
@@ -297,7 +301,8 @@ class BatchWriter:
             self.gate.pause_for_the_day(now, DAILY_QUOTA)
             return _Stop(Fallback(DAILY_QUOTA))
         if exc.quota == MINUTE:
-            seconds = exc.retry_after if exc.retry_after is not None else float(self.gate.limiter.rate.seconds)
+            asked = exc.retry_after if exc.retry_after is not None else float(self.gate.limiter.rate.seconds)
+            seconds = asked + QUOTA_DELAY_MARGIN_SECONDS
             self.gate.block(now, seconds, why=exc.kind)
         else:
             seconds = self.gate.back_off(now)
