@@ -12,7 +12,13 @@ import pytest
 from reactivation.core.vocabulary import Step
 from reactivation.messaging.batch_prompt import DUPLICATE, MISSING, OTHER_CLIENT
 from reactivation.messaging.gemini import TRUNCATED, PromptFacts
-from reactivation.messaging.gemini_batch import QUOTA_DELAY_MARGIN_SECONDS, RATE_LIMITED_BUDGET, Fallback, Requeue, Wrote
+from reactivation.messaging.gemini_batch import (
+    QUOTA_DELAY_MARGIN_SECONDS,
+    RATE_LIMITED_BUDGET,
+    Fallback,
+    Requeue,
+    Wrote,
+)
 from reactivation.messaging.gemini_gate import DAILY_LIMIT, DAILY_QUOTA, Closed, Go, Wait
 from reactivation.messaging.validation import validate_message
 from tests.fake_gemini import THINKING, FakeGemini, Reply
