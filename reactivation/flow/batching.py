@@ -336,7 +336,10 @@ def _store(
     result = BatchRun("written")
     max_attempts = rt.settings.gemini_max_attempts
     pairs = list(zip(rows, composition.messages, strict=True))
-    back = [row.pair for row, message in pairs if isinstance(message, Requeue) and row.attempts + 1 < max_attempts]
+    waiting = [
+        (row, message) for row, message in pairs if isinstance(message, Requeue) and row.attempts + 1 < max_attempts
+    ]
+    back = [row.pair for row, _ in waiting]
     writes = [(row, message) for row, message in pairs if row.pair not in back]
     with rt.session() as session:
         if token is not None:
@@ -353,7 +356,9 @@ def _store(
         on_written(session, result.written)
     result.requeued = len(back)
     if back:
-        log.info("gemini rows wait again: a quota blocked every worker", extra={"rows": len(back)})
+        # A per-minute quota or backoff that blocks every worker, or no limiter slot within the batch's budget.
+        reasons = sorted({message.reason for _, message in waiting})
+        log.info("gemini rows wait for a later batch", extra={"rows": len(back), "reasons": ",".join(reasons)})
     return result
 
 

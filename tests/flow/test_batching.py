@@ -4,6 +4,7 @@ written or continued twice."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -312,17 +313,24 @@ def test_while_gemini_is_paused_for_the_day_rows_take_templates_without_a_slot(
 
 
 def test_a_per_minute_429_puts_the_rows_back_then_templates_after_too_many_tries(
-    committed_settings: Settings, committed_engine: Engine, gateway: FakeGateway, gemini: FakeGemini
+    committed_settings: Settings,
+    committed_engine: Engine,
+    gateway: FakeGateway,
+    gemini: FakeGemini,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     rt = runtime_for(committed_settings, gateway, gemini, gemini_max_attempts=2)
     salon = build_salon(committed_engine, due=2, extras=False)
     queue(rt, salon)
     gemini.set_default(Reply.quota("minute", "10s"))
+    caplog.set_level(logging.INFO, logger="reactivation.flow.batching")
     # when the batch's request is over the per-minute quota
     result, continued, _ = serve(rt, salon, seconds=5)
     # then its rows wait again (nothing written), and every worker is blocked for the delay
     assert (result.requeued, continued, result.next_in) == (2, [], 0.0)
     assert queued(committed_engine) == 2
+    [waiting] = [record for record in caplog.records if record.getMessage() == "gemini rows wait for a later batch"]
+    assert (waiting.rows, waiting.reasons) == (2, "rate_limited:minute")  # type: ignore[attr-defined]
     assert serve(rt, salon, seconds=6)[0].reason == "blocked"
     # and once given back as often as GEMINI_MAX_ATTEMPTS allows, they take their templates
     result, continued, _ = serve(rt, salon, seconds=20)
