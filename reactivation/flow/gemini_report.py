@@ -3,7 +3,7 @@ paused, blocked or behind an open breaker for every worker (with the setting to 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from reactivation.messaging.gemini_errors import CAUSES
 from reactivation.messaging.gemini_gate import PACIFIC, GateState
-from reactivation.storage import gemini_queue
+from reactivation.storage import gemini_queue, history
 from reactivation.storage.gemini_usage import UsageSummary, usage_summary
 from reactivation.storage.models import CampaignRun
 
@@ -27,6 +27,7 @@ class GeminiReport:
     usage: UsageSummary
     waiting: int  # the company's rows waiting for a batch now
     gate: GateState | None  # None without a key
+    templates: dict[str, int] = field(default_factory=dict)  # the run's template messages by why Gemini did not write
 
 
 def gemini_report(rt: Runtime, *, company_id: int, run_date: date, now: datetime) -> GeminiReport:
@@ -36,9 +37,15 @@ def gemini_report(rt: Runtime, *, company_id: int, run_date: date, now: datetime
             select(CampaignRun.id).where(CampaignRun.company_id == company_id, CampaignRun.run_date == run_date)
         )
         usage = usage_summary(session, company_id=company_id, run_id=run_id) if run_id is not None else UsageSummary()
+        templates = history.template_reasons(session, company_id=company_id, run_id=run_id) if run_id else {}
         waiting = gemini_queue.waiting(session, company_id=company_id)
     enabled = rt.batch_writer is not None
-    return GeminiReport(enabled, usage, waiting, rt.gemini_gate.state(now) if enabled else None)
+    return GeminiReport(enabled, usage, waiting, rt.gemini_gate.state(now) if enabled else None, templates)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    """ "connection_error 57, ok 3": the biggest first."""
+    return ", ".join(f"{key} {count}" for key, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _when(moment: datetime) -> str:
@@ -59,8 +66,14 @@ def describe(report: GeminiReport) -> list[str]:
             f"batches), {usage.written} message(s) written, {usage.tokens:,} tokens"
             + (f" ({per_message:g} per message, {thinking:g} of them thinking)" if per_message is not None else "")
         )
+        failed = {outcome: count for outcome, count in usage.outcomes.items() if outcome != "ok"}
+        if failed:
+            lines.append(f"Gemini requests by outcome: {_counts(usage.outcomes)}")
     else:
         lines.append("Gemini: no request for this run yet")
+    if report.templates:
+        total = sum(report.templates.values())
+        lines.append(f"Templates instead of Gemini: {total} message(s) ({_counts(report.templates)})")
     if report.waiting:
         lines.append(f"Gemini: {report.waiting} row(s) of this company waiting for a batch")
     gate = report.gate

@@ -158,6 +158,18 @@ def counts_by_status(
     return [(status, why, count) for status, why, count in session.execute(statement).all()]
 
 
+def template_reasons(session: Session, *, company_id: int, run_id: int) -> dict[str, int]:
+    """Why one run's messages came from templates instead of Gemini: rows by `generator_fallback_reason`."""
+    h = ReactivationHistory
+    reason = func.coalesce(h.generator_fallback_reason, "")
+    statement = (
+        select(reason, func.count())
+        .where(h.company_id == company_id, h.campaign_run_id == run_id, h.generator == "template")
+        .group_by(reason)
+    )
+    return {why or "unknown": count for why, count in session.execute(statement).all()}
+
+
 # --- what the provider reported after accepting a message ----------------------------------------------------------
 
 # A provider's report is about a message that left: the row is `delivered` (accepted, being recorded) or `sent`.

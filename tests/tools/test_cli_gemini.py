@@ -150,3 +150,29 @@ def test_without_a_key_and_without_requests_status_says_nothing_of_gemini(
     cli_db.commit()
     code, out, _ = run("campaign", "status", "--company", str(company.id))
     assert code == 0 and "Gemini" not in out
+
+
+def test_campaign_status_says_why_gemini_wrote_nothing_and_how_many_templates_went_instead(cli_db: Session) -> None:
+    # given a run in which Gemini could not be reached: its requests failed and the rows took their templates
+    company_id, run_id = arrange(cli_db)
+    usage(cli_db, company_id, run_id, request_key="r3", written=0, outcome="connection_error", prompt_tokens=0)
+    usage(cli_db, company_id, run_id, request_key="r4", written=0, outcome="connection_error", prompt_tokens=0)
+    clients = [make_client(cli_db, company_id, last_visit=NOW.date() - timedelta(days=50)) for _ in range(4)]
+    for client, reason in zip(clients, ["connection_error", "connection_error", "connection_error", None], strict=True):
+        make_history(cli_db, client, sent_at=NOW, campaign_run_id=run_id, generator_fallback_reason=reason)
+    # and another salon's run the same day, whose templates had another cause
+    other = make_company(cli_db, name="Барбершоп «Борода»")
+    other_run = CampaignRun(company_id=other.id, run_date=NOW.date(), status="done", created_at=NOW)
+    cli_db.add(other_run)
+    cli_db.flush()
+    other_client = make_client(cli_db, other.id, last_visit=NOW.date() - timedelta(days=50))
+    make_history(cli_db, other_client, sent_at=NOW, campaign_run_id=other_run.id, generator_fallback_reason="timeout")
+    cli_db.commit()
+    # when the operator asks for the run's status
+    code, out, _ = run("campaign", "status", "--company", str(company_id))
+    # then it shows the requests by outcome and the templates by cause, this salon's only
+    assert code == 0, out
+    text = " ".join(out.split())
+    assert "Gemini requests by outcome: connection_error 2, ok 2" in text
+    assert "Templates instead of Gemini: 4 message(s) (connection_error 3, unknown 1)" in text
+    assert "timeout" not in text
