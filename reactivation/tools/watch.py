@@ -120,9 +120,7 @@ def summary_lines(progress: RunProgress, tz: ZoneInfo) -> list[str]:
     lines.append(f"limits: WhatsApp {_rate(limits.whatsapp)} for sender {limits.sender}; {gemini}")
     eta = progress.eta()
     if eta is not None:
-        lines.append(
-            f"ETA: about {_duration(eta - progress.now)}, {_local(eta, progress, tz)} (the limits above pace it)"
-        )
+        lines.append(f"ETA: {_duration(eta - progress.now)}, {_local(eta, progress, tz)} (the limits above pace it)")
     return lines
 
 
@@ -224,7 +222,9 @@ def _waiting(progress: RunProgress, tz: ZoneInfo) -> str:
 
 def _duration(span: timedelta) -> str:
     minutes = max(0, round(span.total_seconds() / 60))
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+    if minutes == 0:
+        return "under a minute"
+    return f"about {minutes} min" if minutes < 60 else f"about {minutes // 60} h {minutes % 60:02d} min"
 
 
 def _rate(limit: RateLimit) -> str:
