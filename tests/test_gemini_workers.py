@@ -90,7 +90,7 @@ def fresh(rig: Rig, redis_client: redis.Redis) -> Rig:
 
 
 def test_a_per_day_429_stops_every_workers_gemini_calls_and_the_run_completes_from_templates(
-    fresh: Rig, committed_engine: Engine
+    fresh: Rig, committed_engine: Engine, redis_client: redis.Redis
 ) -> None:
     # given a Gemini whose day's quota is used up (it says so to every request)
     fresh.gemini.set_default(Reply.quota("day", "40s"))
@@ -98,6 +98,9 @@ def test_a_per_day_429_stops_every_workers_gemini_calls_and_the_run_completes_fr
     fresh.run(committed_engine, 5101, due=40)
     # then at most the requests already on their way when the first 429 came back reached Gemini
     assert 1 <= len(fresh.gemini.requests) <= 4
+    # and at template speed: once paused, no worker even asked the limiter for a slot (nothing waited for Gemini)
+    checks = [int(redis_client.get(key) or 0) for key in redis_client.scan_iter(match=f"{fresh.prefix}gemini:checks:*")]
+    assert 1 <= sum(checks) <= 4
     # and every client got one message, from the template, saying why
     history = rows(committed_engine, 5101)
     assert {(row.generator, row.generator_fallback_reason) for row in history} == {("template", "gemini_daily_quota")}
