@@ -91,7 +91,7 @@ def describe(report: GeminiReport) -> list[str]:
         )
     if gate.breaker is not None and gate.breaker.until is not None:
         cause = CAUSES.get(gate.breaker.reason)
-        fix = f"; fix {cause.setting}: {cause.description}" if cause else ""
+        fix = f"; {cause.advice}" if cause else ""
         state = (
             "half-open: the next request probes"
             if gate.breaker_half_open

@@ -289,6 +289,8 @@ class BatchWriter:
             raise _Stop(Fallback(exc.kind)) from None
         except TransientError as exc:
             self._record(run, positions, exc.kind)
+            if closed := self.gate.went_unanswered(self._now(run), detail=str(exc)):
+                raise _Stop(Fallback(closed.reason)) from None
             raise
         self.gate.succeeded()
         run.model = answer.model

@@ -9,7 +9,8 @@ Every 429 is not the same 429. Its QuotaFailure violations name the quota (`quot
 
 Some refusals hold for every request until someone changes a setting, so they open a circuit breaker instead of
 being retried message by message: 400 FAILED_PRECONDITION (the Gemini API is not served in the caller's region, as in
-Russia: hence GEMINI_BASE_URL), 401 and 403 (the key), 404 (the model).
+Russia: hence GEMINI_BASE_URL), 401 and 403 (the key), 404 (the model). An outage opens it too: OUTAGE_FAILURES
+requests in a row, across every worker, without an answer (timeouts, dropped connections, 5xx).
 """
 
 from __future__ import annotations
@@ -30,13 +31,23 @@ _RETRY_INFO = "google.rpc.RetryInfo"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
+# Requests in a row, across every worker, that got no answer before Gemini counts as down: about three batches'
+# worth of retries (GEMINI_MAX_ATTEMPTS 4), so that a passing 503 never stops Gemini for everybody.
+OUTAGE_FAILURES = 10
+
+
 @dataclass(frozen=True)
 class Cause:
     """Why every request fails, and the setting that fixes it: the breaker's fallback reason and its log line."""
 
     reason: str  # the history rows' fallback_reason while the breaker is open
     description: str
-    setting: str
+    setting: str | None  # None when no setting fixes it (an outage)
+
+    @property
+    def advice(self) -> str:
+        """What the operator reads in the ERROR line and in `campaign status`."""
+        return f"fix {self.setting}: {self.description}" if self.setting else self.description
 
 
 REGION = Cause(
@@ -46,7 +57,13 @@ REGION = Cause(
 )
 KEY = Cause("gemini_key", "the API key is refused (401/403): wrong, revoked or without access", "GEMINI_API_KEY")
 MODEL = Cause("gemini_model", "the model does not exist or is not served to this key (404)", "GEMINI_MODEL")
-CAUSES = {cause.reason: cause for cause in (REGION, KEY, MODEL)}
+UNAVAILABLE = Cause(
+    "gemini_unavailable",
+    f"{OUTAGE_FAILURES} requests in a row got no answer (timeouts, dropped connections, 5xx): an outage at Google, "
+    "or the network or the proxy (GEMINI_BASE_URL) in between",
+    None,
+)
+CAUSES = {cause.reason: cause for cause in (REGION, KEY, MODEL, UNAVAILABLE)}
 
 
 class QuotaExceeded(TransientError):

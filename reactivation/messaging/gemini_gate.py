@@ -4,9 +4,10 @@ Before each request the gate looks, in this order, at:
 - the day's pause: a per-day quota (a 429 whose quotaId says PerDay) or GEMINI_DAILY_LIMIT reached stops Gemini for
   every worker until the next midnight in America/Los_Angeles, when Google's quota day turns; messages meanwhile come
   from the templates (fallback_reason `gemini_daily_quota` or `gemini_daily_limit`) without taking a limiter slot;
-- the breaker: a region, key or model refusal (gemini_errors.CAUSES) keeps Gemini off for GEMINI_PAUSE_SECONDS,
-  logged once as an ERROR naming the setting to fix; then exactly one request (the half-open probe) tries again, and
-  its success closes the breaker while its failure opens it for another pause;
+- the breaker: a region, key or model refusal, or an outage (OUTAGE_FAILURES requests in a row unanswered; see
+  gemini_errors.CAUSES), keeps Gemini off for GEMINI_PAUSE_SECONDS, logged once as an ERROR naming the setting to
+  fix; then exactly one request (the half-open probe) tries again, and its success closes the breaker while its
+  failure opens it for another pause;
 - the block: a per-minute 429 blocks every worker for its RetryInfo delay, an unknown 429 for an exponentially
   growing delay;
 - the shared rate limiter (GEMINI_RATE_LIMIT), then the day's request count against GEMINI_DAILY_LIMIT.
@@ -28,7 +29,7 @@ from zoneinfo import ZoneInfo
 import redis
 
 from reactivation.core.limiter import Limiter
-from reactivation.messaging.gemini_errors import Cause
+from reactivation.messaging.gemini_errors import OUTAGE_FAILURES, UNAVAILABLE, Cause
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 300.0
 # How long a worker that finds the probe taken waits before looking again.
 _PROBE_WAIT_SECONDS = 1.0
+# Unanswered requests count as "in a row" while they come within this of each other.
+_UNANSWERED_KEEP_SECONDS = 900
 # Keys outlive the instant they hold by this much, then Redis drops them; the instant itself decides.
 _KEEP = timedelta(days=1)
 _COUNTER_DAYS = 3
@@ -214,13 +217,24 @@ class GeminiGate:
         self._redis.delete(self._key("breaker:probe"))
         if opened:
             log.error(
-                "gemini refuses every request; templates for %d s, then one request probes. Fix %s: %s",
+                "gemini is off for every worker (%s); templates for %d s, then one request probes. %s",
+                cause.reason,
                 int(self.pause.total_seconds()),
-                cause.setting,
-                cause.description,
+                cause.advice[0].upper() + cause.advice[1:],
                 extra={"cause": cause.reason, "setting": cause.setting, "detail": detail, "until": until.isoformat()},
             )
         return Closed(cause.reason, until)
+
+    def went_unanswered(self, now: datetime, *, detail: str) -> Closed | None:
+        """A request got no answer (timeout, dropped connection, 5xx): counted across every worker until one is
+        answered; at OUTAGE_FAILURES in a row, Gemini is down and the breaker opens (again, after a failed probe)."""
+        pipe = self._redis.pipeline()
+        pipe.incr(self._key("unanswered"))
+        pipe.expire(self._key("unanswered"), _UNANSWERED_KEEP_SECONDS)
+        count = int(pipe.execute()[0])
+        if count < OUTAGE_FAILURES:
+            return None
+        return self.open_breaker(now, UNAVAILABLE, detail=f"{count} requests in a row unanswered, the last: {detail}")
 
     def succeeded(self) -> None:
         """A request answered: a half-open breaker closes, the unknown-429 backoff starts over."""
@@ -228,6 +242,7 @@ class GeminiGate:
         pipe.delete(self._key("breaker"))
         pipe.delete(self._key("breaker:probe"))
         pipe.delete(self._key("backoff"))
+        pipe.delete(self._key("unanswered"))
         if pipe.execute()[0]:
             log.info("gemini breaker closed: a request went through")
 

@@ -19,6 +19,7 @@ from reactivation.messaging.gemini_batch import (
     Requeue,
     Wrote,
 )
+from reactivation.messaging.gemini_errors import OUTAGE_FAILURES
 from reactivation.messaging.gemini_gate import DAILY_LIMIT, DAILY_QUOTA, Closed, Go, Wait
 from reactivation.messaging.validation import validate_message
 from tests.fake_gemini import THINKING, FakeGemini, Reply
@@ -247,6 +248,49 @@ def test_a_403_opens_the_breaker_after_one_request(fake: FakeGemini, caplog: pyt
     probe = batch_writer(fake, gate=gate).write(ITEMS, now=NOW + timedelta(seconds=601))
     assert all(isinstance(outcome, Wrote) for outcome in probe.outcomes)
     assert gate.closed(NOW + timedelta(seconds=601)) is None and gate.state(NOW).breaker is None
+
+
+def test_an_outage_opens_the_breaker_once_enough_requests_in_a_row_went_unanswered(
+    fake: FakeGemini, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    gate = make_gate(pause_seconds=600)
+    fake.set_default(Reply.error(503, "UNAVAILABLE"))
+    # when batches meet a Gemini that answers 503 to everything (4 attempts each)
+    outcomes = []
+    for batch in range(4):
+        writer = batch_writer(fake, gate=gate, gemini_max_attempts=4)
+        outcomes.append(writer.write(ITEMS[:2], now=NOW + timedelta(seconds=batch)).outcomes)
+    # then the first batches spend their retries and take their templates with the error
+    assert outcomes[0] == outcomes[1] == [Fallback("server_error")] * 2
+    # and the OUTAGE_FAILURES-th unanswered request in a row opens the breaker: that batch stops at once, the next
+    # asks nothing, and one ERROR line says Gemini is down, without a setting to blame
+    assert outcomes[2] == outcomes[3] == [Fallback("gemini_unavailable")] * 2
+    assert len(fake.requests) == OUTAGE_FAILURES
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "gemini_unavailable" in errors[0] and "in a row got no answer" in errors[0]
+    assert "fix " not in errors[0].lower()
+    # and once the pause is over, one probe that fails again opens it for another pause
+    probe = batch_writer(fake, gate=gate, gemini_max_attempts=4).write(ITEMS[:2], now=NOW + timedelta(seconds=700))
+    assert probe.outcomes == [Fallback("gemini_unavailable")] * 2
+    assert len(fake.requests) == OUTAGE_FAILURES + 1
+    assert isinstance(gate.acquire(NOW + timedelta(seconds=1000)), Closed)
+    # and a probe that is answered closes it, and the count starts over
+    fake.set_default(Reply.good())
+    back = batch_writer(fake, gate=gate).write(ITEMS[:2], now=NOW + timedelta(seconds=1301))
+    assert all(isinstance(outcome, Wrote) for outcome in back.outcomes)
+    assert gate.went_unanswered(NOW + timedelta(seconds=1302), detail="timeout") is None
+
+
+def test_a_passing_failure_between_answers_never_adds_up_to_an_outage(fake: FakeGemini) -> None:
+    gate = make_gate()
+    # when every batch meets one 503, then an answer, far more often than OUTAGE_FAILURES
+    for batch in range(OUTAGE_FAILURES + 2):
+        fake.push(Reply.error(503, "UNAVAILABLE"))
+        result = batch_writer(fake, gate=gate).write(ITEMS[:2], now=NOW + timedelta(seconds=batch))
+        assert all(isinstance(outcome, Wrote) for outcome in result.outcomes)
+    # then Gemini stays open
+    assert isinstance(gate.acquire(NOW + timedelta(seconds=60)), Go)
 
 
 @pytest.mark.parametrize(

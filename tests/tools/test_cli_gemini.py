@@ -13,7 +13,7 @@ from time_machine import TimeMachineFixture
 from typer.testing import CliRunner
 
 from reactivation.core.settings import get_settings, load_settings
-from reactivation.messaging.gemini_errors import KEY
+from reactivation.messaging.gemini_errors import KEY, OUTAGE_FAILURES
 from reactivation.messaging.gemini_gate import DAILY_QUOTA
 from reactivation.runtime import Runtime, make_redis
 from reactivation.storage import gemini_queue, migrations
@@ -176,3 +176,17 @@ def test_campaign_status_says_why_gemini_wrote_nothing_and_how_many_templates_we
     assert "Gemini requests by outcome: connection_error 2, ok 2" in text
     assert "Templates instead of Gemini: 4 message(s) (connection_error 3, unknown 1)" in text
     assert "timeout" not in text
+
+
+def test_campaign_status_shows_an_outage_breaker_without_a_setting_to_blame(cli_db: Session) -> None:
+    company_id, _ = arrange(cli_db)
+    # given the workers found Gemini down (OUTAGE_FAILURES requests in a row unanswered)
+    gate = Runtime(load_settings()).gemini_gate
+    for _ in range(OUTAGE_FAILURES):
+        gate.went_unanswered(NOW, detail="server_error: 503 UNAVAILABLE")
+    code, out, _ = run("campaign", "status", "--company", str(company_id))
+    assert code == 0
+    text = " ".join(out.split())
+    assert "Gemini breaker open until 2026-11-24 12:10 UTC (04:10 Pacific) (gemini_unavailable); " in text
+    assert f"{OUTAGE_FAILURES} requests in a row got no answer (timeouts, dropped connections, 5xx)" in text
+    assert "fix " not in text
