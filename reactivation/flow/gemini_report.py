@@ -31,10 +31,13 @@ class GeminiReport:
 
 
 def gemini_report(rt: Runtime, *, company_id: int, run_date: date, now: datetime) -> GeminiReport:
-    """The run's usage (by campaign run), the company's queue and the shared gate's state."""
+    """The real run's usage (by campaign run; a dry run the same day asks Gemini nothing), the company's queue and
+    the shared gate's state."""
     with rt.session() as session:
         run_id = session.scalar(
-            select(CampaignRun.id).where(CampaignRun.company_id == company_id, CampaignRun.run_date == run_date)
+            select(CampaignRun.id).where(
+                CampaignRun.company_id == company_id, CampaignRun.run_date == run_date, CampaignRun.dry_run.is_(False)
+            )
         )
         usage = usage_summary(session, company_id=company_id, run_id=run_id) if run_id is not None else UsageSummary()
         templates = history.template_reasons(session, company_id=company_id, run_id=run_id) if run_id else {}

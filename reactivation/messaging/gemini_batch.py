@@ -57,6 +57,8 @@ RATE_LIMITED_BUDGET = "rate_limited_budget"
 # What a request that got no answer cost as far as we know.
 NO_USAGE = Usage()
 BAD_RESPONSE = "bad_response"
+# Transient failures in which Gemini said nothing: what an outage looks like.
+_NO_ANSWER = frozenset({"timeout", "connection_error", "server_error"})
 
 
 @dataclass(frozen=True)
@@ -277,6 +279,7 @@ class BatchWriter:
             )
         except QuotaExceeded as exc:
             self._record(run, positions, exc.kind)
+            self.gate.heard_back()
             # From the answer's arrival: the delay Google asks for starts when it says so.
             raise self._quota(run, exc, self._now(run)) from None
         except GeminiRefused as exc:
@@ -289,7 +292,10 @@ class BatchWriter:
             raise _Stop(Fallback(exc.kind)) from None
         except TransientError as exc:
             self._record(run, positions, exc.kind)
-            if closed := self.gate.went_unanswered(self._now(run), detail=str(exc)):
+            # A timeout counts toward an outage only when the request had the whole GEMINI_TIMEOUT_SECONDS, not what
+            # was left of the batch's budget; an answer that would not parse was an answer.
+            unanswered = exc.kind in _NO_ANSWER and (exc.kind != "timeout" or timeout >= self.writer.timeout_seconds)
+            if unanswered and (closed := self.gate.went_unanswered(self._now(run), detail=str(exc))):
                 raise _Stop(Fallback(closed.reason)) from None
             raise
         self.gate.succeeded()

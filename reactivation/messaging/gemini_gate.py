@@ -227,14 +227,22 @@ class GeminiGate:
 
     def went_unanswered(self, now: datetime, *, detail: str) -> Closed | None:
         """A request got no answer (timeout, dropped connection, 5xx): counted across every worker until one is
-        answered; at OUTAGE_FAILURES in a row, Gemini is down and the breaker opens (again, after a failed probe)."""
+        answered; at OUTAGE_FAILURES in a row Gemini is down and the breaker opens. A half-open breaker's probe that
+        goes unanswered opens it again whatever the count (which may have expired during a long pause)."""
         pipe = self._redis.pipeline()
         pipe.incr(self._key("unanswered"))
         pipe.expire(self._key("unanswered"), _UNANSWERED_KEEP_SECONDS)
-        count = int(pipe.execute()[0])
-        if count < OUTAGE_FAILURES:
+        pipe.get(self._key("breaker"))
+        count, _, breaker = pipe.execute()
+        if closed := _active(breaker, now):
+            return closed  # opened meanwhile by another worker, for this or another cause
+        if int(count) < OUTAGE_FAILURES and breaker is None:
             return None
         return self.open_breaker(now, UNAVAILABLE, detail=f"{count} requests in a row unanswered, the last: {detail}")
+
+    def heard_back(self) -> None:
+        """Gemini answered, if only with a 429: whatever failed before was no outage."""
+        self._redis.delete(self._key("unanswered"))
 
     def succeeded(self) -> None:
         """A request answered: a half-open breaker closes, the unknown-429 backoff starts over."""

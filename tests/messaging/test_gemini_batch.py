@@ -270,7 +270,9 @@ def test_an_outage_opens_the_breaker_once_enough_requests_in_a_row_went_unanswer
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "gemini_unavailable" in errors[0] and "in a row got no answer" in errors[0]
     assert "fix " not in errors[0].lower()
-    # and once the pause is over, one probe that fails again opens it for another pause
+    # and once the pause is over (and the count of unanswered requests has expired, as it does after 15 minutes),
+    # one probe that fails again opens it for another pause
+    gate._redis.delete("test:gemini:unanswered")
     probe = batch_writer(fake, gate=gate, gemini_max_attempts=4).write(ITEMS[:2], now=NOW + timedelta(seconds=700))
     assert probe.outcomes == [Fallback("gemini_unavailable")] * 2
     assert len(fake.requests) == OUTAGE_FAILURES + 1
@@ -282,6 +284,24 @@ def test_an_outage_opens_the_breaker_once_enough_requests_in_a_row_went_unanswer
     assert gate.went_unanswered(NOW + timedelta(seconds=1302), detail="timeout") is None
 
 
+@pytest.mark.parametrize(("timeout", "budget", "opens"), [(2.0, 30.0, True), (5.0, 3.0, False)])
+def test_only_a_timeout_with_the_whole_request_timeout_counts_toward_an_outage(
+    fake: FakeGemini, timeout: float, budget: float, opens: bool
+) -> None:
+    gate = make_gate()
+    fake.set_default(Reply.error(408, "DEADLINE_EXCEEDED"))
+    # when requests time out again and again, either with the whole GEMINI_TIMEOUT_SECONDS each or with only what
+    # was left of a batch's budget smaller than it
+    for batch in range(2 * OUTAGE_FAILURES):
+        writer = batch_writer(fake, gate=gate, gemini_timeout_seconds=timeout, gemini_budget_seconds=budget)
+        writer.write(ITEMS[:2], now=NOW + timedelta(seconds=batch))
+        if isinstance(gate.acquire(NOW + timedelta(seconds=batch)), Closed):
+            break
+    # then only the first is an outage: a request cut short by its batch's deadline says nothing of Gemini
+    assert len(fake.requests) >= OUTAGE_FAILURES
+    assert isinstance(gate.acquire(NOW + timedelta(seconds=60)), Closed) is opens
+
+
 def test_a_passing_failure_between_answers_never_adds_up_to_an_outage(fake: FakeGemini) -> None:
     gate = make_gate()
     # when every batch meets one 503, then an answer, far more often than OUTAGE_FAILURES
@@ -291,6 +311,19 @@ def test_a_passing_failure_between_answers_never_adds_up_to_an_outage(fake: Fake
         assert all(isinstance(outcome, Wrote) for outcome in result.outcomes)
     # then Gemini stays open
     assert isinstance(gate.acquire(NOW + timedelta(seconds=60)), Go)
+
+
+def test_a_429_is_an_answer_and_starts_the_outage_count_over(fake: FakeGemini) -> None:
+    gate = make_gate()
+    # when nine requests in a row go unanswered, then Gemini says it is over a per-minute quota, then nine more fail
+    for _ in range(OUTAGE_FAILURES - 1):
+        assert gate.went_unanswered(NOW, detail="server_error: 503") is None
+    fake.push(Reply.quota("minute", "1s"))
+    batch_writer(fake, gate=gate).write(ITEMS[:2], now=NOW, can_requeue=True)
+    for _ in range(OUTAGE_FAILURES - 1):
+        assert gate.went_unanswered(NOW + timedelta(seconds=5), detail="server_error: 503") is None
+    # then no breaker opened: Gemini was there all along
+    assert gate.state(NOW + timedelta(seconds=5)).breaker is None
 
 
 @pytest.mark.parametrize(

@@ -190,3 +190,33 @@ def test_campaign_status_shows_an_outage_breaker_without_a_setting_to_blame(cli_
     assert "Gemini breaker open until 2026-11-24 12:10 UTC (04:10 Pacific) (gemini_unavailable); " in text
     assert f"{OUTAGE_FAILURES} requests in a row got no answer (timeouts, dropped connections, 5xx)" in text
     assert "fix " not in text
+
+
+def test_campaign_status_reports_the_real_run_not_a_dry_run_of_the_same_day(cli_db: Session) -> None:
+    # given a dry run of today, made before the real run, and the real run, each with a templated message
+    company = make_company(cli_db, name="Салон «Бархат»")
+    runs = {}
+    for dry_run in (True, False):
+        runs[dry_run] = CampaignRun(
+            company_id=company.id, run_date=NOW.date(), status="done", created_at=NOW, dry_run=dry_run
+        )
+        cli_db.add(runs[dry_run])
+        cli_db.flush()
+    for dry_run, reason in ((True, "timeout"), (False, "connection_error")):
+        client = make_client(cli_db, company.id, last_visit=NOW.date() - timedelta(days=50))
+        make_history(
+            cli_db,
+            client,
+            sent_at=NOW,
+            campaign_run_id=runs[dry_run].id,
+            generator_fallback_reason=reason,
+            dry_run=dry_run,
+        )
+    cli_db.commit()
+    # when the operator asks for today's status
+    code, out, _ = run("campaign", "status", "--company", str(company.id))
+    # then Gemini's lines are the real run's
+    assert code == 0, out
+    text = " ".join(out.split())
+    assert "Templates instead of Gemini: 1 message(s) (connection_error 1)" in text
+    assert "timeout" not in text
