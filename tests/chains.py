@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from reactivation.compliance.optouts import record_opt_out
 from reactivation.flow import pipeline
 from reactivation.flow.campaign import run_campaign
 from reactivation.flow.pipeline import Continue
@@ -55,6 +56,22 @@ def send_campaign(rt: Runtime, salon: Salon, *, now: datetime | None = None, dry
             if not isinstance(step(rt, company_id=salon.company_id, history_id=history_id, now=now), Continue):
                 break
     return claimed
+
+
+def opt_out_by_reply(engine: Engine, salon: Salon, claimed: ReactivationHistory) -> None:
+    """The claimed row's client answers «стоп» to an earlier message, at the salon's `now`."""
+    with Session(engine) as session:
+        record_opt_out(
+            session,
+            company_id=salon.company_id,
+            phone=claimed.phone or "",
+            client_id=claimed.client_id,
+            history_id=None,
+            text="стоп",
+            source="reply",
+            now=salon.now,
+        )
+        session.commit()
 
 
 def row(engine: Engine, history_id: int) -> ReactivationHistory:

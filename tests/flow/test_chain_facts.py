@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 
-from reactivation.compliance.optouts import record_opt_out
 from reactivation.core.vocabulary import SkipReason, Status
 from reactivation.flow import pipeline
 from reactivation.flow.chain_facts import ChainFacts, load_facts
@@ -19,7 +18,7 @@ from reactivation.runtime import Runtime
 from reactivation.storage.companies import load_company
 from reactivation.storage.company_settings import CompanyConfigError
 from reactivation.storage.models import Client, Company
-from tests.chains import STEPS, claim, rows
+from tests.chains import STEPS, claim, opt_out_by_reply, rows
 from tests.fake_gateway import FakeGateway
 from tests.salon import build_salon
 
@@ -95,18 +94,7 @@ def test_a_chain_with_its_facts_rechecks_the_client_once_right_before_the_send(
     carried = _carried(committed_engine, [(salon.company_id, first), (salon.company_id, second)])
     # When the first client opts out after the claim
     first_row = next(r for r in rows(committed_engine, salon.company_id) if r.id == first)
-    with Session(committed_engine) as session:
-        record_opt_out(
-            session,
-            company_id=salon.company_id,
-            phone=first_row.phone or "",
-            client_id=first_row.client_id,
-            history_id=None,
-            text="стоп",
-            source="reply",
-            now=salon.now,
-        )
-        session.commit()
+    opt_out_by_reply(committed_engine, salon, first_row)
     # Then its chain goes on up to the send, and the send skips it
     outcomes = []
     for step in STEPS:

@@ -8,7 +8,6 @@ from datetime import timedelta
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from reactivation.compliance.optouts import record_opt_out
 from reactivation.core.settings import Settings, load_settings
 from reactivation.core.vocabulary import Status
 from reactivation.flow import campaign, pipeline, sweeps
@@ -17,7 +16,7 @@ from reactivation.flow.pipeline import Continue, RetryLater, Stop
 from reactivation.handover.admin_handover import read_pending_action
 from reactivation.runtime import Runtime
 from reactivation.storage.models import CampaignRun, OptOut, ReactivationHistory
-from tests.chains import STEPS, claim, rows, run_chain
+from tests.chains import STEPS, claim, opt_out_by_reply, rows, run_chain
 from tests.fake_gateway import FakeGateway
 from tests.salon import build_salon
 
@@ -81,18 +80,7 @@ def test_an_opt_out_between_claim_and_send_skips_the_client(
     pipeline.select_interval(rt, company_id=salon.company_id, history_id=first, now=salon.now)
     pipeline.generate_message(rt, company_id=salon.company_id, history_id=first, now=salon.now)
     row = rows(committed_engine, salon.company_id)[0]
-    with Session(committed_engine) as session:
-        record_opt_out(
-            session,
-            company_id=salon.company_id,
-            phone=row.phone or "",
-            client_id=row.client_id,
-            history_id=None,
-            text="стоп",
-            source="reply",
-            now=salon.now,
-        )
-        session.commit()
+    opt_out_by_reply(committed_engine, salon, row)
     assert pipeline.send_message(rt, company_id=salon.company_id, history_id=first, now=salon.now) == Stop("opted_out")
     run_chain(rt, salon, second)
     statuses = {r.id: (r.status, r.skip_reason) for r in rows(committed_engine, salon.company_id)}
