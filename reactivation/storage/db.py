@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,30 @@ def analyze_tables(session: Session, tables: Iterable[str]) -> None:
         if not table.replace("_", "").isalnum():
             raise ValueError(f"not a table name: {table!r}")
         session.execute(text(f"ANALYZE {table}"))
+
+
+def copy_into(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """PostgreSQL's COPY FROM STDIN of `rows` into `table` (in the caller's transaction); how many rows. Lists and
+    dicts go as JSON text."""
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    count = 0
+    with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([_copy_value(value) for value in row])
+            count += 1
+    return count
+
+
+def _copy_value(value: Any) -> Any:
+    """JSON columns go to COPY as text; everything else psycopg adapts itself (in C)."""
+    kind = type(value)
+    if kind is list and all(type(item) is int for item in value):
+        # The common case (service id lists) without json.dumps, which would dominate the load.
+        return "[" + ",".join(map(str, value)) + "]"
+    if kind is list or kind is dict:
+        return _json_dumps(value)
+    return value
 
 
 @contextmanager

@@ -16,7 +16,6 @@ never a wrong contact.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -28,7 +27,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from reactivation.core.vocabulary import Step
-from reactivation.storage.db import is_postgres
+from reactivation.storage.db import copy_into, is_postgres
 from reactivation.storage.models import Client, DueDate
 
 # A row to recompute (before every real date: every selection reads it); a lapse whose last step is taken.
@@ -104,11 +103,7 @@ def _copy_upsert(session: Session, values: Sequence[dict[str, Any]]) -> None:
     session.execute(
         text(f"CREATE TEMP TABLE IF NOT EXISTS due_dates_load (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
     )
-    raw = session.connection().connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cursor, cursor.copy(f"COPY due_dates_load ({columns}) FROM STDIN") as copy:
-        for row in values:
-            copy.write_row([json.dumps(row[name]) if name == "evidence" else row[name] for name in _COLUMNS])
+    copy_into(session, "due_dates_load", _COLUMNS, ([row[name] for name in _COLUMNS] for row in values))
     session.execute(
         text(
             f"INSERT INTO {table} ({columns}) SELECT {columns} FROM due_dates_load "

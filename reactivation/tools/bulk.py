@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from reactivation.storage.db import analyze_tables, is_postgres
+from reactivation.storage.db import analyze_tables, copy_into, is_postgres
 from reactivation.storage.models import (
     AppointmentCache,
     AveragesState,
@@ -68,16 +67,9 @@ def delete_company_data(session: Session, *, company_id: int) -> None:
 
 def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
     """Write rows fast: COPY on PostgreSQL, executemany in batches elsewhere. Returns the row count."""
-    count = 0
     if is_postgres(session):
-        raw = session.connection().connection.driver_connection
-        assert raw is not None
-        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-        with raw.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row([_copy_value(v) for v in row])
-                count += 1
-        return count
+        return copy_into(session, table, columns, rows)
+    count = 0
     target = Base.metadata.tables[table]
     batch: list[dict[str, Any]] = []
     for row in rows:
@@ -90,17 +82,6 @@ def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterab
         session.execute(insert(target), batch)
         count += len(batch)
     return count
-
-
-def _copy_value(value: Any) -> Any:
-    """JSON columns go to COPY as text; everything else psycopg adapts itself (in C)."""
-    kind = type(value)
-    if kind is list and all(type(item) is int for item in value):
-        # The common case (service id lists) without json.dumps, which would dominate the load.
-        return "[" + ",".join(map(str, value)) + "]"
-    if kind is list or kind is dict:
-        return json.dumps(value, ensure_ascii=False)
-    return value
 
 
 def load_salon(session: Session, plan: SalonPlan, *, replace: bool = False, remedy: str = "") -> dict[str, int]:
