@@ -84,7 +84,7 @@ from reactivation.storage import due_dates, history, holds
 from reactivation.storage.bookings import not_cancelled
 from reactivation.storage.companies import CompanyConfig, load_company
 from reactivation.storage.db import is_postgres, pg_local_settings
-from reactivation.storage.history import not_dry_run
+from reactivation.storage.history import not_dry_run, step_taken
 from reactivation.storage.holds import HoldKind
 from reactivation.storage.models import (
     AppointmentCache,
@@ -620,14 +620,13 @@ def _previous_step(reference: _Reference, *, per_client: bool) -> _PreviousStep:
     candidates (within a value floor, or named), probed per client."""
     h = ReactivationHistory
     company_id = reference.company.id
-    # A lapse whose flow stopped (a negative reply, an opt-out, a booking) counts as if its last step were taken;
-    # dry-run rows are no contact at all.
-    step_taken = case((h.flow_stopped_reason.is_not(None), int(Step.WIN_BACK)), else_=h.step)
+    # Dry-run rows are no contact at all.
+    taken = step_taken()
     real = not_dry_run()
     if not per_client:
         # Every client: one pass over the lapses still open, hashed.
         lapses = (
-            select(h.client_id, h.last_visit_date, func.max(step_taken).label("previous_step"))
+            select(h.client_id, h.last_visit_date, func.max(taken).label("previous_step"))
             .where(
                 h.company_id == company_id,
                 real,
@@ -639,7 +638,7 @@ def _previous_step(reference: _Reference, *, per_client: bool) -> _PreviousStep:
         return _PreviousStep(column=lapses.c.previous_step, lapses=lapses)
     # A few thousand clients: one probe each into the unique (company, client, lapse, step) index.
     probe = (
-        select(func.max(step_taken))
+        select(func.max(taken))
         .where(h.company_id == company_id, real, h.client_id == Client.id, h.last_visit_date == Client.last_visit_date)
         .scalar_subquery()
     )

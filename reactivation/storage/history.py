@@ -12,12 +12,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, text, update
+from sqlalchemy import ColumnElement, case, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from reactivation.core.instants import aware_utc
-from reactivation.core.vocabulary import Status
+from reactivation.core.vocabulary import Status, Step
 from reactivation.storage import due_dates
 from reactivation.storage.db import is_postgres
 from reactivation.storage.models import ReactivationHistory
@@ -38,6 +38,13 @@ def not_dry_run() -> ColumnElement[bool]:
     bookings and replies linked to a message, the minimum gap between messages, the steps of a lapse, the
     hand-overs) takes this clause, and only this one."""
     return ReactivationHistory.dry_run.is_(False)
+
+
+def step_taken() -> ColumnElement[int]:
+    """The step a row stands for in its lapse: a lapse whose flow stopped (a negative reply, an opt-out, a booking)
+    counts as if its last step were taken. Its max over a lapse's real rows is the step taken so far."""
+    h = ReactivationHistory
+    return case((h.flow_stopped_reason.is_not(None), int(Step.WIN_BACK)), else_=h.step)
 
 
 def claim(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:

@@ -19,13 +19,12 @@ from datetime import datetime
 from time import monotonic
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from reactivation.core.vocabulary import Step
 from reactivation.storage import due_dates
 from reactivation.storage.db import analyze_tables, is_postgres
-from reactivation.storage.history import not_dry_run
+from reactivation.storage.history import not_dry_run, step_taken
 from reactivation.storage.models import (
     Client,
     ClientPersonalizedInterval,
@@ -178,10 +177,9 @@ def kept_rows(
 def steps_taken(session: Session, *, company_id: int, client_ids: Sequence[int]) -> dict[tuple[int, Any], int]:
     """(client, lapse) → the latest step taken in it by real rows (a lapse whose flow stopped counts as the last)."""
     h = ReactivationHistory
-    step_taken = case((h.flow_stopped_reason.is_not(None), int(Step.WIN_BACK)), else_=h.step)
     ids = due_dates.among(client_ids, postgres=is_postgres(session))
     statement = (
-        select(h.client_id, h.last_visit_date, func.max(step_taken))
+        select(h.client_id, h.last_visit_date, func.max(step_taken()))
         .where(h.company_id == company_id, ids(h.client_id), not_dry_run())
         .group_by(h.client_id, h.last_visit_date)
     )
