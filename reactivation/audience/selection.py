@@ -97,18 +97,14 @@ from reactivation.storage.models import (
     ReplyHold,
     ServiceReactivationInterval,
 )
-from reactivation.timing.industry import IndustryMatch
 from reactivation.timing.steps import due_date, next_step
 from reactivation.timing.waterfall import (
     MIN_INTERVAL_DAYS,
     Interval,
-    PersonalRhythm,
-    ServiceAverage,
     Source,
-    choose_interval,
 )
 from reactivation.timing.waterfall_sql import (
-    first_title,
+    ServiceFacts,
     industry_table,
     service_facts,
     usable_personal,
@@ -175,8 +171,7 @@ class _Reference:
 
     company: CompanyConfig
     today: date
-    industry: dict[int, IndustryMatch]
-    titles: dict[int, str]
+    facts: ServiceFacts  # the company's service titles and their industry levels
     contact_cutoff: datetime | None
 
     @property
@@ -483,10 +478,9 @@ def _held(
 def _reference(session: Session, *, company_id: int, today: date) -> _Reference:
     company = load_company(session, company_id=company_id)
     facts = service_facts(session, company_id=company_id)
-    titles, industry = facts.titles, facts.industry
     gap = company.settings.min_days_between_messages
     cutoff = local_midnight(today - timedelta(days=gap - 1), company.tz) if gap > 0 else None
-    return _Reference(company=company, today=today, industry=industry, titles=titles, contact_cutoff=cutoff)
+    return _Reference(company=company, today=today, facts=facts, contact_cutoff=cutoff)
 
 
 def _utc_offset_modifier(tz: ZoneInfo, today: date) -> str:
@@ -559,7 +553,7 @@ def _candidates(
     p = ClientPersonalizedInterval
     s = ServiceReactivationInterval
     company_id = reference.company.id
-    industry = industry_table(reference.industry)
+    industry = industry_table(reference.facts.industry)
     previous = _previous_step(reference, per_client=floor is not None or only is not None)
     hold = _holds(company_id, reference.today)
     candidates: Any = (
@@ -792,22 +786,14 @@ def _probe(*where: Any) -> ColumnElement[bool]:
 
 def _due_client(row: Any, reference: _Reference, *, phone_e164: str | None) -> DueClient | None:
     service_id = row.service_id if isinstance(row.service_id, int) else None
-    title = reference.titles.get(service_id) if service_id is not None else None
-    if title is None:
-        title = first_title(row.last_services)
+    title = reference.facts.title(service_id, row.last_services)
     personal = None
     if row.personal_interval_days is not None:
-        personal = PersonalRhythm(row.personal_interval_days, row.personal_visits - 1, row.consistency_score)
+        personal = (row.personal_interval_days, row.personal_visits, row.consistency_score)
     service = None
     if row.median_interval_days is not None:
-        service = ServiceAverage(row.median_interval_days, row.sample_size, row.is_active)
-    interval = choose_interval(
-        personal=personal,
-        service=service,
-        industry=reference.industry.get(service_id) if service_id is not None else None,
-        service_id=service_id,
-        service_name=title,
-    )
+        service = (row.median_interval_days, row.sample_size, row.is_active)
+    interval = reference.facts.interval(service_id=service_id, title=title, personal=personal, service=service)
     previous = int(row.previous_step) if row.previous_step is not None else 0
     last_visit = row.last_visit_date
     if row.repeat:
@@ -1079,9 +1065,7 @@ def _hashed_since(top: Any, reference: _Reference) -> Any:
 def _kept_due_client(row: Any, reference: _Reference, *, phone_e164: str | None) -> DueClient | None:
     """A due client from a kept row: the kept interval, the step the SQL found."""
     service_id = row.service_id if isinstance(row.service_id, int) else None
-    title = reference.titles.get(service_id) if service_id is not None else None
-    if title is None:
-        title = first_title(row.last_services)
+    title = reference.facts.title(service_id, row.last_services)
     interval = Interval(
         interval_days=row.interval_days,
         source=Source(row.interval_source),
