@@ -28,12 +28,10 @@ from reactivation.core.vocabulary import Step
 from reactivation.messaging.composing import MessageRequest
 from reactivation.messaging.names import first_name
 from reactivation.storage import history
-from reactivation.storage.companies import CompanyConfig, UnknownCompany, company_config
+from reactivation.storage.companies import CompanyConfig, UnknownCompany, company_config, parse_company
 from reactivation.storage.company_settings import (
     CompanyConfigError,
     CompanySettings,
-    parse_company_settings,
-    parse_timezone,
 )
 from reactivation.storage.models import Client, Company, ReactivationHistory
 
@@ -58,15 +56,7 @@ class CompanyFacts:
 
 @lru_cache(maxsize=256)
 def _config(frozen: str) -> CompanyConfig:
-    data = json.loads(frozen)
-    return CompanyConfig(
-        id=data["id"],
-        name=data["name"],
-        tz=parse_timezone(data["id"], data["timezone"]),
-        country=data["country"],
-        enabled=data["enabled"],
-        settings=parse_company_settings(data["id"], data["settings"]),
-    )
+    return parse_company(**json.loads(frozen))
 
 
 def settings_json(settings: CompanySettings) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -39,13 +40,27 @@ class CompanyConfig:
 
 def company_config(row: Company) -> CompanyConfig:
     """Validate a row; raises CompanyConfigError naming the company when a value is unusable."""
-    return CompanyConfig(
+    return parse_company(
         id=row.id,
-        name=row.name or "",
-        tz=parse_timezone(row.id, row.timezone),
-        country=(row.country or "RU").upper(),
-        enabled=bool(row.enabled),
-        settings=parse_company_settings(row.id, row.settings),
+        name=row.name,
+        timezone=row.timezone,
+        country=row.country,
+        enabled=row.enabled,
+        settings=row.settings,
+    )
+
+
+def parse_company(
+    *, id: int, name: str | None, timezone: str | None, country: str | None, enabled: bool | None, settings: Any
+) -> CompanyConfig:
+    """A company's values (a row's, or the copy a chain carries) validated; CompanyConfigError names the company."""
+    return CompanyConfig(
+        id=id,
+        name=name or "",
+        tz=parse_timezone(id, timezone),
+        country=(country or "RU").upper(),
+        enabled=bool(enabled),
+        settings=parse_company_settings(id, settings),
     )
 
 
