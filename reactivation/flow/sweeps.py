@@ -36,8 +36,9 @@ from sqlalchemy.orm import Session
 
 from reactivation.core.vocabulary import ChainStep, SkipReason, Status
 from reactivation.delivery.factory import IDEMPOTENT_PROVIDERS
+from reactivation.storage import gemini_queue
 from reactivation.storage.history import not_dry_run
-from reactivation.storage.models import GeminiQueued, ReactivationHistory
+from reactivation.storage.models import ReactivationHistory
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +86,7 @@ def sweep_company(session: Session, *, company_id: int, now: datetime) -> SweepR
     result.resume = [(company_id, history_id, ChainStep.SEND_MESSAGE) for history_id in resent]
     result.resume += _resumable(session, company_id=company_id, now=now)
     result.handover = [(company_id, history_id) for history_id in _handovers_owed(session, company_id, now=now)]
-    queued = GeminiQueued
-    result.gemini_waiting = (
-        session.execute(select(queued.history_id).where(queued.company_id == company_id).limit(1)).first() is not None
-    )
+    result.gemini_waiting = gemini_queue.any_waiting(session, company_id=company_id)
     if result.unknown or result.expired or result.resume or result.handover:
         log.warning(
             "sweep found stuck rows",
@@ -144,10 +142,7 @@ def _resumable(session: Session, *, company_id: int, now: datetime) -> list[tupl
     history = ReactivationHistory
     mine = history.company_id == company_id
     window_open = and_(history.status == Status.GENERATED, history.send_after.is_not(None), history.send_after <= now)
-    queued = GeminiQueued
-    in_gemini_queue = (
-        select(queued.history_id).where(queued.company_id == company_id, queued.history_id == history.id).exists()
-    )
+    in_gemini_queue = gemini_queue.queued(company_id, history.id)
     stale = and_(
         history.status.in_([s.value for s in RESUME_FROM]),
         history.updated_at < now - STALE_AFTER,

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, case, delete, func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -154,6 +155,18 @@ def give_back(session: Session, *, token: str, rows: Sequence[tuple[int, int]], 
         .values(values)
         .execution_options(synchronize_session=False)
     )
+
+
+def any_waiting(session: Session, *, company_id: int) -> bool:
+    """Whether any of a company's rows is in the queue (an index probe, however long the backlog)."""
+    q = GeminiQueued
+    return session.execute(select(q.history_id).where(q.company_id == company_id).limit(1)).first() is not None
+
+
+def queued(company_id: int, history_id: Any) -> ColumnElement[bool]:
+    """A clause: the history row `history_id` (a column of the enclosing query) is in the queue."""
+    q = GeminiQueued
+    return select(q.history_id).where(q.company_id == company_id, q.history_id == history_id).exists()
 
 
 def waiting(session: Session, *, company_id: int) -> int:
